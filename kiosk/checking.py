@@ -1,0 +1,62 @@
+"""``gatekiosk check``: what the gate would decide, recording nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kiosk.codes.base import Credential
+from kiosk.compose import policy_rules, registry_for
+from kiosk.config import Settings
+from kiosk.policy import GateView, decide
+from kiosk.privacy import subject_hash
+from kiosk.store import Store
+
+
+def check_payloads(
+    settings: Settings, payloads: list[bytes], *, at: datetime
+) -> list[dict[str, Any]]:
+    """One result per payload, as the JSON ``gatekiosk check`` prints.
+
+    Presence and the denylist come from the site's database when it and its
+    key exist; otherwise the gate is taken as empty.
+    """
+    registry = registry_for(settings)
+    rules = policy_rules(settings)
+    expiry_h = settings["policy.presence_expiry_h"]
+    store = None
+    key = None
+    if settings.db_path.exists() and settings.key_path.exists():
+        store = Store.open(settings.db_path, read_only=True)
+        key = settings.key_path.read_bytes()
+    results = []
+    try:
+        for raw in payloads:
+            identified = registry.identify(raw, at=at)
+            view = GateView()
+            if store is not None and key is not None:
+                occupancy = store.occupancy(now=at, expiry_h=expiry_h)
+                view = GateView(occupancy=occupancy)
+                if isinstance(identified, Credential):
+                    hashed = subject_hash(key, identified.subject_id)
+                    presence = store.presence_of(hashed, now=at, expiry_h=expiry_h)
+                    view = GateView(
+                        present_since=presence.entered_at if presence else None,
+                        occupancy=occupancy,
+                        denylisted=store.is_denylisted(hashed),
+                    )
+            decision = decide(identified, rules=rules, view=view)
+            results.append(
+                {
+                    "decision": decision.verdict,
+                    "reason": decision.reason,
+                    "kind": identified.kind,
+                    "direction": decision.direction,
+                    "message": {"vi": decision.message.vi, "en": decision.message.en},
+                    "warning": decision.warning,
+                }
+            )
+    finally:
+        if store is not None:
+            store.close()
+    return results

@@ -1,0 +1,379 @@
+"""The ``gatekiosk`` command: a thin click layer over the library.
+
+Library errors become ``Error: ...`` and exit status 1; nothing else is
+caught here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kiosk import __version__
+from kiosk.errors import GateError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(logging.DEBUG, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+class _Group(click.Group):
+    """Turns every GateError into click's ``Error: ...`` with exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GateError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gatekiosk")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """gatekiosk: an offline entry gate that reads QR codes.
+
+    Example:
+
+        gatekiosk demo
+    """
+    _configure_logging(verbose)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML settings file; without it the built-in defaults apply.",
+)
+
+
+def _settings(config_path: Path | None, **overrides: Any) -> Any:
+    from kiosk.config import load_settings
+
+    return load_settings(
+        config_path, overrides={k: v for k, v in overrides.items() if v is not None}
+    )
+
+
+# -- run ---------------------------------------------------------------------
+
+
+@cli.command()
+@config_option
+def run(config_path: Path | None) -> None:
+    """Scan codes at the gate until stopped (Ctrl-C or SIGTERM).
+
+    Example:
+
+        gatekiosk run --config /etc/gatekiosk/gatekiosk.toml
+    """
+    from kiosk.clock import SystemClock
+    from kiosk.compose import build_gate
+
+    settings = _settings(config_path)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with build_gate(settings, clock=SystemClock()) as gate:
+        click.echo(
+            f"gatekiosk: scanning at gate {settings['gate.id']}, database {settings.db_path}"
+        )
+        gate.scanner.run(stop)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+# -- demo --------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-data"),
+    show_default=True,
+    help="Folder for the demo's database.",
+)
+@click.option("--seconds", type=float, default=None, help="Stop after this long (default: Ctrl-C).")
+def demo(data_dir: Path, seconds: float | None) -> None:
+    """The whole gate on this machine: simulated camera and pins.
+
+    A simulated camera shows sample visitors in turn (an ID card, a national
+    personal QR, an unrecognised code, a denylisted person, someone
+    leaving); each decision lights the simulated lights, shown here live,
+    and is recorded in DATA_DIR/gatekiosk.db.
+
+    Example:
+
+        gatekiosk demo --seconds 60
+    """
+    from kiosk.demo import run_demo
+
+    run_demo(data_dir=data_dir, seconds=seconds)
+
+
+# -- decode ------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--backend",
+    type=click.Choice(["zxing", "zbar"]),
+    default="zxing",
+    show_default=True,
+    help="QR decoder to use.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image or video frame.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def decode(backend: str, as_json: bool, files: tuple[Path, ...]) -> None:
+    """Decode the QR codes in images or videos.
+
+    Images give one result each; videos give one per frame that holds a
+    code. Times are the decoder's own, per frame, in milliseconds.
+
+    Example:
+
+        gatekiosk decode --json photo.jpg recording.mp4
+    """
+    import time
+
+    from kiosk.decoder import make_decoder
+
+    decoder = make_decoder(backend)
+    for path in files:
+        for frame_no, grey in _frames_of(path):
+            started = time.perf_counter()
+            codes = decoder.decode(grey)
+            ms = (time.perf_counter() - started) * 1000.0
+            if frame_no is not None and not codes:
+                continue
+            if as_json:
+                click.echo(
+                    json.dumps(
+                        {
+                            "file": str(path),
+                            "frame": frame_no,
+                            "codes": [
+                                {
+                                    "text": c.text,
+                                    "bytes_b64": base64.b64encode(c.raw).decode("ascii"),
+                                    "corners": [[round(x, 1), round(y, 1)] for x, y in c.corners],
+                                }
+                                for c in codes
+                            ],
+                            "ms": round(ms, 2),
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+            else:
+                where = str(path) if frame_no is None else f"{path} frame {frame_no}"
+                if not codes:
+                    click.echo(f"{where}: no QR code ({ms:.1f} ms)")
+                for c in codes:
+                    click.echo(f"{where}: {c.text} ({ms:.1f} ms)")
+
+
+def _frames_of(path: Path) -> Iterator[tuple[int | None, Any]]:
+    """(frame number or None for a still image, grey image) for a file."""
+    import cv2
+
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if grey is None:
+            raise GateError(f"{path}: not an image this program can read")
+        yield None, grey
+        return
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise GateError(f"{path}: neither an image nor a video this program can read")
+    try:
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+            index += 1
+    finally:
+        capture.release()
+
+
+# -- check -------------------------------------------------------------------
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@click.option("--at", "at_text", help="Decide as at this ISO-8601 time (default: now).")
+@click.option("--payload", help="The code's text.")
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An image holding the code.",
+)
+def check(
+    config_path: Path | None,
+    as_json: bool,
+    at_text: str | None,
+    payload: str | None,
+    image: Path | None,
+) -> None:
+    """What the gate would decide for a code, without recording anything.
+
+    With a configuration whose database exists, presence and the denylist
+    are read from it (read only).
+
+    Example:
+
+        gatekiosk check --json --payload '079201000123||Nguyễn Văn An|15031990|Nam|Q1|01072021'
+    """
+    from kiosk.checking import check_payloads
+
+    if (payload is None) == (image is None):
+        raise click.UsageError("give exactly one of --payload or --image")
+    at = _parse_at(at_text)
+    settings = _settings(config_path)
+    if payload is not None:
+        payloads = [payload.encode("utf-8")]
+    else:
+        assert image is not None
+        payloads = _payloads_in_image(image, settings["decoder.backend"])
+    for result in check_payloads(settings, payloads, at=at):
+        if as_json:
+            click.echo(json.dumps(result, ensure_ascii=False))
+        else:
+            click.echo(
+                f"{result['decision']} ({result['direction']}): {result['reason']}"
+                f" [{result['kind']}] {result['message']['vi']} / {result['message']['en']}"
+            )
+
+
+def _parse_at(at_text: str | None) -> datetime:
+    if at_text is None:
+        from kiosk.clock import SystemClock
+
+        return SystemClock().now()
+    try:
+        at = datetime.fromisoformat(at_text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{at_text!r} is not an ISO-8601 time, e.g. 2026-11-28T08:30:00+07:00",
+            param_hint="--at",
+        ) from None
+    if at.tzinfo is None:
+        raise click.BadParameter(
+            f"{at_text!r} has no UTC offset; add one, e.g. {at_text}+07:00", param_hint="--at"
+        )
+    return at.astimezone(UTC)
+
+
+def _payloads_in_image(image: Path, backend: str) -> list[bytes]:
+    from kiosk.decoder import make_decoder
+
+    decoder = make_decoder(backend)
+    grey = next(_frames_of(image))[1]
+    codes = decoder.decode(grey)
+    if not codes:
+        raise GateError(f"{image}: no QR code found")
+    return [c.raw for c in codes]
+
+
+# -- replay ------------------------------------------------------------------
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Database to record into (default: a fresh one in a temporary folder).",
+)
+@click.option(
+    "--fps", type=float, default=None, help="Replay at this rate (default: as fast as possible)."
+)
+@click.argument("recording", type=click.Path(exists=True, path_type=Path))
+def replay(
+    config_path: Path | None, db_path: Path | None, fps: float | None, recording: Path
+) -> None:
+    """Run the real pipeline over a video or an image folder, with simulated pins.
+
+    Prints one JSON line per decision: frame, decision, reason, kind and
+    latency_ms (from the frame's capture to the signal).
+
+    Example:
+
+        gatekiosk replay --fps 15 gate-recording.mp4
+    """
+    from gpiozero.pins.mock import MockFactory
+
+    from kiosk.camera import FileSource
+    from kiosk.clock import SystemClock
+    from kiosk.compose import build_gate
+
+    clock = SystemClock()
+    with tempfile.TemporaryDirectory(prefix="gatekiosk-replay-") as tmp:
+        data_dir = db_path.parent if db_path else Path(tmp)
+        settings = _settings(config_path, **{"gate.data_dir": str(data_dir)})
+        if db_path is not None:
+            settings = _with_db_name(settings, db_path)
+        source = FileSource(recording, clock=clock, fps=fps)
+
+        def emit(outcome: Any) -> None:
+            click.echo(
+                json.dumps(
+                    {
+                        "frame": outcome.frame_index,
+                        "decision": outcome.decision.verdict,
+                        "reason": outcome.decision.reason,
+                        "kind": outcome.identified.kind if outcome.identified else None,
+                        "latency_ms": round(outcome.latency_ms, 2),
+                    }
+                )
+            )
+
+        with build_gate(
+            settings, clock=clock, source=source, pin_factory=MockFactory(), on_outcome=emit
+        ) as gate:
+            gate.scanner.run(threading.Event())
+
+
+def _with_db_name(settings: Any, db_path: Path) -> Any:
+    from kiosk.config import Settings
+
+    return Settings(
+        values={**settings.values, "gate.data_dir": str(db_path.parent)},
+        source=settings.source,
+        db_name=db_path.name,
+    )
+
+
+def main() -> None:
+    cli(prog_name="gatekiosk")

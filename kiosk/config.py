@@ -1,0 +1,383 @@
+"""Settings: every one declared once, as data, with its default and a line of help.
+
+A site's settings come from one TOML file (see ``deploy/gatekiosk.toml``),
+then from environment variables named ``GATEKIOSK_<SECTION>__<KEY>`` (for
+example ``GATEKIOSK_GATE__MODE=exit``). Unknown keys, wrong types and values
+out of range all fail at start-up, in one message that lists every problem.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gate_controller.pins import PinConfig
+from kiosk.errors import ConfigError
+
+ENV_PREFIX = "GATEKIOSK_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    optional: bool = False
+    """True when the setting may be empty (None); ``default`` then fixes the type."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def kind(self) -> type:
+        return type(self.default) if self.default is not None else str
+
+
+def _int_or_none(section: str, key: str, default: int | None, help: str) -> Setting:
+    return Setting(section, key, default, help, minimum=0, maximum=99999, optional=True)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("gate", "id", "gate-1", "Name of this gate, recorded with every event."),
+    Setting(
+        "gate",
+        "mode",
+        "both",
+        "entry: everyone comes in; exit: everyone goes out; both: direction from presence.",
+        choices=("entry", "exit", "both"),
+    ),
+    Setting("gate", "timezone", "Asia/Ho_Chi_Minh", "The site's IANA time zone."),
+    Setting("gate", "data_dir", "gatekiosk-data", "Folder for the database and the hash key."),
+    Setting(
+        "camera",
+        "source",
+        "v4l2",
+        "picamera2 (Pi Camera Module), v4l2 (USB webcam), file (video or image folder), "
+        "synthetic (rendered demo codes).",
+        choices=("picamera2", "v4l2", "file", "synthetic"),
+    ),
+    Setting(
+        "camera",
+        "device",
+        "0",
+        "v4l2: index or /dev/v4l/by-id/... path; file: video file or image folder.",
+    ),
+    Setting("camera", "width", 640, "Frame width in pixels.", minimum=160, maximum=4096),
+    Setting("camera", "height", 480, "Frame height in pixels.", minimum=120, maximum=3072),
+    Setting(
+        "camera", "fps", 15.0, "Frames per second asked of the camera.", minimum=1, maximum=120
+    ),
+    Setting(
+        "camera",
+        "stall_timeout_s",
+        2.0,
+        "A camera silent this long is reported and reopened.",
+        minimum=0.2,
+        maximum=60,
+    ),
+    Setting(
+        "decoder",
+        "backend",
+        "zxing",
+        "QR decoder: zxing (zxing-cpp) or zbar (libzbar).",
+        choices=("zxing", "zbar"),
+    ),
+    Setting(
+        "scan",
+        "hysteresis_s",
+        2.0,
+        "A code must leave view this long before showing it again counts as a new scan.",
+        minimum=0.1,
+        maximum=60,
+    ),
+    Setting(
+        "policy",
+        "antipassback",
+        "soft",
+        "A code already inside used to enter again: off, soft (allow, warn), hard (deny).",
+        choices=("off", "soft", "hard"),
+    ),
+    Setting(
+        "policy",
+        "presence_expiry_h",
+        12.0,
+        "Hours after which someone with no recorded exit no longer counts as inside.",
+        minimum=0.1,
+        maximum=24 * 14,
+    ),
+    Setting(
+        "policy",
+        "capacity",
+        0,
+        "Most people inside at once; 0 for no limit.",
+        minimum=0,
+        maximum=1_000_000,
+    ),
+    Setting(
+        "policy",
+        "allowed_kinds",
+        "declaration,staff-pass,cccd,pc-covid,hcert",
+        "Comma-separated code kinds the gate accepts.",
+    ),
+    Setting(
+        "pins",
+        "backend",
+        "auto",
+        "auto (lgpio on a Raspberry Pi, simulated elsewhere), lgpio, or mock.",
+        choices=("auto", "lgpio", "mock"),
+    ),
+    _int_or_none("pins", "green", 17, "BCM pin of the green light."),
+    _int_or_none("pins", "red", 27, "BCM pin of the red light."),
+    _int_or_none("pins", "buzzer", 22, "BCM pin of the buzzer (empty: none)."),
+    _int_or_none("pins", "relay", 23, "BCM pin of the door relay."),
+    _int_or_none("pins", "button", 24, "BCM pin of the guard's override button (empty: none)."),
+    _int_or_none("pins", "status", 25, "BCM pin of the ready/fault light (empty: none)."),
+    Setting(
+        "pins",
+        "relay_active_high",
+        False,
+        "True if the relay module switches on a high input; most cheap modules are active-low.",
+    ),
+    Setting(
+        "pins",
+        "relay_pulse_ms",
+        1500,
+        "How long the door relay stays energised.",
+        minimum=50,
+        maximum=30000,
+    ),
+    Setting(
+        "pins",
+        "light_ms",
+        1500,
+        "How long the green or red light stays on.",
+        minimum=100,
+        maximum=30000,
+    ),
+    Setting(
+        "privacy",
+        "store_full_id",
+        False,
+        "Keep full ID numbers in the log (otherwise only masked IDs and keyed hashes).",
+    ),
+    Setting(
+        "privacy",
+        "retention_days",
+        21,
+        "Events older than this are purged.",
+        minimum=1,
+        maximum=3650,
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings, by name: ``settings["gate.mode"]``."""
+
+    values: Mapping[str, Any]
+    source: Path | None = None
+    db_name: str = "gatekiosk.db"
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.values["gate.data_dir"])
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / self.db_name
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "subject.key"
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.values["gate.timezone"])
+
+    @property
+    def allowed_kinds(self) -> frozenset[str]:
+        raw = str(self.values["policy.allowed_kinds"])
+        return frozenset(k.strip() for k in raw.split(",") if k.strip())
+
+    def pin_config(self) -> PinConfig:
+        v = self.values
+        return PinConfig(
+            green=v["pins.green"],
+            red=v["pins.red"],
+            buzzer=v["pins.buzzer"],
+            relay=v["pins.relay"],
+            button=v["pins.button"],
+            status=v["pins.status"],
+            relay_active_high=v["pins.relay_active_high"],
+            relay_pulse_ms=v["pins.relay_pulse_ms"],
+            light_ms=v["pins.light_ms"],
+        )
+
+
+def _coerce(setting: Setting, value: Any) -> tuple[Any, str | None]:
+    """Value converted to the setting's type, or a problem message."""
+    if value is None or (setting.optional and value in ("", "none", "None")):
+        if setting.optional:
+            return None, None
+        return None, f"{setting.name}: a value is required"
+    kind = setting.kind
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                converted: Any = value
+            elif isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                converted = True
+            elif isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                converted = False
+            else:
+                return None, f"{setting.name}: expected true or false, got {value!r}"
+        elif kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                return None, f"{setting.name}: expected a whole number, got {value!r}"
+            converted = int(value)
+        elif kind is float:
+            if isinstance(value, bool):
+                return None, f"{setting.name}: expected a number, got {value!r}"
+            converted = float(value)
+        else:
+            if not isinstance(value, str | int):
+                return None, f"{setting.name}: expected text, got {value!r}"
+            converted = str(value)
+    except (TypeError, ValueError):
+        return None, f"{setting.name}: expected a {kind.__name__}, got {value!r}"
+    if setting.choices and converted not in setting.choices:
+        return None, f"{setting.name}: {converted!r} is not one of {', '.join(setting.choices)}"
+    if isinstance(converted, int | float) and not isinstance(converted, bool):
+        if setting.minimum is not None and converted < setting.minimum:
+            return None, f"{setting.name}: {converted} is below the minimum {setting.minimum:g}"
+        if setting.maximum is not None and converted > setting.maximum:
+            return None, f"{setting.name}: {converted} is above the maximum {setting.maximum:g}"
+    return converted, None
+
+
+def _flatten(document: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, table in document.items():
+        if not isinstance(table, Mapping):
+            problems.append(f"{section}: expected a [{section}] table, got a single value")
+            continue
+        for key, value in table.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, str]:
+    found = {}
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+            found[f"{section}.{key}"] = value
+    return found
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file, then the environment, then ``overrides``.
+
+    Raises :class:`ConfigError` listing every problem found.
+    """
+    problems: list[str] = []
+    given: dict[str, Any] = {}
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: no such file"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{path}: cannot read it ({exc})"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+        given.update(_flatten(document, problems))
+    given.update(_from_env(os.environ if env is None else env))
+    given.update(overrides or {})
+
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.name in given:
+            value, problem = _coerce(setting, given[setting.name])
+            if problem:
+                problems.append(problem)
+                continue
+            values[setting.name] = value
+        else:
+            values[setting.name] = setting.default
+    for name in sorted(set(given) - set(_BY_NAME)):
+        problems.append(f"{name}: unknown setting")
+
+    problems.extend(_cross_checks(values))
+    if problems:
+        raise ConfigError(problems)
+    return Settings(values=values, source=path)
+
+
+def _cross_checks(values: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    if "gate.timezone" in values:
+        try:
+            ZoneInfo(values["gate.timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"gate.timezone: unknown time zone {values['gate.timezone']!r}")
+    if not str(values.get("gate.id", "")).strip():
+        problems.append("gate.id: must not be empty")
+    kinds = {k.strip() for k in str(values.get("policy.allowed_kinds", "")).split(",")}
+    known = {"declaration", "staff-pass", "cccd", "pc-covid", "hcert"}
+    for kind in sorted(kinds - known - {""}):
+        problems.append(
+            f"policy.allowed_kinds: unknown kind {kind!r} (known: {', '.join(sorted(known))})"
+        )
+    pin_names = ("green", "red", "buzzer", "relay", "button", "status")
+    if all(f"pins.{p}" in values for p in pin_names):
+        pins = Settings(values=values).pin_config()
+        problems.extend(f"pins: {p}" for p in pins.validate())
+    return problems
+
+
+def example_toml() -> str:
+    """The documented example configuration, generated from :data:`SETTINGS`."""
+    lines = [
+        "# gatekiosk configuration. Every setting is shown with its default;",
+        "# delete what you do not change. Environment variables override this file:",
+        "# GATEKIOSK_<SECTION>__<KEY>, for example GATEKIOSK_GATE__MODE=exit.",
+    ]
+    section = None
+    for s in SETTINGS:
+        if s.section != section:
+            section = s.section
+            lines += ["", f"[{section}]"]
+        lines.append(f"# {s.help}")
+        if s.choices:
+            lines.append(f"# One of: {', '.join(s.choices)}.")
+        if s.default is None:
+            lines.append(f"# {s.key} =")
+        elif isinstance(s.default, bool):
+            lines.append(f"{s.key} = {'true' if s.default else 'false'}")
+        elif isinstance(s.default, str):
+            lines.append(f'{s.key} = "{s.default}"')
+        else:
+            lines.append(f"{s.key} = {s.default}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,184 @@
+"""``gatekiosk demo``: the whole gate with a simulated camera and simulated pins."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from gpiozero.pins.mock import MockFactory
+
+from kiosk.camera import SyntheticSource
+from kiosk.clock import SystemClock
+from kiosk.compose import build_gate
+from kiosk.config import Settings, load_settings
+from kiosk.privacy import load_or_create_key, subject_hash
+from kiosk.samples import DEMO_VISITORS, DENYLISTED_ID
+from kiosk.scanner import Outcome
+from kiosk.synthetic import Scene
+
+SHOW_S = 3.0
+"""How long each sample visitor holds the code to the camera."""
+GAP_S = 3.0
+"""Empty frames between visitors: longer than the hysteresis."""
+
+
+def demo_settings(data_dir: Path) -> Settings:
+    return load_settings(
+        overrides={
+            "gate.id": "demo-gate",
+            "gate.data_dir": str(data_dir),
+            "gate.mode": "both",
+            "camera.source": "synthetic",
+            "camera.fps": 10.0,
+            "pins.backend": "mock",
+            "pins.relay_pulse_ms": 1000,
+            "pins.light_ms": 1500,
+        },
+        env={},
+    )
+
+
+def demo_source(clock: SystemClock, settings: Settings) -> SyntheticSource:
+    scenes = []
+    for visitor in DEMO_VISITORS:
+        scenes.append(Scene((visitor.payload,), SHOW_S))
+        scenes.append(Scene((), GAP_S))
+    return SyntheticSource(
+        scenes,
+        clock=clock,
+        size=(settings["camera.width"], settings["camera.height"]),
+        fps=settings["camera.fps"],
+        loop=True,
+        seed=7,
+    )
+
+
+class LightsLine:
+    """Draws the simulated lights on one terminal line, redrawn as pins change."""
+
+    def __init__(self, factory: MockFactory, settings: Settings, out: TextIO) -> None:
+        self.factory = factory
+        self.settings = settings
+        self.out = out
+        self.colour = out.isatty()
+        self._lock = threading.Lock()
+        self._last = ""
+
+    def _pin_on(self, name: str, active_high: bool = True) -> bool:
+        number = self.settings[f"pins.{name}"]
+        if number is None:
+            return False
+        state = bool(self.factory.pin(number).state)
+        return state if active_high else not state
+
+    def render(self) -> str:
+        green = self._pin_on("green")
+        red = self._pin_on("red")
+        relay = self._pin_on("relay", self.settings["pins.relay_active_high"])
+        buzzer = self._pin_on("buzzer")
+
+        def lamp(on: bool, label: str, code: str) -> str:
+            dot = "●" if on else "○"
+            if self.colour and on:
+                return f"\x1b[{code}m{dot} {label}\x1b[0m"
+            return f"{dot} {label}"
+
+        return "   ".join(
+            [
+                lamp(green, "XANH/green", "1;32"),
+                lamp(red, "ĐỎ/red", "1;31"),
+                lamp(relay, "CỬA MỞ/door open", "1;33"),
+                lamp(buzzer, "CÒI/buzzer", "1;35"),
+            ]
+        )
+
+    def refresh(self) -> None:
+        line = self.render()
+        with self._lock:
+            if self.colour and line != self._last:
+                self.out.write("\r\x1b[2K" + line)
+                self.out.flush()
+            self._last = line
+
+    def print_above(self, text: str) -> None:
+        with self._lock:
+            if self.colour:
+                self.out.write("\r\x1b[2K" + text + "\n" + self._last)
+            else:
+                self.out.write(text + "\n")
+            self.out.flush()
+
+
+def describe(outcome: Outcome, tz: Any) -> str:
+    decision = outcome.decision
+    when = outcome.event.at.astimezone(tz).strftime("%H:%M:%S") if outcome.event else "--:--:--"
+    name = ""
+    masked = ""
+    if outcome.event is not None:
+        name = outcome.event.display_name or ""
+        masked = outcome.event.masked_id or ""
+    kind = outcome.identified.kind if outcome.identified else "override"
+    verdict = "CHO VÀO/ALLOW" if decision.allowed else "TỪ CHỐI/DENY"
+    return (
+        f"{when}  {verdict:<14} {decision.direction:<3} {kind:<12} {name} {masked}".rstrip()
+        + f"  — {decision.message.vi} / {decision.message.en}"
+        + f"  [{decision.reason}, {outcome.latency_ms:.0f} ms]"
+    )
+
+
+def run_demo(
+    *,
+    data_dir: Path,
+    seconds: float | None,
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> None:
+    out = out or sys.stdout
+    stop = stop or threading.Event()
+    settings = demo_settings(data_dir)
+    clock = SystemClock()
+    factory = MockFactory()
+    lights = LightsLine(factory, settings, out)
+
+    def report(outcome: Outcome) -> None:
+        lights.print_above(describe(outcome, settings.timezone))
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    with build_gate(
+        settings,
+        clock=clock,
+        source=demo_source(clock, settings),
+        pin_factory=factory,
+        on_outcome=report,
+    ) as gate:
+        key = load_or_create_key(settings.key_path)
+        hashed = subject_hash(key, DENYLISTED_ID)
+        if not gate.store.is_denylisted(hashed):
+            gate.store.add_to_denylist(
+                hashed, label="Lê Hoàng Phúc (demo)", note="demo: denylisted", at=clock.now()
+            )
+        out.write(
+            "gatekiosk demo: simulated camera and pins, database "
+            f"{settings.db_path}. Ctrl-C to stop.\n"
+        )
+        out.flush()
+        scan = threading.Thread(target=gate.scanner.run, args=(stop,), name="scanner")
+        scan.start()
+        try:
+            deadline = clock.monotonic() + seconds if seconds is not None else None
+            while not stop.wait(0.05):
+                lights.refresh()
+                if deadline is not None and clock.monotonic() >= deadline:
+                    stop.set()
+        except KeyboardInterrupt:
+            stop.set()
+        finally:
+            stop.set()
+            scan.join()
+            if lights.colour:
+                out.write("\n")

@@ -1,0 +1,101 @@
+"""Reason codes and what a visitor is told about them, Vietnamese first.
+
+One table for every reason a decision can carry. The gate screen, the log
+and the exports show these same words; payload formats that plug in later
+add their reasons with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Message:
+    vi: str
+    en: str
+
+
+_MESSAGES: dict[str, Message] = {
+    # allowed
+    "ok": Message("Mời vào", "Welcome, please enter"),
+    "ok-exit": Message("Tạm biệt, hẹn gặp lại", "Goodbye, see you again"),
+    "override": Message("Bảo vệ cho phép vào", "Admitted by the guard"),
+    # policy refusals and warnings
+    "antipassback": Message(
+        "Mã này đã được dùng để vào và chưa ra", "This code was used to enter and has not exited"
+    ),
+    "denylisted": Message(
+        "Không được phép vào. Vui lòng gặp bảo vệ", "Entry not permitted. Please see the guard"
+    ),
+    "capacity-full": Message(
+        "Đã đủ số người cho phép. Vui lòng chờ", "The site is at capacity. Please wait"
+    ),
+    "kind-not-allowed": Message(
+        "Loại mã này không được chấp nhận tại cổng", "This kind of code is not accepted here"
+    ),
+    "store-fault": Message(
+        "Hệ thống đang lỗi. Vui lòng gặp bảo vệ", "System fault. Please see the guard"
+    ),
+    # payloads
+    "unrecognised": Message("Không nhận ra mã QR này", "This QR code is not recognised"),
+    "payload-too-large": Message("Không nhận ra mã QR này", "This QR code is not recognised"),
+    "parser-error": Message("Không đọc được mã QR này", "This QR code could not be read"),
+    # the chip ID card (CCCD)
+    "cccd-bad-encoding": Message(
+        "Không đọc được mã QR căn cước", "The ID card QR code could not be read"
+    ),
+    "cccd-bad-id": Message("Số căn cước không hợp lệ", "Invalid ID card number"),
+    "cccd-bad-fields": Message(
+        "Mã QR căn cước thiếu thông tin", "The ID card QR code is incomplete"
+    ),
+    "cccd-bad-name": Message("Họ tên trên căn cước không hợp lệ", "Invalid name on the ID card"),
+    "cccd-bad-birth-date": Message(
+        "Ngày sinh trên căn cước không hợp lệ", "Invalid date of birth on the ID card"
+    ),
+    "cccd-bad-gender": Message(
+        "Giới tính trên căn cước không hợp lệ", "Invalid gender on the ID card"
+    ),
+    "cccd-bad-issue-date": Message(
+        "Ngày cấp căn cước không hợp lệ", "Invalid issue date on the ID card"
+    ),
+    # the national personal QR (PC-Covid)
+    "pccovid-bad-encoding": Message(
+        "Không đọc được mã QR cá nhân", "The personal QR code could not be read"
+    ),
+    "pccovid-bad-fields": Message(
+        "Mã QR cá nhân thiếu thông tin", "The personal QR code is incomplete"
+    ),
+    "pccovid-bad-id": Message(
+        "Số giấy tờ trong mã QR cá nhân không hợp lệ", "Invalid document number in the personal QR"
+    ),
+    "pccovid-bad-qid": Message("Mã định danh QR không hợp lệ", "Invalid QR identifier"),
+    "pccovid-bad-name": Message(
+        "Họ tên trong mã QR cá nhân không hợp lệ", "Invalid name in the personal QR"
+    ),
+    "pccovid-bad-birth-date": Message(
+        "Ngày sinh trong mã QR cá nhân không hợp lệ", "Invalid date of birth in the personal QR"
+    ),
+}
+
+_PREFIX_FALLBACKS: dict[str, Message] = {
+    "cccd-": Message("Mã QR căn cước không hợp lệ", "Invalid ID card QR code"),
+    "pccovid-": Message("Mã QR cá nhân không hợp lệ", "Invalid personal QR code"),
+}
+
+_GENERIC = Message("Mã QR không hợp lệ", "Invalid QR code")
+
+
+def register(reason: str, message: Message) -> None:
+    """Add (or replace) the message for a reason code; used by code formats."""
+    _MESSAGES[reason] = message
+
+
+def message_for(reason: str) -> Message:
+    """The visitor message for a reason code; never fails."""
+    if reason in _MESSAGES:
+        return _MESSAGES[reason]
+    for prefix, message in _PREFIX_FALLBACKS.items():
+        if reason.startswith(prefix):
+            return message
+    return _GENERIC

@@ -1,0 +1,384 @@
+"""The scan loop: frame -> codes -> presentation -> credential -> decision ->
+event row -> lights and relay. Steppable one frame at a time for tests.
+
+Record before signal: the relay pulses only after the event row is
+committed. If the store fails, the gate fails secure: it refuses, shows the
+fault pattern, and the guard's override still opens the door.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from gate_controller.base import GateSignals
+from kiosk.camera import Frame, FrameSource
+from kiosk.clock import Clock
+from kiosk.codes import Registry
+from kiosk.codes.base import Credential, Identified
+from kiosk.decoder import Code, Decoder
+from kiosk.errors import GateError, StoreError
+from kiosk.messages import message_for
+from kiosk.policy import Decision, GateView, PolicyRules, decide
+from kiosk.presentation import PresentationFilter
+from kiosk.privacy import subject_hash
+from kiosk.store import Event, KioskHealth, NewEvent, Store
+
+log = logging.getLogger(__name__)
+
+KIND_OVERRIDE = "override"
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    gate_id: str
+    timezone: ZoneInfo
+    hysteresis_s: float = 2.0
+    presence_expiry_h: float = 12.0
+    store_full_id: bool = False
+    read_timeout_s: float = 1.0
+    health_every_s: float = 5.0
+    override_window_s: float = 120.0
+    """A refused visitor can be admitted by the override button this long after."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One decided presentation, as the CLI and the demo report it."""
+
+    frame_index: int | None
+    identified: Identified | None
+    decision: Decision
+    event: Event | None
+    """None when the store failed and nothing could be recorded."""
+    latency_ms: float
+    """From the frame's capture to the signal (relay or red light)."""
+
+
+@dataclass
+class _Refusal:
+    event: NewEvent
+    at_mono: float
+
+
+class Scanner:
+    """Owns one pass of the pipeline per :meth:`step`; :meth:`run` loops it."""
+
+    def __init__(
+        self,
+        *,
+        source: FrameSource,
+        decoder: Decoder,
+        registry: Registry,
+        store: Store,
+        signals: GateSignals,
+        clock: Clock,
+        rules: PolicyRules,
+        settings: ScanSettings,
+        hash_key: bytes,
+        pin_backend: str = "",
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.decoder = decoder
+        self.registry = registry
+        self.store = store
+        self.signals = signals
+        self.clock = clock
+        self.rules = rules
+        self.settings = settings
+        self._hash_key = hash_key
+        self._pin_backend = pin_backend
+        self._on_outcome = on_outcome
+        self._presentations = PresentationFilter(hysteresis_s=settings.hysteresis_s)
+        self._lock = threading.Lock()
+        self._last_refusal: _Refusal | None = None
+        self._camera_fault = False
+        self._store_fault = False
+        self._decoder_fault = False
+        self._frames = 0
+        self._last_frame_mono: float | None = None
+        self._fps_window: list[float] = []
+        self._last_health_mono: float | None = None
+        signals.set_override_handler(self._override_pressed)
+
+    # -- the loop -------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Step until ``stop`` is set or a file source runs out."""
+        log.info("scanning at gate %s", self.settings.gate_id)
+        while not stop.is_set() and not self.source.exhausted:
+            self.step()
+        self._write_health()
+
+    def step(self) -> list[Outcome]:
+        """Read one frame and act on every new presentation in it."""
+        frame = self.source.read(self.settings.read_timeout_s)
+        if frame is None:
+            self._set_camera_fault(not self.source.exhausted and not self.source.state.ok)
+            self._maybe_write_health()
+            return []
+        self._set_camera_fault(False)
+        self._note_frame(frame)
+        try:
+            codes = self.decoder.decode(frame.grey)
+        except Exception:
+            # A decoder that throws on one frame must not stop the gate.
+            log.exception("decoder %s failed on frame %d", self.decoder.name, frame.index)
+            self._decoder_fault = True
+            self._refresh_fault()
+            return []
+        if self._decoder_fault:
+            self._decoder_fault = False
+            self._refresh_fault()
+        outcomes = [
+            self._act(code, frame)
+            for code in self._presentations.new_presentations(codes, frame.captured_mono)
+        ]
+        self._maybe_write_health()
+        return outcomes
+
+    # -- one presentation -------------------------------------------------
+
+    def _act(self, code: Code, frame: Frame) -> Outcome:
+        at = self.clock.now()
+        identified = self.registry.identify(code.raw, at=at)
+        credential = identified if isinstance(identified, Credential) else None
+        hashed = subject_hash(self._hash_key, credential.subject_id) if credential else None
+        with self._lock:
+            try:
+                view = self._view(hashed, at)
+                decision = decide(identified, rules=self.rules, view=view)
+                event = self.store.record(self._new_event(identified, decision, hashed, at))
+            except StoreError as exc:
+                log.error("store failed, refusing: %s", exc)
+                decision = Decision(
+                    "deny", "in", "store-fault", message_for("store-fault"), warning=None
+                )
+                new_event = self._new_event(identified, decision, hashed, at)
+                self._last_refusal = _Refusal(new_event, self.clock.monotonic())
+                self.signals.deny()
+                self._set_store_fault(True)
+                return self._outcome(frame, identified, decision, None)
+            self._set_store_fault(False)
+            if decision.allowed:
+                self.signals.allow(warning=decision.warning is not None)
+                self._last_refusal = None
+            else:
+                self.signals.deny()
+                self._last_refusal = _Refusal(event_as_new(event), self.clock.monotonic())
+        return self._outcome(frame, identified, decision, event)
+
+    def _view(self, hashed: str | None, at: datetime) -> GateView:
+        expiry_h = self.settings.presence_expiry_h
+        presence = self.store.presence_of(hashed, now=at, expiry_h=expiry_h) if hashed else None
+        return GateView(
+            present_since=presence.entered_at if presence else None,
+            occupancy=self.store.occupancy(now=at, expiry_h=expiry_h),
+            denylisted=self.store.is_denylisted(hashed) if hashed else False,
+        )
+
+    def _new_event(
+        self, identified: Identified, decision: Decision, hashed: str | None, at: datetime
+    ) -> NewEvent:
+        credential = identified if isinstance(identified, Credential) else None
+        offset = at.astimezone(self.settings.timezone).utcoffset()
+        return NewEvent(
+            gate_id=self.settings.gate_id,
+            at=at,
+            utc_offset_min=int(offset.total_seconds() // 60) if offset else 0,
+            clock_synced=self.clock.synchronised(),
+            direction=decision.direction,
+            decision=decision.verdict,
+            reason=decision.reason,
+            kind=identified.kind,
+            subject_hash=hashed,
+            display_name=credential.display_name if credential else None,
+            masked_id=credential.masked_id if credential else None,
+            id_number=credential.id_number if credential and self.settings.store_full_id else None,
+            warning=decision.warning,
+        )
+
+    def _outcome(
+        self, frame: Frame, identified: Identified, decision: Decision, event: Event | None
+    ) -> Outcome:
+        latency_ms = (self.clock.monotonic() - frame.captured_mono) * 1000.0
+        outcome = Outcome(frame.index, identified, decision, event, latency_ms)
+        log.info(
+            "%s %s kind=%s reason=%s latency=%.0fms",
+            decision.verdict,
+            decision.direction,
+            identified.kind,
+            decision.reason,
+            latency_ms,
+        )
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        return outcome
+
+    # -- the guard's override --------------------------------------------
+
+    def _override_pressed(self) -> None:
+        self.override()
+
+    def override(self) -> Outcome:
+        """Admit the last refused visitor once (or, with nobody refused
+        recently, open the door for whoever the guard is letting in).
+
+        The door opens even when the store is down: the guard is the
+        authority at the gate. The override is recorded when possible.
+        """
+        with self._lock:
+            now_mono = self.clock.monotonic()
+            at = self.clock.now()
+            refusal = self._last_refusal
+            self._last_refusal = None
+            if refusal is not None and now_mono - refusal.at_mono > self.settings.override_window_s:
+                refusal = None
+            decision = Decision("allow", "in", "override", message_for("override"))
+            if refusal is not None:
+                new_event = replace(
+                    refusal.event,
+                    at=at,
+                    decision="allow",
+                    direction="in",
+                    reason="override",
+                    override=True,
+                    clock_synced=self.clock.synchronised(),
+                    warning=None,
+                )
+            else:
+                new_event = self._new_override_event(at)
+            event: Event | None
+            try:
+                event = self.store.record(new_event)
+            except StoreError as exc:
+                log.error("store failed, override not recorded: %s", exc)
+                event = None
+                self._set_store_fault(True)
+            self.signals.allow()
+        latency_ms = (self.clock.monotonic() - now_mono) * 1000.0
+        outcome = Outcome(None, None, decision, event, latency_ms)
+        log.info("override by the guard (%s)", "last refused visitor" if refusal else "no subject")
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        return outcome
+
+    def _new_override_event(self, at: datetime) -> NewEvent:
+        offset = at.astimezone(self.settings.timezone).utcoffset()
+        return NewEvent(
+            gate_id=self.settings.gate_id,
+            at=at,
+            utc_offset_min=int(offset.total_seconds() // 60) if offset else 0,
+            clock_synced=self.clock.synchronised(),
+            direction="in",
+            decision="allow",
+            reason="override",
+            kind=KIND_OVERRIDE,
+            subject_hash=None,
+            display_name=None,
+            masked_id=None,
+            override=True,
+        )
+
+    # -- health and faults -------------------------------------------------
+
+    def _note_frame(self, frame: Frame) -> None:
+        self._frames += 1
+        self._last_frame_mono = frame.captured_mono
+        self._fps_window.append(frame.captured_mono)
+        if len(self._fps_window) > 60:
+            del self._fps_window[0]
+
+    @property
+    def fps(self) -> float:
+        window = self._fps_window
+        if len(window) < 2 or window[-1] <= window[0]:
+            return 0.0
+        return (len(window) - 1) / (window[-1] - window[0])
+
+    @property
+    def fault(self) -> str | None:
+        if self._store_fault:
+            return "store"
+        if self._camera_fault:
+            return "camera"
+        if self._decoder_fault:
+            return "decoder"
+        return None
+
+    def _set_camera_fault(self, fault: bool) -> None:
+        if fault != self._camera_fault:
+            self._camera_fault = fault
+            state = self.source.state
+            if fault:
+                log.warning("camera %s not delivering: %s", state.name, state.detail)
+            else:
+                log.info("camera %s delivering again", state.name)
+            self._refresh_fault()
+
+    def _set_store_fault(self, fault: bool) -> None:
+        if fault != self._store_fault:
+            self._store_fault = fault
+            self._refresh_fault()
+
+    def _refresh_fault(self) -> None:
+        self.signals.set_fault(self.fault is not None)
+
+    def _maybe_write_health(self) -> None:
+        now = self.clock.monotonic()
+        if self._last_health_mono is None or now - self._last_health_mono >= (
+            self.settings.health_every_s
+        ):
+            self._last_health_mono = now
+            self._write_health()
+
+    def _write_health(self) -> None:
+        now = self.clock.now()
+        last_frame_at = None
+        if self._last_frame_mono is not None:
+            age_s = self.clock.monotonic() - self._last_frame_mono
+            last_frame_at = now - timedelta(seconds=max(0.0, age_s))
+        state = self.source.state
+        health = KioskHealth(
+            gate_id=self.settings.gate_id,
+            updated_at=now,
+            last_frame_at=last_frame_at,
+            fps=round(self.fps, 2),
+            camera=state.name,
+            camera_ok=state.ok,
+            camera_detail=state.detail,
+            decoder=self.decoder.name,
+            pin_backend=self._pin_backend,
+            clock_synced=self.clock.synchronised(),
+            fault=self.fault,
+        )
+        try:
+            self.store.write_health(health)
+        except GateError as exc:
+            log.warning("could not write kiosk health: %s", exc)
+            self._set_store_fault(True)
+
+
+def event_as_new(event: Event) -> NewEvent:
+    """The NewEvent fields of a recorded event (to record a follow-up)."""
+    return NewEvent(
+        gate_id=event.gate_id,
+        at=event.at,
+        utc_offset_min=event.utc_offset_min,
+        clock_synced=event.clock_synced,
+        direction=event.direction,
+        decision=event.decision,
+        reason=event.reason,
+        kind=event.kind,
+        subject_hash=event.subject_hash,
+        display_name=event.display_name,
+        masked_id=event.masked_id,
+        id_number=event.id_number,
+        override=event.override,
+        warning=event.warning,
+    )

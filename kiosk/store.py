@@ -1,0 +1,820 @@
+"""The event store: schema, migrations and every SQL query of gatekiosk.
+
+One SQLite file, in WAL mode, is shared by two processes: the kiosk (writes
+events, presence and its health) and the admin web (denylist, settings, and
+reads). Neither process touches SQL anywhere else; both go through a
+:class:`Store`.
+
+Durability is the point of this module. The gate admits nobody without a
+durable row, so :meth:`Store.record` commits with ``synchronous=FULL`` (an
+fsync of the WAL) before it returns, and the caller pulses the relay only
+afterwards. Anything SQLite refuses (locked past the busy timeout, disk full,
+read-only file) becomes a :class:`~kiosk.errors.StoreError` with the
+transaction rolled back, so the scanner can fail secure.
+
+Times are stored as fixed-width ISO-8601 UTC text with microseconds and a
+``Z`` (``2026-01-05T01:00:00.000000Z``): text order is time order, so range
+queries and indexes work on the column as it is, and a human reading the file
+with ``sqlite3`` sees a real time.
+
+Example::
+
+    with Store.open(tmp_path / "gate.db") as store:
+        event = store.record(new_event)   # committed and fsynced
+        store.presence_of(event.subject_hash, now=now, expiry_h=12.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlite_utils import Database
+
+from kiosk.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+DIRECTIONS = ("in", "out")
+DECISIONS = ("allow", "deny")
+
+# Fixed width: every stored time has exactly this shape, so text order = time order.
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+# UTC offsets in use on Earth run from UTC-12:00 to UTC+14:00.
+_MIN_OFFSET_MIN = -12 * 60
+_MAX_OFFSET_MIN = 14 * 60
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A decision about to be recorded: what the scanner knows before the store.
+
+    ``at`` is aware UTC; ``utc_offset_min`` is the site's local offset at that
+    instant, so the log can show local time without guessing past DST rules.
+    ``subject_hash`` is the keyed hash (hex) that matches one person across
+    scans, ``None`` for codes that identify nobody. ``id_number`` is set only
+    when the site chose to store full ID numbers; by default it is ``None``.
+    """
+
+    gate_id: str
+    at: datetime
+    utc_offset_min: int
+    clock_synced: bool
+    direction: str
+    decision: str
+    reason: str
+    kind: str
+    subject_hash: str | None
+    display_name: str | None
+    masked_id: str | None
+    id_number: str | None = None
+    override: bool = False
+    warning: str | None = None
+
+    def __post_init__(self) -> None:
+        # Fail at construction, in the caller's code, rather than as a CHECK
+        # constraint at the gate, where it would look like a storage failure.
+        _require_aware(self.at, "at")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, not {self.direction!r}")
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}, not {self.decision!r}")
+        if not _MIN_OFFSET_MIN <= self.utc_offset_min <= _MAX_OFFSET_MIN:
+            raise ValueError(f"utc_offset_min out of range: {self.utc_offset_min}")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A recorded event: a :class:`NewEvent` plus where it sits in the log.
+
+    ``id`` is a random uuid4 hex, unique across gates and boots; it carries no
+    time, because the clock it would carry may be wrong (a Pi has no RTC).
+    Order that survives a wrong clock is ``(boot_id, seq)``: ``seq`` counts
+    1, 2, 3 ... within one boot of the machine, across process restarts.
+    """
+
+    id: str
+    boot_id: str
+    seq: int
+    gate_id: str
+    at: datetime
+    utc_offset_min: int
+    clock_synced: bool
+    direction: str
+    decision: str
+    reason: str
+    kind: str
+    subject_hash: str | None
+    display_name: str | None
+    masked_id: str | None
+    id_number: str | None = None
+    override: bool = False
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Someone believed inside: their latest allowed entry with no exit since."""
+
+    subject_hash: str
+    display_name: str | None
+    masked_id: str | None
+    entered_at: datetime
+    event_id: str
+    gate_id: str
+
+
+@dataclass(frozen=True)
+class KioskHealth:
+    """What the kiosk last reported about itself, for the admin web's status page.
+
+    ``fps`` is frames per second actually processed; ``fault`` is a short code
+    of the fault the gate is signalling, ``None`` when healthy.
+    """
+
+    gate_id: str
+    updated_at: datetime
+    last_frame_at: datetime | None
+    fps: float
+    camera: str
+    camera_ok: bool
+    camera_detail: str
+    decoder: str
+    pin_backend: str
+    clock_synced: bool
+    fault: str | None
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def _m0001_initial(db: Database) -> None:
+    """The first schema: events, presence, denylist, kiosk health, settings version."""
+    # Raw DDL for the tables that need CHECK and table-level UNIQUE constraints,
+    # which sqlite-utils' Table.create does not express.
+    db.execute(
+        """
+        CREATE TABLE events (
+            id             TEXT PRIMARY KEY NOT NULL,
+            gate_id        TEXT NOT NULL,
+            at_utc         TEXT NOT NULL,
+            utc_offset_min INTEGER NOT NULL,
+            boot_id        TEXT NOT NULL,
+            seq            INTEGER NOT NULL CHECK (seq >= 1),
+            clock_synced   INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+            direction      TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            decision       TEXT NOT NULL CHECK (decision IN ('allow', 'deny')),
+            reason         TEXT NOT NULL,
+            kind           TEXT NOT NULL,
+            subject_hash   TEXT,
+            display_name   TEXT,
+            masked_id      TEXT,
+            id_number      TEXT,
+            override       INTEGER NOT NULL DEFAULT 0 CHECK (override IN (0, 1)),
+            warning        TEXT,
+            UNIQUE (boot_id, seq)
+        )
+        """
+    )
+    events = db.table("events")
+    events.create_index(["at_utc"], index_name="idx_events_at_utc")
+    events.create_index(["subject_hash"], index_name="idx_events_subject_hash")
+    events.create_index(["decision", "reason"], index_name="idx_events_decision_reason")
+
+    # A presence row points at the entry that created it; purging old events
+    # takes their (long expired) presence rows with them.
+    db.execute(
+        """
+        CREATE TABLE presence (
+            subject_hash   TEXT PRIMARY KEY NOT NULL,
+            display_name   TEXT,
+            masked_id      TEXT,
+            entered_at_utc TEXT NOT NULL,
+            event_id       TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+            gate_id        TEXT NOT NULL
+        )
+        """
+    )
+    db.table("presence").create_index(["entered_at_utc"], index_name="idx_presence_entered_at_utc")
+    db.table("presence").create_index(["event_id"], index_name="idx_presence_event_id")
+
+    db.table("denylist").create(
+        {"subject_hash": str, "label": str, "note": str, "added_at_utc": str},
+        pk="subject_hash",
+        not_null=["subject_hash", "label", "note", "added_at_utc"],
+    )
+    db.table("kiosk_health").create(
+        {
+            "gate_id": str,
+            "updated_at_utc": str,
+            "last_frame_at_utc": str,
+            "fps": float,
+            "camera": str,
+            "camera_ok": int,
+            "camera_detail": str,
+            "decoder": str,
+            "pin_backend": str,
+            "clock_synced": int,
+            "fault": str,
+        },
+        pk="gate_id",
+        not_null=[
+            "gate_id",
+            "updated_at_utc",
+            "fps",
+            "camera",
+            "camera_ok",
+            "camera_detail",
+            "decoder",
+            "pin_backend",
+            "clock_synced",
+        ],
+    )
+    # Exactly one row (id = 1), so the version is a single value both processes share.
+    db.execute(
+        """
+        CREATE TABLE settings_meta (
+            id      INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("INSERT INTO settings_meta (id, version) VALUES (1, 0)")
+
+
+Migration = tuple[str, Callable[[Database], None]]
+
+# Append only: a migration, once released, is never edited, renamed or reordered.
+MIGRATIONS: tuple[Migration, ...] = (("0001_initial", _m0001_initial),)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class Store:
+    """The one gateway to the database file. Open one per process.
+
+    The connection runs in SQLite autocommit mode (``isolation_level=None``)
+    and every write takes the write lock up front with ``BEGIN IMMEDIATE``, so
+    a conflict with the other process shows up as a busy wait at the start of
+    a transaction, never as a deadlock half-way through one.
+
+    The connection is shared by threads (the scan loop and the health writer),
+    so it is opened with ``check_same_thread=False`` and every method holds
+    ``self._lock``: one statement or transaction at a time.
+    """
+
+    def __init__(self, db: Database, *, boot_id: str) -> None:
+        """Use :meth:`open`; this only wraps an already prepared database."""
+        self._db = db
+        self._conn: sqlite3.Connection = db.conn
+        self.boot_id = boot_id
+        self._lock = threading.RLock()
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        boot_id: str | None = None,
+        busy_timeout_ms: int = 5000,
+        read_only: bool = False,
+    ) -> Store:
+        """Open (creating if needed) the database at ``path`` and migrate it.
+
+        ``boot_id`` names this boot of the machine; it defaults to the kernel's
+        (see :func:`current_boot_id`). ``busy_timeout_ms`` is how long a write
+        waits for the other process's lock before giving up with StoreError.
+        ``read_only`` opens an existing database for reading only, without
+        creating or migrating anything; every write raises StoreError.
+        """
+        path = Path(path)
+        if read_only and not path.exists():
+            raise StoreError(f"no database at {path}")
+        try:
+            if not read_only:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the database directory: {exc.strerror}") from exc
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro" if read_only else path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout_ms / 1000,
+                uri=read_only,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
+        try:
+            db = Database(conn, execute_plugins=False)
+            if read_only:
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            else:
+                _configure(conn, busy_timeout_ms=busy_timeout_ms)
+                _migrate(db)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot prepare the database: {_describe(exc)}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(db, boot_id=boot_id if boot_id is not None else current_boot_id())
+
+    def close(self) -> None:
+        """Close the connection; closing twice is harmless."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- events
+
+    def record(self, event: NewEvent) -> Event:
+        """Append ``event`` to the log and update presence, durably, in one transaction.
+
+        On return the row is committed and fsynced; only then may the caller
+        open the door. Presence follows allowed events only: an allowed entry
+        with a subject makes (or refreshes) that person's presence, an allowed
+        exit removes it, a denial changes nothing.
+        """
+        event_id = uuid.uuid4().hex
+        at_utc = _to_text(event.at)
+        with self._write("record the event") as conn:
+            (last_seq,) = conn.execute(
+                "SELECT coalesce(max(seq), 0) FROM events WHERE boot_id = ?", (self.boot_id,)
+            ).fetchone()
+            seq = int(last_seq) + 1
+            conn.execute(
+                """
+                INSERT INTO events (
+                    id, gate_id, at_utc, utc_offset_min, boot_id, seq, clock_synced,
+                    direction, decision, reason, kind, subject_hash, display_name,
+                    masked_id, id_number, override, warning
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    event_id,
+                    event.gate_id,
+                    at_utc,
+                    event.utc_offset_min,
+                    self.boot_id,
+                    seq,
+                    int(event.clock_synced),
+                    event.direction,
+                    event.decision,
+                    event.reason,
+                    event.kind,
+                    event.subject_hash,
+                    event.display_name,
+                    event.masked_id,
+                    event.id_number,
+                    int(event.override),
+                    event.warning,
+                ),
+            )
+            if event.decision == "allow" and event.subject_hash is not None:
+                if event.direction == "in":
+                    conn.execute(
+                        """
+                        INSERT INTO presence (
+                            subject_hash, display_name, masked_id, entered_at_utc,
+                            event_id, gate_id
+                        ) VALUES (?, ?, ?, ?, ?, ?)
+                        ON CONFLICT (subject_hash) DO UPDATE SET
+                            display_name = excluded.display_name,
+                            masked_id = excluded.masked_id,
+                            entered_at_utc = excluded.entered_at_utc,
+                            event_id = excluded.event_id,
+                            gate_id = excluded.gate_id
+                        """,
+                        (
+                            event.subject_hash,
+                            event.display_name,
+                            event.masked_id,
+                            at_utc,
+                            event_id,
+                            event.gate_id,
+                        ),
+                    )
+                else:
+                    conn.execute(
+                        "DELETE FROM presence WHERE subject_hash = ?", (event.subject_hash,)
+                    )
+        log.debug("recorded event seq=%d decision=%s", seq, event.decision)
+        return Event(
+            id=event_id,
+            boot_id=self.boot_id,
+            seq=seq,
+            gate_id=event.gate_id,
+            at=_from_text(at_utc),
+            utc_offset_min=event.utc_offset_min,
+            clock_synced=event.clock_synced,
+            direction=event.direction,
+            decision=event.decision,
+            reason=event.reason,
+            kind=event.kind,
+            subject_hash=event.subject_hash,
+            display_name=event.display_name,
+            masked_id=event.masked_id,
+            id_number=event.id_number,
+            override=event.override,
+            warning=event.warning,
+        )
+
+    def recent_events(self, limit: int = 20) -> list[Event]:
+        """The latest ``limit`` events, newest first (by time, then boot and sequence)."""
+        rows = self._read(
+            "read recent events",
+            "SELECT id, boot_id, seq, gate_id, at_utc, utc_offset_min, clock_synced, direction, "
+            "decision, reason, kind, subject_hash, display_name, masked_id, id_number, override, "
+            "warning FROM events "
+            "ORDER BY at_utc DESC, boot_id DESC, seq DESC LIMIT ?",
+            (limit,),
+        )
+        return [_event_from_row(row) for row in rows]
+
+    def events_between(self, start: datetime, end: datetime) -> list[Event]:
+        """Events with ``start <= at < end``, oldest first.
+
+        Half-open, so consecutive windows (9:00-10:00, 10:00-11:00) neither
+        miss nor double-count an event on the boundary.
+        """
+        rows = self._read(
+            "read events",
+            "SELECT id, boot_id, seq, gate_id, at_utc, utc_offset_min, clock_synced, direction, "
+            "decision, reason, kind, subject_hash, display_name, masked_id, id_number, override, "
+            "warning FROM events "
+            "WHERE at_utc >= ? AND at_utc < ? ORDER BY at_utc, boot_id, seq",
+            (_to_text(start), _to_text(end)),
+        )
+        return [_event_from_row(row) for row in rows]
+
+    # ----------------------------------------------------------------- presence
+
+    def presence_of(self, subject_hash: str, *, now: datetime, expiry_h: float) -> Presence | None:
+        """This person's presence, or ``None`` if they are not inside.
+
+        An entry older than ``expiry_h`` hours counts as gone: people leave
+        without scanning out, and a stale presence must not block them (or
+        inflate occupancy) forever.
+        """
+        rows = self._read(
+            "read presence",
+            "SELECT subject_hash, display_name, masked_id, entered_at_utc, event_id, gate_id "
+            "FROM presence WHERE subject_hash = ? AND entered_at_utc >= ?",
+            (subject_hash, _expiry_cutoff(now, expiry_h)),
+        )
+        if not rows:
+            return None
+        subject, display_name, masked_id, entered_at, event_id, gate_id = rows[0]
+        return Presence(
+            subject_hash=subject,
+            display_name=display_name,
+            masked_id=masked_id,
+            entered_at=_from_text(entered_at),
+            event_id=event_id,
+            gate_id=gate_id,
+        )
+
+    def occupancy(self, *, now: datetime, expiry_h: float) -> int:
+        """How many people are inside, with the same expiry as :meth:`presence_of`."""
+        rows = self._read(
+            "count presence",
+            "SELECT count(*) FROM presence WHERE entered_at_utc >= ?",
+            (_expiry_cutoff(now, expiry_h),),
+        )
+        return int(rows[0][0])
+
+    # ----------------------------------------------------------------- denylist
+
+    def is_denylisted(self, subject_hash: str) -> bool:
+        rows = self._read(
+            "read the denylist",
+            "SELECT 1 FROM denylist WHERE subject_hash = ?",
+            (subject_hash,),
+        )
+        return bool(rows)
+
+    def add_to_denylist(self, subject_hash: str, *, label: str, note: str, at: datetime) -> None:
+        """Deny this person from now on; adding again replaces label, note and time."""
+        added_at = _to_text(at)
+        with self._write("update the denylist") as conn:
+            conn.execute(
+                """
+                INSERT INTO denylist (subject_hash, label, note, added_at_utc)
+                VALUES (?, ?, ?, ?)
+                ON CONFLICT (subject_hash) DO UPDATE SET
+                    label = excluded.label,
+                    note = excluded.note,
+                    added_at_utc = excluded.added_at_utc
+                """,
+                (subject_hash, label, note, added_at),
+            )
+
+    def remove_from_denylist(self, subject_hash: str) -> bool:
+        """Lift a denial; ``False`` if the person was not on the list."""
+        with self._write("update the denylist") as conn:
+            cursor = conn.execute("DELETE FROM denylist WHERE subject_hash = ?", (subject_hash,))
+            return cursor.rowcount > 0
+
+    # ----------------------------------------------------------------- health
+
+    def write_health(self, health: KioskHealth) -> None:
+        """Replace the health row of ``health.gate_id`` (one row per gate)."""
+        with self._write("write kiosk health") as conn:
+            conn.execute(
+                """
+                INSERT INTO kiosk_health (
+                    gate_id, updated_at_utc, last_frame_at_utc, fps, camera, camera_ok,
+                    camera_detail, decoder, pin_backend, clock_synced, fault
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (gate_id) DO UPDATE SET
+                    updated_at_utc = excluded.updated_at_utc,
+                    last_frame_at_utc = excluded.last_frame_at_utc,
+                    fps = excluded.fps,
+                    camera = excluded.camera,
+                    camera_ok = excluded.camera_ok,
+                    camera_detail = excluded.camera_detail,
+                    decoder = excluded.decoder,
+                    pin_backend = excluded.pin_backend,
+                    clock_synced = excluded.clock_synced,
+                    fault = excluded.fault
+                """,
+                (
+                    health.gate_id,
+                    _to_text(health.updated_at),
+                    None if health.last_frame_at is None else _to_text(health.last_frame_at),
+                    float(health.fps),
+                    health.camera,
+                    int(health.camera_ok),
+                    health.camera_detail,
+                    health.decoder,
+                    health.pin_backend,
+                    int(health.clock_synced),
+                    health.fault,
+                ),
+            )
+
+    def read_health(self, gate_id: str) -> KioskHealth | None:
+        rows = self._read(
+            "read kiosk health",
+            "SELECT gate_id, updated_at_utc, last_frame_at_utc, fps, camera, camera_ok, "
+            "camera_detail, decoder, pin_backend, clock_synced, fault "
+            "FROM kiosk_health WHERE gate_id = ?",
+            (gate_id,),
+        )
+        if not rows:
+            return None
+        (
+            gate,
+            updated_at,
+            last_frame_at,
+            fps,
+            camera,
+            camera_ok,
+            camera_detail,
+            decoder,
+            pin_backend,
+            clock_synced,
+            fault,
+        ) = rows[0]
+        return KioskHealth(
+            gate_id=gate,
+            updated_at=_from_text(updated_at),
+            last_frame_at=None if last_frame_at is None else _from_text(last_frame_at),
+            fps=float(fps),
+            camera=camera,
+            camera_ok=bool(camera_ok),
+            camera_detail=camera_detail,
+            decoder=decoder,
+            pin_backend=pin_backend,
+            clock_synced=bool(clock_synced),
+            fault=fault,
+        )
+
+    # ----------------------------------------------------------------- settings, upkeep
+
+    def settings_version(self) -> int:
+        """The settings counter; the kiosk reloads settings when it changes."""
+        rows = self._read("read the settings version", "SELECT version FROM settings_meta", ())
+        return int(rows[0][0])
+
+    def bump_settings_version(self) -> int:
+        """Tell running kiosks that settings changed; returns the new version."""
+        with self._write("bump the settings version") as conn:
+            conn.execute("UPDATE settings_meta SET version = version + 1 WHERE id = 1")
+            (version,) = conn.execute("SELECT version FROM settings_meta WHERE id = 1").fetchone()
+        return int(version)
+
+    def integrity_ok(self) -> bool:
+        """Whether SQLite's full integrity check passes (slow on big files; run at start-up)."""
+        rows = self._read("check integrity", "PRAGMA integrity_check", ())
+        return [tuple(row) for row in rows] == [("ok",)]
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations applied to this file, in the order applied."""
+        rows = self._read(
+            "read migrations", "SELECT name FROM migrations ORDER BY applied_at, rowid", ()
+        )
+        return [str(row[0]) for row in rows]
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _read(self, action: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """Run one query and fetch all rows; one statement is one consistent snapshot."""
+        with self._lock, _store_errors(action):
+            return self._conn.execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: lock, BEGIN IMMEDIATE, COMMIT, or ROLLBACK on any error."""
+        with self._lock, _store_errors(action), _immediate_transaction(self._conn):
+            yield self._conn
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def current_boot_id() -> str:
+    """The kernel's id of this boot, so ``seq`` restarts at 1 after a reboot only.
+
+    Where there is none (not Linux), a random id stands in for this process's
+    lifetime; sequences then restart with each process, which is logged once.
+    """
+    try:
+        text = BOOT_ID_PATH.read_text(encoding="ascii").strip()
+    except OSError:
+        text = ""
+    return text or _fallback_boot_id()
+
+
+@functools.cache
+def _fallback_boot_id() -> str:
+    boot_id = uuid.uuid4().hex
+    log.warning("no kernel boot id at %s; using a random one for this process", BOOT_ID_PATH)
+    return boot_id
+
+
+def _configure(conn: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
+    """Set the pragmas every connection needs before it touches data."""
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if str(mode).lower() != "wal":
+        # Two processes share the file; without WAL, readers block the writer.
+        raise sqlite3.OperationalError(f"journal mode is {mode!r}, WAL is required")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _migrate(db: Database) -> None:
+    """Apply pending migrations in order, each in its own write transaction.
+
+    Checking first with a plain read lets a fully migrated file open without
+    taking the write lock; the check is repeated under the lock because the
+    other process may be migrating the same file at the same moment.
+    """
+    applied = _applied(db)
+    for name, apply in MIGRATIONS:
+        if name in applied:
+            continue
+        with _immediate_transaction(db.conn):
+            if not db.table("migrations").exists():
+                db.table("migrations").create(
+                    {"name": str, "applied_at": str}, pk="name", not_null=["applied_at"]
+                )
+            if name in _applied(db):
+                continue
+            log.info("applying database migration %s", name)
+            apply(db)
+            # The database's own clock: migrations are metadata, not events.
+            db.execute(
+                "INSERT INTO migrations (name, applied_at) "
+                "VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                (name,),
+            )
+
+
+def _applied(db: Database) -> set[str]:
+    if not db.table("migrations").exists():
+        return set()
+    return {str(row[0]) for row in db.execute("SELECT name FROM migrations").fetchall()}
+
+
+@contextlib.contextmanager
+def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back if anything (commit included) fails."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            # If the rollback fails too, the original error is the one to report;
+            # SQLite rolls back an open transaction when the connection closes.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
+@contextlib.contextmanager
+def _store_errors(action: str) -> Iterator[None]:
+    """Turn SQLite's errors into StoreError at this module's boundary."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"could not {action}: {_describe(exc)}") from exc
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    """SQLite's message and error name; never bound values, so no personal data."""
+    name = getattr(exc, "sqlite_errorname", None)
+    return f"{exc} ({name})" if name else str(exc)
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+def _to_text(value: datetime) -> str:
+    """A datetime as fixed-width UTC text, so text order is time order."""
+    _require_aware(value, "datetime")
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def _from_text(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _expiry_cutoff(now: datetime, expiry_h: float) -> str:
+    return _to_text(now - timedelta(hours=expiry_h))
+
+
+def _event_from_row(row: tuple[Any, ...]) -> Event:
+    (
+        event_id,
+        boot_id,
+        seq,
+        gate_id,
+        at_utc,
+        utc_offset_min,
+        clock_synced,
+        direction,
+        decision,
+        reason,
+        kind,
+        subject_hash,
+        display_name,
+        masked_id,
+        id_number,
+        override,
+        warning,
+    ) = row
+    return Event(
+        id=event_id,
+        boot_id=boot_id,
+        seq=int(seq),
+        gate_id=gate_id,
+        at=_from_text(at_utc),
+        utc_offset_min=int(utc_offset_min),
+        clock_synced=bool(clock_synced),
+        direction=direction,
+        decision=decision,
+        reason=reason,
+        kind=kind,
+        subject_hash=subject_hash,
+        display_name=display_name,
+        masked_id=masked_id,
+        id_number=id_number,
+        override=bool(override),
+        warning=warning,
+    )

@@ -1,0 +1,74 @@
+"""Settings: defaults, the TOML file, the environment, and one message for every problem."""
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.config import example_toml, load_settings
+from kiosk.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_apply_without_a_file():
+    settings = load_settings(env={})
+    assert settings["gate.mode"] == "both"
+    assert settings["scan.hysteresis_s"] == 2.0
+    assert settings["privacy.store_full_id"] is False
+    assert settings.db_path == Path("gatekiosk-data/gatekiosk.db")
+
+
+def test_file_then_environment_then_overrides(tmp_path):
+    path = tmp_path / "gatekiosk.toml"
+    path.write_text('[gate]\nmode = "entry"\nid = "north"\n[policy]\ncapacity = 50\n')
+    settings = load_settings(
+        path, env={"GATEKIOSK_GATE__MODE": "exit", "GATEKIOSK_PINS__RELAY_ACTIVE_HIGH": "true"}
+    )
+    assert settings["gate.mode"] == "exit"
+    assert settings["gate.id"] == "north"
+    assert settings["policy.capacity"] == 50
+    assert settings["pins.relay_active_high"] is True
+    assert load_settings(path, env={}, overrides={"gate.id": "south"})["gate.id"] == "south"
+
+
+def test_every_problem_is_listed_in_one_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[gate]\nmode = "sideways"\ntimezone = "Mars/Olympus"\ncolour = "blue"\n'
+        '[camera]\nfps = "fast"\n[pins]\ngreen = 17\nred = 17\n[policy]\ncapacity = -1\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    problems = "\n".join(caught.value.problems)
+    assert "gate.mode: 'sideways' is not one of entry, exit, both" in problems
+    assert "gate.timezone: unknown time zone 'Mars/Olympus'" in problems
+    assert "gate.colour: unknown setting" in problems
+    assert "camera.fps: expected a float, got 'fast'" in problems
+    assert "policy.capacity: -1 is below the minimum 0" in problems
+    assert "pins: " in problems
+    assert len(caught.value.problems) == 6
+
+
+def test_environment_with_an_unknown_key_fails_at_start():
+    with pytest.raises(ConfigError, match=r"gate\.colour: unknown setting"):
+        load_settings(env={"GATEKIOSK_GATE__COLOUR": "red"})
+
+
+def test_broken_toml_names_the_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[gate\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path, env={})
+
+
+def test_optional_pin_can_be_left_out():
+    assert load_settings(env={"GATEKIOSK_PINS__BUZZER": ""})["pins.buzzer"] is None
+
+
+def test_documented_example_matches_the_declared_settings_and_loads():
+    shipped = (ROOT / "deploy" / "gatekiosk.toml").read_text(encoding="utf-8")
+    assert shipped == example_toml()
+    assert (
+        load_settings(ROOT / "deploy" / "gatekiosk.toml", env={}).values
+        == load_settings(env={}).values
+    )
