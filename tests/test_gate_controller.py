@@ -13,7 +13,6 @@ import importlib.util
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from gate_controller import (
     make_pin_factory,
     normalise_pin,
 )
+from tests.waiting import wait_until
 
 RELAY, GREEN, RED, BUZZER, BUTTON, STATUS = 23, 17, 27, 22, 24, 25
 
@@ -61,14 +61,6 @@ LGPIO_INSTALLED = importlib.util.find_spec("lgpio") is not None
 
 def wiring(**overrides: Any) -> PinConfig:
     return dataclasses.replace(WIRING, **overrides)
-
-
-def wait_until(condition: Callable[[], object], timeout_s: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.002)
 
 
 def levels(pin: Any) -> list[bool]:
