@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
@@ -23,7 +24,7 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def write_image(path: Path, payload: str | bytes, **look: float) -> Path:
+def write_image(path: Path, payload: str | bytes, **look: Any) -> Path:
     cv2.imwrite(str(path), render_code_frame(payload, **look))
     return path
 
@@ -58,7 +59,7 @@ def test_decode_json_gives_exact_bytes_text_and_corners(runner, tmp_path, backen
 
 def test_decode_a_video_reports_the_frames_that_hold_a_code(runner, tmp_path):
     video = tmp_path / "gate.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480), False)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10, (640, 480), False)
     blank = render_code_frame(b"x", module_px=0.01)  # a code too small to exist
     for i in range(6):
         writer.write(render_code_frame(CARD) if i in (2, 3) else blank)
