@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -98,6 +99,8 @@ def run(config_path: Path | None) -> None:
         click.echo(
             f"gatekiosk: scanning at gate {settings['gate.id']}, database {settings.db_path}"
         )
+        if gate.simulated_pins:
+            click.echo("gatekiosk: pins are simulated (gpiozero MockFactory): not a Raspberry Pi")
         gate.scanner.run(stop)
 
 
@@ -376,4 +379,7 @@ def _with_db_name(settings: Any, db_path: Path) -> Any:
 
 
 def main() -> None:
+    # OpenCV prints a warning of its own on every failed camera open; the
+    # camera module already reports the state once per change.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     cli(prog_name="gatekiosk")

@@ -8,6 +8,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from gpiozero.pins.mock import MockFactory
+
 from gate_controller.gpio import GpiozeroSignals
 from gate_controller.pins import make_pin_factory
 from kiosk.camera import FrameSource, open_source
@@ -72,6 +74,10 @@ class Gate:
     store: Store
     signals: GpiozeroSignals
     pin_factory: Any
+
+    @property
+    def simulated_pins(self) -> bool:
+        return isinstance(self.pin_factory, MockFactory)
 
 
 @contextmanager
