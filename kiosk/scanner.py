@@ -170,7 +170,7 @@ class Scanner:
                 self._last_refusal = None
             else:
                 self.signals.deny()
-                self._last_refusal = _Refusal(event_as_new(event), self.clock.monotonic())
+                self._last_refusal = _Refusal(event.as_new(), self.clock.monotonic())
         return self._outcome(frame, identified, decision, event)
 
     def _view(self, hashed: str | None, at: datetime) -> GateView:
@@ -186,11 +186,10 @@ class Scanner:
         self, identified: Identified, decision: Decision, hashed: str | None, at: datetime
     ) -> NewEvent:
         credential = identified if isinstance(identified, Credential) else None
-        offset = at.astimezone(self.settings.timezone).utcoffset()
         return NewEvent(
             gate_id=self.settings.gate_id,
             at=at,
-            utc_offset_min=int(offset.total_seconds() // 60) if offset else 0,
+            utc_offset_min=self._utc_offset_min(at),
             clock_synced=self.clock.synchronised(),
             direction=decision.direction,
             decision=decision.verdict,
@@ -202,6 +201,10 @@ class Scanner:
             id_number=credential.id_number if credential and self.settings.store_full_id else None,
             warning=decision.warning,
         )
+
+    def _utc_offset_min(self, at: datetime) -> int:
+        offset = at.astimezone(self.settings.timezone).utcoffset()
+        return int(offset.total_seconds() // 60) if offset else 0
 
     def _outcome(
         self, frame: Frame, identified: Identified, decision: Decision, event: Event | None
@@ -269,11 +272,10 @@ class Scanner:
         return outcome
 
     def _new_override_event(self, at: datetime) -> NewEvent:
-        offset = at.astimezone(self.settings.timezone).utcoffset()
         return NewEvent(
             gate_id=self.settings.gate_id,
             at=at,
-            utc_offset_min=int(offset.total_seconds() // 60) if offset else 0,
+            utc_offset_min=self._utc_offset_min(at),
             clock_synced=self.clock.synchronised(),
             direction="in",
             decision="allow",
@@ -362,23 +364,3 @@ class Scanner:
         except GateError as exc:
             log.warning("could not write kiosk health: %s", exc)
             self._set_store_fault(True)
-
-
-def event_as_new(event: Event) -> NewEvent:
-    """The NewEvent fields of a recorded event (to record a follow-up)."""
-    return NewEvent(
-        gate_id=event.gate_id,
-        at=event.at,
-        utc_offset_min=event.utc_offset_min,
-        clock_synced=event.clock_synced,
-        direction=event.direction,
-        decision=event.decision,
-        reason=event.reason,
-        kind=event.kind,
-        subject_hash=event.subject_hash,
-        display_name=event.display_name,
-        masked_id=event.masked_id,
-        id_number=event.id_number,
-        override=event.override,
-        warning=event.warning,
-    )

@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -126,6 +127,15 @@ class Event:
     id_number: str | None = None
     override: bool = False
     warning: str | None = None
+
+    @classmethod
+    def of(cls, new: NewEvent, *, id: str, boot_id: str, seq: int) -> Event:
+        fields = {f.name: getattr(new, f.name) for f in dataclasses.fields(NewEvent)}
+        return cls(id=id, boot_id=boot_id, seq=seq, **fields)
+
+    def as_new(self) -> NewEvent:
+        """The event's content, to record a follow-up (e.g. a guard's override)."""
+        return NewEvent(**{f.name: getattr(self, f.name) for f in dataclasses.fields(NewEvent)})
 
 
 @dataclass(frozen=True)
@@ -430,24 +440,11 @@ class Store:
                         "DELETE FROM presence WHERE subject_hash = ?", (event.subject_hash,)
                     )
         log.debug("recorded event seq=%d decision=%s", seq, event.decision)
-        return Event(
+        return Event.of(
+            dataclasses.replace(event, at=_from_text(at_utc)),
             id=event_id,
             boot_id=self.boot_id,
             seq=seq,
-            gate_id=event.gate_id,
-            at=_from_text(at_utc),
-            utc_offset_min=event.utc_offset_min,
-            clock_synced=event.clock_synced,
-            direction=event.direction,
-            decision=event.decision,
-            reason=event.reason,
-            kind=event.kind,
-            subject_hash=event.subject_hash,
-            display_name=event.display_name,
-            masked_id=event.masked_id,
-            id_number=event.id_number,
-            override=event.override,
-            warning=event.warning,
         )
 
     def recent_events(self, limit: int = 20) -> list[Event]:
