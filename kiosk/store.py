@@ -29,9 +29,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import sqlite3
 import threading
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +52,12 @@ BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
 DIRECTIONS = ("in", "out")
 DECISIONS = ("allow", "deny")
+
+_EVENT_COLUMNS = (
+    "id, boot_id, seq, gate_id, at_utc, utc_offset_min, clock_synced, direction, decision, "
+    "reason, kind, subject_hash, display_name, masked_id, id_number, override, warning, "
+    "actor, note"
+)
 
 # Fixed width: every stored time has exactly this shape, so text order = time order.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -87,6 +95,10 @@ class NewEvent:
     id_number: str | None = None
     override: bool = False
     warning: str | None = None
+    actor: str | None = None
+    """The guard or manager who admitted someone by hand."""
+    note: str | None = None
+    """The reason a guard gave for a manual admission."""
 
     def __post_init__(self) -> None:
         # Fail at construction, in the caller's code, rather than as a CHECK
@@ -127,6 +139,8 @@ class Event:
     id_number: str | None = None
     override: bool = False
     warning: str | None = None
+    actor: str | None = None
+    note: str | None = None
 
     @classmethod
     def of(cls, new: NewEvent, *, id: str, boot_id: str, seq: int) -> Event:
@@ -169,6 +183,143 @@ class KioskHealth:
     pin_backend: str
     clock_synced: bool
     fault: str | None
+
+
+def search_fold(text: str) -> str:
+    """Text folded for search: no case, no diacritics, đ as d.
+
+    So a guard typing "nguyen van an" finds "Nguyễn Văn An".
+    """
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return stripped.casefold()
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a log page or an export covers; every field optional.
+
+    ``start`` is inclusive and ``end`` exclusive (aware datetimes). ``text``
+    matches part of the name or of the masked ID, ignoring case and
+    diacritics.
+    """
+
+    start: datetime | None = None
+    end: datetime | None = None
+    direction: str | None = None
+    decision: str | None = None
+    reason: str | None = None
+    kind: str | None = None
+    text: str | None = None
+
+    def sql(self) -> tuple[str, tuple[Any, ...]]:
+        """A WHERE clause and its parameters; values are always bound, never inlined."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.start is not None:
+            clauses.append("at_utc >= ?")
+            params.append(_to_text(self.start))
+        if self.end is not None:
+            clauses.append("at_utc < ?")
+            params.append(_to_text(self.end))
+        for column in ("direction", "decision", "reason", "kind"):
+            value = getattr(self, column)
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if self.text and self.text.strip():
+            pattern = "%" + _like_escape(search_fold(self.text.strip())) + "%"
+            clauses.append(
+                "(fold(coalesce(display_name, '')) LIKE ? ESCAPE '\\' "
+                "OR fold(coalesce(masked_id, '')) LIKE ? ESCAPE '\\')"
+            )
+            params += [pattern, pattern]
+        return (" AND ".join(clauses) or "1"), tuple(params)
+
+    def as_dict(self) -> dict[str, str]:
+        """The filter as plain text, for the audit log."""
+        return {
+            f.name: (v.isoformat() if isinstance(v, datetime) else str(v))
+            for f in dataclasses.fields(self)
+            if (v := getattr(self, f.name)) not in (None, "")
+        }
+
+
+@dataclass(frozen=True)
+class Tally:
+    entries: int
+    exits: int
+    refusals: dict[str, int]
+    """Refused scans by reason code."""
+
+    @property
+    def refused(self) -> int:
+        return sum(self.refusals.values())
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One stay inside: from an allowed entry to the next allowed exit."""
+
+    subject_hash: str
+    display_name: str | None
+    masked_id: str | None
+    entered_at: datetime
+    exited_at: datetime | None
+    """None when no exit was recorded (the presence expired or is still open)."""
+    entry_event_id: str
+
+    @classmethod
+    def of(cls, entry: Event, exited_at: datetime | None) -> Visit:
+        assert entry.subject_hash is not None
+        return cls(
+            entry.subject_hash,
+            entry.display_name,
+            entry.masked_id,
+            entry.at,
+            exited_at,
+            entry.id,
+        )
+
+
+@dataclass(frozen=True)
+class DenylistEntry:
+    subject_hash: str
+    label: str
+    note: str
+    added_at: datetime
+    added_by: str | None
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    role: str
+    password_hash: str
+    disabled: bool
+    created_at: datetime
+    password_changed_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    detail: dict[str, Any]
+    row_count: int | None
+
+
+@dataclass(frozen=True)
+class AdmitRequest:
+    id: int
+    requested_at: datetime
+    actor: str
+    reason: str
+    display_name: str | None
+    status: str
 
 
 # --------------------------------------------------------------------------- migrations
@@ -268,10 +419,87 @@ def _m0001_initial(db: Database) -> None:
     db.execute("INSERT INTO settings_meta (id, version) VALUES (1, 0)")
 
 
+def _m0002_admin(db: Database) -> None:
+    """What the admin web needs: accounts, audit, site settings, guards' admissions."""
+    db.execute("ALTER TABLE events ADD COLUMN actor TEXT")
+    db.execute("ALTER TABLE events ADD COLUMN note TEXT")
+    db.execute("ALTER TABLE denylist ADD COLUMN added_by TEXT")
+    db.table("events").create_index(["kind", "at_utc"], index_name="idx_events_kind_at_utc")
+    db.execute(
+        """
+        CREATE TABLE users (
+            id             INTEGER PRIMARY KEY,
+            name           TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            role           TEXT NOT NULL CHECK (role IN ('manager', 'guard')),
+            password_hash  TEXT NOT NULL,
+            disabled       INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+            created_at_utc TEXT NOT NULL,
+            password_changed_at_utc TEXT NOT NULL
+        )
+        """
+    )
+    # Failed logins, by account name and by client address, so throttling
+    # survives a restart of the web process.
+    db.execute(
+        """
+        CREATE TABLE login_failures (
+            key          TEXT PRIMARY KEY NOT NULL,
+            failures     INTEGER NOT NULL,
+            last_at_utc  TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE audit (
+            id      INTEGER PRIMARY KEY AUTOINCREMENT,
+            at_utc  TEXT NOT NULL,
+            actor   TEXT NOT NULL,
+            action  TEXT NOT NULL,
+            detail  TEXT NOT NULL,
+            row_count INTEGER
+        )
+        """
+    )
+    db.table("audit").create_index(["at_utc"], index_name="idx_audit_at_utc")
+    # Settings a manager changed on the web, as JSON values; they override the
+    # file's. Each save bumps settings_meta.version, which the kiosk polls.
+    db.execute(
+        """
+        CREATE TABLE site_settings (
+            name           TEXT PRIMARY KEY NOT NULL,
+            value_json     TEXT NOT NULL,
+            updated_at_utc TEXT NOT NULL,
+            updated_by     TEXT NOT NULL
+        )
+        """
+    )
+    # A guard's "admit once" on the web: the web process owns no pins, so it
+    # asks the kiosk, which records the event and pulses the relay.
+    db.execute(
+        """
+        CREATE TABLE admit_requests (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            requested_at_utc TEXT NOT NULL,
+            actor            TEXT NOT NULL,
+            reason           TEXT NOT NULL,
+            display_name     TEXT,
+            status           TEXT NOT NULL DEFAULT 'pending'
+                             CHECK (status IN ('pending', 'done', 'expired')),
+            handled_at_utc   TEXT,
+            event_id         TEXT
+        )
+        """
+    )
+
+
 Migration = tuple[str, Callable[[Database], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
-MIGRATIONS: tuple[Migration, ...] = (("0001_initial", _m0001_initial),)
+MIGRATIONS: tuple[Migration, ...] = (
+    ("0001_initial", _m0001_initial),
+    ("0002_admin", _m0002_admin),
+)
 
 
 # --------------------------------------------------------------------------- the store
@@ -290,8 +518,9 @@ class Store:
     ``self._lock``: one statement or transaction at a time.
     """
 
-    def __init__(self, db: Database, *, boot_id: str) -> None:
+    def __init__(self, db: Database, *, boot_id: str, path: Path) -> None:
         """Use :meth:`open`; this only wraps an already prepared database."""
+        self.path = path
         self._db = db
         self._conn: sqlite3.Connection = db.conn
         self.boot_id = boot_id
@@ -335,6 +564,7 @@ class Store:
             raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
         try:
             db = Database(conn, execute_plugins=False)
+            _add_functions(conn)
             if read_only:
                 conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             else:
@@ -346,7 +576,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        return cls(db, boot_id=boot_id if boot_id is not None else current_boot_id())
+        return cls(db, boot_id=boot_id if boot_id is not None else current_boot_id(), path=path)
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""
@@ -376,70 +606,75 @@ class Store:
         with a subject makes (or refreshes) that person's presence, an allowed
         exit removes it, a denial changes nothing.
         """
+        with self._write("record the event") as conn:
+            recorded = self._insert(conn, event)
+        log.debug("recorded event seq=%d decision=%s", recorded.seq, event.decision)
+        return recorded
+
+    def _insert(self, conn: sqlite3.Connection, event: NewEvent) -> Event:
+        """Insert one event and update presence, inside the caller's transaction."""
         event_id = uuid.uuid4().hex
         at_utc = _to_text(event.at)
-        with self._write("record the event") as conn:
-            (last_seq,) = conn.execute(
-                "SELECT coalesce(max(seq), 0) FROM events WHERE boot_id = ?", (self.boot_id,)
-            ).fetchone()
-            seq = int(last_seq) + 1
-            conn.execute(
-                """
-                INSERT INTO events (
-                    id, gate_id, at_utc, utc_offset_min, boot_id, seq, clock_synced,
-                    direction, decision, reason, kind, subject_hash, display_name,
-                    masked_id, id_number, override, warning
-                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                (
-                    event_id,
-                    event.gate_id,
-                    at_utc,
-                    event.utc_offset_min,
-                    self.boot_id,
-                    seq,
-                    int(event.clock_synced),
-                    event.direction,
-                    event.decision,
-                    event.reason,
-                    event.kind,
-                    event.subject_hash,
-                    event.display_name,
-                    event.masked_id,
-                    event.id_number,
-                    int(event.override),
-                    event.warning,
-                ),
-            )
-            if event.decision == "allow" and event.subject_hash is not None:
-                if event.direction == "in":
-                    conn.execute(
-                        """
-                        INSERT INTO presence (
-                            subject_hash, display_name, masked_id, entered_at_utc,
-                            event_id, gate_id
-                        ) VALUES (?, ?, ?, ?, ?, ?)
-                        ON CONFLICT (subject_hash) DO UPDATE SET
-                            display_name = excluded.display_name,
-                            masked_id = excluded.masked_id,
-                            entered_at_utc = excluded.entered_at_utc,
-                            event_id = excluded.event_id,
-                            gate_id = excluded.gate_id
-                        """,
-                        (
-                            event.subject_hash,
-                            event.display_name,
-                            event.masked_id,
-                            at_utc,
-                            event_id,
-                            event.gate_id,
-                        ),
-                    )
-                else:
-                    conn.execute(
-                        "DELETE FROM presence WHERE subject_hash = ?", (event.subject_hash,)
-                    )
-        log.debug("recorded event seq=%d decision=%s", seq, event.decision)
+        (last_seq,) = conn.execute(
+            "SELECT coalesce(max(seq), 0) FROM events WHERE boot_id = ?", (self.boot_id,)
+        ).fetchone()
+        seq = int(last_seq) + 1
+        conn.execute(
+            """
+            INSERT INTO events (
+                id, gate_id, at_utc, utc_offset_min, boot_id, seq, clock_synced,
+                direction, decision, reason, kind, subject_hash, display_name,
+                masked_id, id_number, override, warning, actor, note
+            ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (
+                event_id,
+                event.gate_id,
+                at_utc,
+                event.utc_offset_min,
+                self.boot_id,
+                seq,
+                int(event.clock_synced),
+                event.direction,
+                event.decision,
+                event.reason,
+                event.kind,
+                event.subject_hash,
+                event.display_name,
+                event.masked_id,
+                event.id_number,
+                int(event.override),
+                event.warning,
+                event.actor,
+                event.note,
+            ),
+        )
+        if event.decision == "allow" and event.subject_hash is not None:
+            if event.direction == "in":
+                conn.execute(
+                    """
+                    INSERT INTO presence (
+                        subject_hash, display_name, masked_id, entered_at_utc,
+                        event_id, gate_id
+                    ) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (subject_hash) DO UPDATE SET
+                        display_name = excluded.display_name,
+                        masked_id = excluded.masked_id,
+                        entered_at_utc = excluded.entered_at_utc,
+                        event_id = excluded.event_id,
+                        gate_id = excluded.gate_id
+                    """,
+                    (
+                        event.subject_hash,
+                        event.display_name,
+                        event.masked_id,
+                        at_utc,
+                        event_id,
+                        event.gate_id,
+                    ),
+                )
+            else:
+                conn.execute("DELETE FROM presence WHERE subject_hash = ?", (event.subject_hash,))
         return Event.of(
             dataclasses.replace(event, at=_from_text(at_utc)),
             id=event_id,
@@ -451,9 +686,7 @@ class Store:
         """The latest ``limit`` events, newest first (by time, then boot and sequence)."""
         rows = self._read(
             "read recent events",
-            "SELECT id, boot_id, seq, gate_id, at_utc, utc_offset_min, clock_synced, direction, "
-            "decision, reason, kind, subject_hash, display_name, masked_id, id_number, override, "
-            "warning FROM events "
+            f"SELECT {_EVENT_COLUMNS} FROM events "
             "ORDER BY at_utc DESC, boot_id DESC, seq DESC LIMIT ?",
             (limit,),
         )
@@ -467,9 +700,7 @@ class Store:
         """
         rows = self._read(
             "read events",
-            "SELECT id, boot_id, seq, gate_id, at_utc, utc_offset_min, clock_synced, direction, "
-            "decision, reason, kind, subject_hash, display_name, masked_id, id_number, override, "
-            "warning FROM events "
+            f"SELECT {_EVENT_COLUMNS} FROM events "
             "WHERE at_utc >= ? AND at_utc < ? ORDER BY at_utc, boot_id, seq",
             (_to_text(start), _to_text(end)),
         )
@@ -521,20 +752,29 @@ class Store:
         )
         return bool(rows)
 
-    def add_to_denylist(self, subject_hash: str, *, label: str, note: str, at: datetime) -> None:
+    def add_to_denylist(
+        self,
+        subject_hash: str,
+        *,
+        label: str,
+        note: str,
+        at: datetime,
+        added_by: str | None = None,
+    ) -> None:
         """Deny this person from now on; adding again replaces label, note and time."""
         added_at = _to_text(at)
         with self._write("update the denylist") as conn:
             conn.execute(
                 """
-                INSERT INTO denylist (subject_hash, label, note, added_at_utc)
-                VALUES (?, ?, ?, ?)
+                INSERT INTO denylist (subject_hash, label, note, added_at_utc, added_by)
+                VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (subject_hash) DO UPDATE SET
                     label = excluded.label,
                     note = excluded.note,
-                    added_at_utc = excluded.added_at_utc
+                    added_at_utc = excluded.added_at_utc,
+                    added_by = excluded.added_by
                 """,
-                (subject_hash, label, note, added_at),
+                (subject_hash, label, note, added_at, added_by),
             )
 
     def remove_from_denylist(self, subject_hash: str) -> bool:
@@ -643,6 +883,349 @@ class Store:
             "read migrations", "SELECT name FROM migrations ORDER BY applied_at, rowid", ()
         )
         return [str(row[0]) for row in rows]
+
+    # ----------------------------------------------------------------- the log, for the web
+
+    def count_events(self, where: EventFilter) -> int:
+        sql, params = where.sql()
+        rows = self._read("count events", f"SELECT count(*) FROM events WHERE {sql}", params)
+        return int(rows[0][0])
+
+    def find_events(self, where: EventFilter, *, limit: int, offset: int = 0) -> list[Event]:
+        """One page of the log, newest first."""
+        sql, params = where.sql()
+        rows = self._read(
+            "search events",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {sql} "
+            "ORDER BY at_utc DESC, boot_id DESC, seq DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [_event_from_row(row) for row in rows]
+
+    def iter_events(self, where: EventFilter, *, batch: int = 2000) -> Iterator[Event]:
+        """Every matching event, oldest first, streamed in bounded memory.
+
+        Reads through a connection of its own, so a long export neither holds
+        this store's lock nor sees a half-written page: one snapshot throughout.
+        """
+        sql, params = where.sql()
+        with _store_errors("export events"):
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        try:
+            _add_functions(conn)
+            with _store_errors("export events"):
+                conn.execute("BEGIN")  # one read snapshot for the whole export
+                cursor = conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE {sql} "
+                    "ORDER BY at_utc, boot_id, seq",
+                    params,
+                )
+                while rows := cursor.fetchmany(batch):
+                    for row in rows:
+                        yield _event_from_row(row)
+        finally:
+            conn.close()
+
+    def event_by_id(self, event_id: str) -> Event | None:
+        rows = self._read(
+            "read an event", f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
+        )
+        return _event_from_row(rows[0]) if rows else None
+
+    def latest_cursor(self) -> int:
+        """A position in the log: events recorded later have a larger cursor."""
+        rows = self._read("read the log position", "SELECT coalesce(max(rowid), 0) FROM events", ())
+        return int(rows[0][0])
+
+    def events_after(self, cursor: int, *, limit: int = 50) -> list[tuple[int, Event]]:
+        """Events recorded after ``cursor`` (oldest first) with their own cursors."""
+        rows = self._read(
+            "read new events",
+            f"SELECT rowid, {_EVENT_COLUMNS} FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (cursor, limit),
+        )
+        return [(int(row[0]), _event_from_row(row[1:])) for row in rows]
+
+    def tally(self, start: datetime, end: datetime) -> Tally:
+        """Entries, exits and refusals (by reason) with ``start <= at < end``."""
+        rows = self._read(
+            "count the day",
+            "SELECT decision, direction, reason, count(*) FROM events "
+            "WHERE at_utc >= ? AND at_utc < ? GROUP BY decision, direction, reason",
+            (_to_text(start), _to_text(end)),
+        )
+        entries = exits = 0
+        refusals: dict[str, int] = {}
+        for decision, direction, reason, count in rows:
+            if decision == "allow" and direction == "in":
+                entries += int(count)
+            elif decision == "allow":
+                exits += int(count)
+            else:
+                refusals[reason] = refusals.get(reason, 0) + int(count)
+        return Tally(entries=entries, exits=exits, refusals=refusals)
+
+    def visits(self, start: datetime, end: datetime, *, expiry_h: float) -> list[Visit]:
+        """Everyone whose presence overlapped ``[start, end)``: the contact-tracing question.
+
+        A visit runs from an allowed entry to the same person's next allowed
+        exit; with no exit it ends when presence expires (``expiry_h``), as
+        the gate itself assumes.
+        """
+        _require_aware(start, "start")
+        _require_aware(end, "end")
+        expiry = timedelta(hours=expiry_h)
+        rows = self._read(
+            "read visits",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE decision = 'allow' "
+            "AND subject_hash IS NOT NULL AND at_utc >= ? AND at_utc < ? "
+            "ORDER BY at_utc, boot_id, seq",
+            (_to_text(start - expiry), _to_text(end)),
+        )
+        open_visits: dict[str, Event] = {}
+        visits: list[Visit] = []
+
+        def close(entry: Event, exited_at: datetime | None) -> None:
+            ends = exited_at if exited_at is not None else entry.at + expiry
+            if entry.at < end and ends >= start:
+                visits.append(Visit.of(entry, exited_at))
+
+        for event in map(_event_from_row, rows):
+            assert event.subject_hash is not None
+            entry = open_visits.pop(event.subject_hash, None)
+            if entry is not None and event.at - entry.at > expiry:
+                close(entry, None)
+                entry = None
+            if event.direction == "in":
+                if entry is not None:
+                    close(entry, None)  # entered again without an exit
+                open_visits[event.subject_hash] = event
+            elif entry is not None:
+                close(entry, event.at)
+        for entry in open_visits.values():
+            close(entry, None)
+        visits.sort(key=lambda v: (v.entered_at, v.display_name or ""))
+        return visits
+
+    def inside(self, *, now: datetime, expiry_h: float) -> list[Presence]:
+        """Everyone inside now, earliest entry first."""
+        rows = self._read(
+            "read presence",
+            "SELECT subject_hash, display_name, masked_id, entered_at_utc, event_id, gate_id "
+            "FROM presence WHERE entered_at_utc >= ? ORDER BY entered_at_utc",
+            (_expiry_cutoff(now, expiry_h),),
+        )
+        return [
+            Presence(
+                subject_hash=r[0],
+                display_name=r[1],
+                masked_id=r[2],
+                entered_at=_from_text(r[3]),
+                event_id=r[4],
+                gate_id=r[5],
+            )
+            for r in rows
+        ]
+
+    def purge_events_before(self, cutoff: datetime) -> int:
+        """Delete events older than ``cutoff`` (retention); presence goes with them."""
+        with self._write("purge old events") as conn:
+            cursor = conn.execute("DELETE FROM events WHERE at_utc < ?", (_to_text(cutoff),))
+            return cursor.rowcount
+
+    def denylist_entries(self) -> list[DenylistEntry]:
+        rows = self._read(
+            "read the denylist",
+            "SELECT subject_hash, label, note, added_at_utc, added_by FROM denylist "
+            "ORDER BY added_at_utc DESC",
+            (),
+        )
+        return [DenylistEntry(r[0], r[1], r[2], _from_text(r[3]), r[4]) for r in rows]
+
+    # ----------------------------------------------------------------- accounts
+
+    def add_user(self, name: str, *, role: str, password_hash: str, at: datetime) -> User:
+        """Create an account; StoreError if the name is taken (names ignore case)."""
+        with self._write("add the user") as conn:
+            exists = conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone()
+            if exists:
+                raise StoreError(f"a user named {name!r} already exists")
+            conn.execute(
+                "INSERT INTO users (name, role, password_hash, disabled, created_at_utc, "
+                "password_changed_at_utc) VALUES (?, ?, ?, 0, ?, ?)",
+                (name, role, password_hash, _to_text(at), _to_text(at)),
+            )
+        user = self.user_by_name(name)
+        assert user is not None
+        return user
+
+    def user_by_name(self, name: str) -> User | None:
+        rows = self._read(
+            "read a user", f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)
+        )
+        return _user_from_row(rows[0]) if rows else None
+
+    def user_by_id(self, user_id: int) -> User | None:
+        rows = self._read(
+            "read a user", f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)
+        )
+        return _user_from_row(rows[0]) if rows else None
+
+    def users(self) -> list[User]:
+        rows = self._read("read users", f"SELECT {_USER_COLUMNS} FROM users ORDER BY name", ())
+        return [_user_from_row(r) for r in rows]
+
+    def count_managers(self) -> int:
+        rows = self._read(
+            "count managers",
+            "SELECT count(*) FROM users WHERE role = 'manager' AND disabled = 0",
+            (),
+        )
+        return int(rows[0][0])
+
+    def set_user_disabled(self, user_id: int, disabled: bool) -> None:
+        with self._write("update the user") as conn:
+            conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
+
+    def set_password(self, user_id: int, password_hash: str, *, at: datetime) -> None:
+        with self._write("change the password") as conn:
+            conn.execute(
+                "UPDATE users SET password_hash = ?, password_changed_at_utc = ? WHERE id = ?",
+                (password_hash, _to_text(at), user_id),
+            )
+
+    def note_login_failure(self, key: str, *, at: datetime) -> int:
+        """Count one more failed login for ``key``; returns the count so far."""
+        with self._write("count a failed login") as conn:
+            conn.execute(
+                "INSERT INTO login_failures (key, failures, last_at_utc) VALUES (?, 1, ?) "
+                "ON CONFLICT (key) DO UPDATE SET failures = failures + 1, "
+                "last_at_utc = excluded.last_at_utc",
+                (key, _to_text(at)),
+            )
+            (count,) = conn.execute(
+                "SELECT failures FROM login_failures WHERE key = ?", (key,)
+            ).fetchone()
+        return int(count)
+
+    def login_failures(self, key: str) -> tuple[int, datetime | None]:
+        """Failed logins for ``key`` since the last success, and when the last one was."""
+        rows = self._read(
+            "read failed logins",
+            "SELECT failures, last_at_utc FROM login_failures WHERE key = ?",
+            (key,),
+        )
+        if not rows:
+            return 0, None
+        return int(rows[0][0]), _from_text(rows[0][1])
+
+    def clear_login_failures(self, key: str) -> None:
+        with self._write("clear failed logins") as conn:
+            conn.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+
+    # ----------------------------------------------------------------- audit
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        detail: dict[str, Any],
+        at: datetime,
+        row_count: int | None = None,
+    ) -> None:
+        """Record who did what (exports, settings, users, denylist)."""
+        with self._write("write the audit log") as conn:
+            conn.execute(
+                "INSERT INTO audit (at_utc, actor, action, detail, row_count) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (_to_text(at), actor, action, json.dumps(detail, ensure_ascii=False), row_count),
+            )
+
+    def audit_entries(self, *, limit: int = 200) -> list[AuditEntry]:
+        rows = self._read(
+            "read the audit log",
+            "SELECT id, at_utc, actor, action, detail, row_count FROM audit "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            AuditEntry(int(r[0]), _from_text(r[1]), r[2], r[3], json.loads(r[4]), r[5])
+            for r in rows
+        ]
+
+    # ----------------------------------------------------------------- site settings
+
+    def site_settings(self) -> dict[str, Any]:
+        """Settings changed on the web, by name (``"gate.mode"``); they override the file."""
+        rows = self._read("read site settings", "SELECT name, value_json FROM site_settings", ())
+        return {str(name): json.loads(value) for name, value in rows}
+
+    def save_site_settings(self, values: dict[str, Any], *, by: str, at: datetime) -> int:
+        """Store changed settings and bump the version the kiosk polls; returns it."""
+        with self._write("save site settings") as conn:
+            for name, value in values.items():
+                conn.execute(
+                    "INSERT INTO site_settings (name, value_json, updated_at_utc, updated_by) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "value_json = excluded.value_json, updated_at_utc = excluded.updated_at_utc, "
+                    "updated_by = excluded.updated_by",
+                    (name, json.dumps(value), _to_text(at), by),
+                )
+            conn.execute("UPDATE settings_meta SET version = version + 1 WHERE id = 1")
+            (version,) = conn.execute("SELECT version FROM settings_meta WHERE id = 1").fetchone()
+        return int(version)
+
+    # ----------------------------------------------------------------- admissions by hand
+
+    def request_admit(
+        self, *, actor: str, reason: str, display_name: str | None, at: datetime
+    ) -> int:
+        """A guard's "admit once" from the web; the kiosk carries it out."""
+        with self._write("request an admission") as conn:
+            cursor = conn.execute(
+                "INSERT INTO admit_requests (requested_at_utc, actor, reason, display_name) "
+                "VALUES (?, ?, ?, ?)",
+                (_to_text(at), actor, reason, display_name),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def pending_admits(self, *, now: datetime, max_age_s: float) -> list[AdmitRequest]:
+        """Requests to carry out now; older ones are marked expired (the visitor left)."""
+        cutoff = _to_text(now - timedelta(seconds=max_age_s))
+        with self._write("read admission requests") as conn:
+            conn.execute(
+                "UPDATE admit_requests SET status = 'expired', handled_at_utc = ? "
+                "WHERE status = 'pending' AND requested_at_utc < ?",
+                (_to_text(now), cutoff),
+            )
+            rows = conn.execute(
+                "SELECT id, requested_at_utc, actor, reason, display_name, status "
+                "FROM admit_requests WHERE status = 'pending' ORDER BY id"
+            ).fetchall()
+        return [AdmitRequest(int(r[0]), _from_text(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def admit_request(self, request_id: int) -> AdmitRequest | None:
+        rows = self._read(
+            "read an admission request",
+            "SELECT id, requested_at_utc, actor, reason, display_name, status "
+            "FROM admit_requests WHERE id = ?",
+            (request_id,),
+        )
+        return AdmitRequest(int(rows[0][0]), _from_text(rows[0][1]), *rows[0][2:]) if rows else None
+
+    def record_admit(self, request: AdmitRequest, event: NewEvent) -> Event:
+        """Record the manual entry and mark the request done, in one transaction."""
+        with self._write("record the admission") as conn:
+            recorded = self._insert(conn, event)
+            conn.execute(
+                "UPDATE admit_requests SET status = 'done', handled_at_utc = ?, event_id = ? "
+                "WHERE id = ?",
+                (_to_text(recorded.at), recorded.id, request.id),
+            )
+        return recorded
 
     # ----------------------------------------------------------------- plumbing
 
@@ -795,6 +1378,8 @@ def _event_from_row(row: tuple[Any, ...]) -> Event:
         id_number,
         override,
         warning,
+        actor,
+        note,
     ) = row
     return Event(
         id=event_id,
@@ -814,4 +1399,30 @@ def _event_from_row(row: tuple[Any, ...]) -> Event:
         id_number=id_number,
         override=bool(override),
         warning=warning,
+        actor=actor,
+        note=note,
     )
+
+
+_USER_COLUMNS = "id, name, role, password_hash, disabled, created_at_utc, password_changed_at_utc"
+
+
+def _user_from_row(row: tuple[Any, ...]) -> User:
+    return User(
+        id=int(row[0]),
+        name=row[1],
+        role=row[2],
+        password_hash=row[3],
+        disabled=bool(row[4]),
+        created_at=_from_text(row[5]),
+        password_changed_at=_from_text(row[6]),
+    )
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _add_functions(conn: sqlite3.Connection) -> None:
+    """SQL functions the queries use: ``fold`` (see :func:`search_fold`)."""
+    conn.create_function("fold", 1, search_fold, deterministic=True)
