@@ -1,4 +1,78 @@
-"""The admin web: managers and guards see, search and export the gate log.
+"""The admin web: managers and guards see, search and export the gate log;
+the gate screen shows visitors the decision.
 
-Built in its own issue; it reads and writes only through ``kiosk.store``.
+It reads and writes only through :class:`kiosk.store.Store`. Served by
+waitress (``gatekiosk web``); binds 127.0.0.1 unless ``web.host`` says
+otherwise.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+
+from admin_web.context import WebContext
+from kiosk.clock import Clock, SystemClock
+from kiosk.config import Settings
+from kiosk.privacy import load_or_create_key
+from kiosk.store import Store
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    test_config: Mapping[str, Any] | None = None,
+) -> Flask:
+    """Build the web app for a site's settings.
+
+    ``store`` and ``clock`` replace the real ones (tests, the demo).
+    """
+    from admin_web import (
+        admin,
+        auth,
+        dashboard,
+        display,
+        exports,
+        guard,
+        i18n,
+        inside,
+        log_views,
+        presenting,
+        security,
+    )
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=load_or_create_key(settings.data_dir / "web-secret.key"),
+        SESSION_COOKIE_NAME="gatekiosk_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings["web.cookie_secure"],
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        BABEL_DEFAULT_LOCALE="vi",
+        BABEL_TRANSLATION_DIRECTORIES="translations",
+        JSON_AS_ASCII=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+    context = WebContext(
+        settings=settings,
+        store=store if store is not None else Store.open(settings.db_path),
+        clock=clock if clock is not None else SystemClock(),
+        hash_key=load_or_create_key(settings.key_path),
+    )
+    app.extensions["gatekiosk"] = context
+
+    security.init_app(app)
+    i18n.init_app(app)
+    presenting.init_app(app)
+    for module in (auth, dashboard, log_views, inside, exports, admin, guard, display, i18n):
+        app.register_blueprint(module.bp)
+    return app

@@ -180,6 +180,47 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
+WEB_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "web",
+        "host",
+        "127.0.0.1",
+        "Address the admin web listens on; 0.0.0.0 or the Pi's LAN address to reach it "
+        "from other machines.",
+    ),
+    Setting("web", "port", 8080, "Port of the admin web.", minimum=1, maximum=65535),
+    Setting(
+        "web",
+        "display_token",
+        "",
+        "Secret that lets a screen on another machine open /display without logging in "
+        "(/display?token=...); empty: only this machine's own screen may.",
+    ),
+    Setting(
+        "web",
+        "cookie_secure",
+        False,
+        "Send the session cookie over HTTPS only (turn on behind a TLS proxy).",
+    ),
+)
+SETTINGS = SETTINGS + WEB_SETTINGS
+
+EDITABLE_ON_WEB: tuple[str, ...] = (
+    "gate.id",
+    "gate.mode",
+    "gate.timezone",
+    "policy.capacity",
+    "policy.antipassback",
+    "policy.allowed_kinds",
+    "policy.presence_expiry_h",
+    "scan.hysteresis_s",
+    "pins.relay_pulse_ms",
+    "privacy.retention_days",
+)
+"""Settings a manager may change on the web; they are stored in the database
+and override the file. Pins, camera and paths stay in the file: they need
+someone at the machine anyway."""
+
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
@@ -333,6 +374,19 @@ def load_settings(
     if problems:
         raise ConfigError(problems)
     return Settings(values=values, source=path)
+
+
+def with_site_settings(settings: Settings, site: Mapping[str, Any]) -> Settings:
+    """The file's settings with a manager's web changes applied over them.
+
+    Only :data:`EDITABLE_ON_WEB` names are taken; a stored value that is no
+    longer valid (a setting's range changed in an upgrade) raises ConfigError.
+    """
+    changes = {k: v for k, v in site.items() if k in EDITABLE_ON_WEB}
+    if not changes:
+        return settings
+    merged = load_settings(overrides={**settings.values, **changes}, env={})
+    return Settings(values=merged.values, source=settings.source, db_name=settings.db_name)
 
 
 def _cross_checks(values: Mapping[str, Any]) -> list[str]:

@@ -1,0 +1,152 @@
+"""Logging in and out, who may see what, and throttling of password guessing."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+
+from admin_web.accounts import authenticate
+from admin_web.context import gk
+from kiosk.store import User
+
+bp = Blueprint("auth", __name__)
+
+FREE_FAILURES = 5
+"""Failed logins allowed before each further try must wait."""
+FIRST_WAIT_S = 30
+MAX_WAIT_S = 15 * 60
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def wait_after(failures: int) -> timedelta:
+    """How long the next try must wait: doubling from 30 s after the 5th miss, capped."""
+    if failures < FREE_FAILURES:
+        return timedelta(0)
+    return timedelta(seconds=min(MAX_WAIT_S, FIRST_WAIT_S * 2 ** (failures - FREE_FAILURES)))
+
+
+def _throttle_keys(name: str) -> list[str]:
+    return [f"user:{name.strip().casefold()}", f"ip:{request.remote_addr or '?'}"]
+
+
+def _seconds_to_wait(keys: list[str]) -> int:
+    now = gk().clock.now()
+    longest = 0.0
+    for key in keys:
+        failures, last = gk().store.login_failures(key)
+        if last is not None:
+            remaining = (last + wait_after(failures) - now).total_seconds()
+            longest = max(longest, remaining)
+    return int(longest + 0.999)
+
+
+def current_user() -> User | None:
+    """The logged-in user, checked against the database on every request.
+
+    A disabled account or a changed password ends existing sessions.
+    """
+    if "user" in g:
+        return cast(User | None, g.user)
+    user = None
+    user_id = session.get("uid")
+    if isinstance(user_id, int):
+        candidate = gk().store.user_by_id(user_id)
+        if (
+            candidate is not None
+            and not candidate.disabled
+            and session.get("pwv") == candidate.password_changed_at.isoformat()
+        ):
+            user = candidate
+    if user is None and "uid" in session:
+        session.clear()
+    g.user = user
+    return user
+
+
+def login_required(*roles: str) -> Callable[[F], F]:
+    """Only logged-in users, and only these roles if any are named."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            user = current_user()
+            if user is None:
+                if request.path.startswith("/api/") or request.method != "GET":
+                    abort(401)
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            if roles and user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    return decorate
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect to somewhere else."""
+    if not target:
+        return url_for("dashboard.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("dashboard.index")
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if request.method == "GET":
+        return render_template("login.html", next=request.args.get("next", ""))
+    name = request.form.get("name", "").strip()
+    password = request.form.get("password", "")
+    keys = _throttle_keys(name)
+    wait_s = _seconds_to_wait(keys)
+    if wait_s > 0:
+        flash(_("Too many failed logins. Try again in %(seconds)d s.", seconds=wait_s), "error")
+        return render_template("login.html", next=request.form.get("next", "")), 429
+    user = authenticate(gk().store, name, password)
+    now = gk().clock.now()
+    if user is None:
+        for key in keys:
+            gk().store.note_login_failure(key, at=now)
+        flash(_("Wrong user name or password."), "error")
+        return render_template("login.html", next=request.form.get("next", "")), 401
+    for key in keys:
+        gk().store.clear_login_failures(key)
+    # A fresh session: nothing chosen before login (fixation) survives it.
+    lang = session.get("lang")
+    session.clear()
+    session["uid"] = user.id
+    session["pwv"] = user.password_changed_at.isoformat()
+    if lang:
+        session["lang"] = lang
+    session.permanent = True
+    gk().store.audit(actor=user.name, action="login", detail={}, at=now)
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,68 @@
+"""Fixtures' building blocks for the admin web tests: a real app over a real
+SQLite file, users of each role, and a logged-in client."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from admin_web import create_app
+from admin_web.accounts import add_user
+from kiosk.clock import FakeClock
+from kiosk.config import load_settings
+from kiosk.store import NewEvent, Store
+
+PASSWORDS = {"manager": "manager-pass-123", "guard": "guard-pass-1234"}
+
+
+def make_app(tmp_path: Path, *, clock: FakeClock, csrf: bool = True, **overrides: Any) -> Flask:
+    settings = load_settings(overrides={"gate.data_dir": str(tmp_path), **overrides}, env={})
+    store = Store.open(settings.db_path, boot_id="boot-1")
+    app = create_app(
+        settings,
+        store=store,
+        clock=clock,
+        test_config={"TESTING": True, "WTF_CSRF_ENABLED": csrf},
+    )
+    for role, password in PASSWORDS.items():
+        add_user(store, f"{role}1", role=role, password=password, at=clock.now())
+    return app
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def log_in(client: FlaskClient, role: str) -> None:
+    token = csrf_token(client)
+    response = client.post(
+        "/login",
+        data={"name": f"{role}1", "password": PASSWORDS[role], "csrf_token": token},
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+
+
+def record(store: Store, clock: FakeClock, **fields: Any) -> None:
+    """Record one event as the kiosk would; fields override a plain allowed entry."""
+    values: dict[str, Any] = {
+        "gate_id": "gate-1",
+        "at": clock.now(),
+        "utc_offset_min": 420,
+        "clock_synced": True,
+        "direction": "in",
+        "decision": "allow",
+        "reason": "ok",
+        "kind": "cccd",
+        "subject_hash": "a" * 32,
+        "display_name": "Nguyễn Văn An",
+        "masked_id": "********0123",
+    }
+    values.update(fields)
+    store.record(NewEvent(**values))
