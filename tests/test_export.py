@@ -1,0 +1,377 @@
+"""CSV and XLSX exports: read back with the csv module and openpyxl, hostile names included."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import re
+import unicodedata
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import openpyxl  # type: ignore[import-untyped]
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kiosk.export import (
+    CSV_CHUNK_CHARS,
+    EXPORT_COLUMNS,
+    UTF8_BOM,
+    header_row,
+    iter_csv,
+    local_time_label,
+    neutralise,
+    write_csv,
+    write_xlsx,
+)
+from kiosk.store import Event
+
+SAIGON = ZoneInfo("Asia/Ho_Chi_Minh")
+LONDON = ZoneInfo("Europe/London")
+
+VIETNAMESE = unicodedata.normalize("NFC", "Nguyễn Thị Ánh Tuyết")
+HOSTILE_NAMES = (
+    '=HYPERLINK("http://evil","x")',
+    "+1+1",
+    "-2",
+    "@SUM(A1)",
+    "\tTAB",
+    "\rCR",
+    "＝1+1",
+    "  =1+1",
+    "\u202e=1+1",
+)
+OTHER_NAMES = (
+    "<script>alert(1)</script>",
+    "\u202eevil.exe",
+    "N" * 10_000,
+    VIETNAMESE,
+    "Trần Văn \"Bảo\", 'Kiên'\nline two",
+)
+
+# 2026-11-28 01:30:05.250000 UTC is 08:30:05 in Ho Chi Minh City (UTC+07:00, no DST).
+AT = datetime(2026, 11, 28, 1, 30, 5, 250000, tzinfo=UTC)
+
+
+def make_event(seq: int, **changes: object) -> Event:
+    """An event with every field set, one minute after the previous one."""
+    event = Event(
+        id=f"{seq:032x}",
+        boot_id="5f0c6e7a9b8d4c3e2f1a0b9c8d7e6f5a",
+        seq=seq,
+        gate_id="gate-1",
+        at=AT + timedelta(minutes=seq - 1),
+        utc_offset_min=420,
+        clock_synced=True,
+        direction="in" if seq % 2 else "out",
+        decision="allow",
+        reason="ok",
+        kind="cccd",
+        subject_hash="ab" * 32,
+        display_name=VIETNAMESE,
+        masked_id="0792****1234",
+        id_number="079201001234",
+        override=False,
+        warning="clock-unsynced",
+    )
+    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]
+
+
+def hostile_events() -> list[Event]:
+    names = (*HOSTILE_NAMES, *OTHER_NAMES)
+    return [
+        make_event(
+            i + 1,
+            display_name=name,
+            override=bool(i % 2),
+            clock_synced=not i % 3,
+            id_number=None if i % 2 else "079201001234",
+            warning=None if i % 2 else "=cmd|' /C calc'!A0",
+            reason="-denylisted" if i == 0 else "ok",
+        )
+        for i, name in enumerate(names)
+    ]
+
+
+def expected_name(name: str) -> str:
+    return "'" + name if name in HOSTILE_NAMES else name
+
+
+# --------------------------------------------------------------------------- neutralise
+
+
+@pytest.mark.parametrize("cell", [*HOSTILE_NAMES, "＋1", "－1", "＠A1", " \t-1", "\u3000=1", "\ufeff=1"])
+def test_formula_like_cells_get_a_leading_apostrophe(cell: str) -> None:
+    assert neutralise(cell) == "'" + cell
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["", VIETNAMESE, "Ánh", "a=b", "1-2", "  Lan", "'=already quoted", "<b>", "\u202eevil", "(1)"],
+)
+def test_ordinary_cells_are_unchanged(cell: str) -> None:
+    assert neutralise(cell) == cell
+
+
+def _runs_as_formula(cell: str) -> bool:
+    if cell[:1] in ("\t", "\r"):
+        return True
+    meaningful = cell.lstrip("".join(c for c in cell if c.isspace() or unicodedata.category(c) == "Cf"))
+    return meaningful[:1] in tuple("=+-@＝＋－＠")
+
+
+@given(st.text())
+def test_neutralised_text_never_starts_a_formula(cell: str) -> None:
+    result = neutralise(cell)
+    assert result in (cell, "'" + cell)
+    assert not _runs_as_formula(result)
+    assert (result != cell) == _runs_as_formula(cell)
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def test_header_names_a_fixed_offset_zone_with_its_offset() -> None:
+    assert local_time_label(SAIGON) == "Local time (Asia/Ho_Chi_Minh, UTC+07:00)"
+    assert local_time_label(ZoneInfo("Asia/Kolkata")) == "Local time (Asia/Kolkata, UTC+05:30)"
+    assert local_time_label(ZoneInfo("America/Bogota")) == "Local time (America/Bogota, UTC-05:00)"
+    assert local_time_label(ZoneInfo("UTC")) == "Local time (UTC)"
+
+
+def test_header_names_a_daylight_saving_zone_without_an_offset() -> None:
+    assert local_time_label(LONDON) == "Local time (Europe/London)"
+
+
+def test_header_row_follows_the_export_columns() -> None:
+    labels = header_row(SAIGON)
+    assert len(labels) == len(EXPORT_COLUMNS) == 16
+    assert labels[0] == "Local time (Asia/Ho_Chi_Minh, UTC+07:00)"
+    assert labels[1:] == [column.label for column in EXPORT_COLUMNS[1:]]
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def read_csv(data: bytes) -> list[list[str]]:
+    assert data.startswith(UTF8_BOM)
+    text = data[len(UTF8_BOM) :].decode("utf-8")
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def export_csv(events: list[Event], tz: ZoneInfo = SAIGON) -> bytes:
+    out = io.BytesIO()
+    assert write_csv(events, out, tz=tz) == len(events)
+    return out.getvalue()
+
+
+def test_csv_starts_with_a_bom_and_a_header_naming_the_zone() -> None:
+    rows = read_csv(export_csv([make_event(1)]))
+    assert rows[0] == header_row(SAIGON)
+    assert rows[0][0] == "Local time (Asia/Ho_Chi_Minh, UTC+07:00)"
+
+
+def test_csv_row_has_local_and_utc_times_and_every_field() -> None:
+    rows = read_csv(export_csv([make_event(1)]))
+    assert rows[1] == [
+        "2026-11-28 08:30:05",
+        "2026-11-28T01:30:05.250000Z",
+        "gate-1",
+        "in",
+        "allow",
+        "ok",
+        "cccd",
+        VIETNAMESE,
+        "0792****1234",
+        "079201001234",
+        "FALSE",
+        "clock-unsynced",
+        "TRUE",
+        "5f0c6e7a9b8d4c3e2f1a0b9c8d7e6f5a",
+        "1",
+        f"{1:032x}",
+    ]
+
+
+def test_csv_local_time_follows_daylight_saving() -> None:
+    summer = make_event(1, at=datetime(2026, 7, 1, 12, 0, tzinfo=UTC))
+    winter = make_event(2, at=datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+    rows = read_csv(export_csv([summer, winter], tz=LONDON))
+    assert rows[0][0] == "Local time (Europe/London)"
+    assert [row[0] for row in rows[1:]] == ["2026-07-01 13:00:00", "2026-12-01 12:00:00"]
+
+
+def test_csv_neutralises_every_formula_like_cell_and_keeps_the_rest_intact() -> None:
+    events = hostile_events()
+    rows = read_csv(export_csv(events))
+    assert len(rows) == 1 + len(events)
+    for event, row in zip(events, rows[1:], strict=True):
+        assert row[7] == expected_name(event.display_name or "")
+        assert row[11] in ("", "'=cmd|' /C calc'!A0")
+    assert rows[1][5] == "'-denylisted"
+    assert rows[-2][7] == VIETNAMESE
+    assert unicodedata.is_normalized("NFC", rows[-2][7])
+    assert rows[-3][7] == "N" * 10_000
+    for row in rows:
+        for cell in row:
+            assert not _runs_as_formula(cell) if cell else True
+
+
+def test_csv_ends_lines_with_crlf_and_quotes_only_when_needed() -> None:
+    data = export_csv([make_event(1, display_name='A "B", C'), make_event(2)])
+    assert data.count(b"\r\n") == 3
+    assert b'"A ""B"", C"' in data
+    assert b',"gate-1",' not in data
+
+
+def test_csv_without_events_is_the_header_only() -> None:
+    data = export_csv([])
+    assert read_csv(data) == [header_row(SAIGON)]
+    assert data.endswith(b"\r\n")
+
+
+def test_iter_csv_yields_the_same_bytes_in_bounded_chunks() -> None:
+    events = [make_event(i) for i in range(1, 3001)]
+    chunks = list(iter_csv(events, tz=SAIGON))
+    assert len(chunks) > 3
+    assert b"".join(chunks) == export_csv(events)
+    longest_row = max(len(line) for line in b"".join(chunks).split(b"\r\n"))
+    assert all(len(chunk) <= 4 * (CSV_CHUNK_CHARS + longest_row) for chunk in chunks)
+    assert chunks[0].startswith(UTF8_BOM)
+    assert not any(chunk.startswith(UTF8_BOM) for chunk in chunks[1:])
+
+
+def test_iter_csv_reads_events_only_as_chunks_are_taken() -> None:
+    pulled = 0
+
+    def events() -> Iterator[Event]:
+        nonlocal pulled
+        for i in range(1, 100_001):
+            pulled += 1
+            yield make_event(i)
+
+    chunks = iter_csv(events(), tz=SAIGON)
+    assert pulled == 0
+    next(chunks)
+    assert 0 < pulled < 2000
+
+
+# --------------------------------------------------------------------------- XLSX
+
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def ooxml_text(value: str) -> str:
+    """Undo the _xHHHH_ escapes that XLSX uses for control characters (Excel undoes them too;
+    openpyxl does not for in-line strings, which constant_memory mode writes)."""
+    return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def export_xlsx(tmp_path: Path, events: list[Event], **options: int) -> openpyxl.Workbook:
+    path = tmp_path / "events.xlsx"
+    assert write_xlsx(iter(events), path, tz=SAIGON, **options) == len(events)
+    return openpyxl.load_workbook(path)
+
+
+def test_xlsx_has_a_bold_frozen_header_naming_the_zone(tmp_path: Path) -> None:
+    sheet = export_xlsx(tmp_path, [make_event(1)]).active
+    header = [cell.value for cell in sheet[1]]
+    assert header == header_row(SAIGON)
+    assert all(cell.font.b for cell in sheet[1])
+    assert sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref == "A1:P2"
+    assert sheet.column_dimensions["H"].width > 20
+
+
+def test_xlsx_row_has_typed_cells(tmp_path: Path) -> None:
+    sheet = export_xlsx(tmp_path, [make_event(1)]).active
+    cells = sheet[2]
+    local = cells[0]
+    assert local.data_type == "n" and local.is_date
+    assert isinstance(local.value, datetime)
+    assert local.value.tzinfo is None
+    assert abs(local.value - datetime(2026, 11, 28, 8, 30, 5, 250000)) < timedelta(milliseconds=1)
+    assert local.number_format == "yyyy-mm-dd hh:mm:ss"
+    assert cells[1].value == "2026-11-28T01:30:05.250000Z"
+    assert cells[1].data_type == "s"
+    assert [cell.value for cell in cells[2:10]] == [
+        "gate-1",
+        "in",
+        "allow",
+        "ok",
+        "cccd",
+        VIETNAMESE,
+        "0792****1234",
+        "079201001234",
+    ]
+    assert cells[10].value is False
+    assert cells[11].value == "clock-unsynced"
+    assert cells[12].value is True
+    assert cells[13].value == "5f0c6e7a9b8d4c3e2f1a0b9c8d7e6f5a"
+    assert cells[14].value == 1 and cells[14].data_type == "n"
+    assert cells[15].value == f"{1:032x}"
+
+
+def test_xlsx_leaves_missing_values_blank(tmp_path: Path) -> None:
+    event = make_event(1, display_name=None, masked_id=None, id_number=None, warning="")
+    cells = export_xlsx(tmp_path, [event]).active[2]
+    assert [cells[i].value for i in (7, 8, 9, 11)] == [None, None, None, None]
+
+
+def test_xlsx_stores_formula_like_names_as_neutralised_strings(tmp_path: Path) -> None:
+    events = hostile_events()
+    sheet = export_xlsx(tmp_path, events).active
+    assert sheet.max_row == 1 + len(events)
+    for event, row in zip(events, sheet.iter_rows(min_row=2), strict=True):
+        name = row[7]
+        assert name.data_type == "s"
+        assert ooxml_text(name.value) == expected_name(event.display_name or "")
+    for row in sheet.iter_rows():
+        for cell in row:
+            assert cell.data_type != "f"
+            if isinstance(cell.value, str):
+                assert not _runs_as_formula(ooxml_text(cell.value))
+    assert sheet["F2"].value == "'-denylisted"
+    assert sheet["L2"].value == "'=cmd|' /C calc'!A0"
+
+
+def test_xlsx_continues_on_further_sheets_past_the_row_limit(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(1, 10)]
+    book = export_xlsx(tmp_path, events, max_rows_per_sheet=5)
+    assert book.sheetnames == ["Events", "Events 2", "Events 3"]
+    seqs = []
+    for sheet in book.worksheets:
+        assert [cell.value for cell in sheet[1]] == header_row(SAIGON)
+        assert sheet.freeze_panes == "A2"
+        assert sheet.max_row <= 5
+        seqs += [row[14].value for row in sheet.iter_rows(min_row=2)]
+    assert seqs == list(range(1, 10))
+    assert book["Events 3"].max_row == 2
+
+
+def test_xlsx_opens_no_empty_sheet_when_the_last_one_is_exactly_full(tmp_path: Path) -> None:
+    book = export_xlsx(tmp_path, [make_event(i) for i in range(1, 9)], max_rows_per_sheet=5)
+    assert book.sheetnames == ["Events", "Events 2"]
+
+
+def test_xlsx_without_events_is_the_header_only(tmp_path: Path) -> None:
+    book = export_xlsx(tmp_path, [])
+    assert book.sheetnames == ["Events"]
+    sheet = book.active
+    assert sheet.max_row == 1
+    assert [cell.value for cell in sheet[1]] == header_row(SAIGON)
+
+
+def test_xlsx_writes_to_a_binary_stream() -> None:
+    out = io.BytesIO()
+    assert write_xlsx([make_event(1)], out, tz=SAIGON) == 1
+    out.seek(0)
+    assert openpyxl.load_workbook(out).active["H2"].value == VIETNAMESE
+
+
+def test_xlsx_refuses_a_row_limit_without_room_for_data(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_rows_per_sheet"):
+        write_xlsx([], tmp_path / "x.xlsx", tz=SAIGON, max_rows_per_sheet=1)
