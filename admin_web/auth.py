@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     g,
@@ -21,6 +20,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from werkzeug.wrappers.response import Response
 
 from admin_web.accounts import authenticate
 from admin_web.context import gk

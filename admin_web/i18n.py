@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, redirect, request, session, url_for
+from flask import Blueprint, Flask, redirect, request, session, url_for
 from flask_babel import Babel
+from werkzeug.wrappers.response import Response
 
 from admin_web.context import gk
 

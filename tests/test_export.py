@@ -217,7 +217,7 @@ def test_csv_neutralises_every_formula_like_cell_and_keeps_the_rest_intact() -> 
     assert rows[-3][7] == "N" * 10_000
     for row in rows:
         for cell in row:
-            assert not _runs_as_formula(cell) if cell else True
+            assert not (cell and _runs_as_formula(cell))
 
 
 def test_csv_ends_lines_with_crlf_and_quotes_only_when_needed() -> None:
