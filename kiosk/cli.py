@@ -124,13 +124,21 @@ def _stop_on_signals(stop: threading.Event) -> None:
     help="Folder for the demo's database.",
 )
 @click.option("--seconds", type=float, default=None, help="Stop after this long (default: Ctrl-C).")
-def demo(data_dir: Path, seconds: float | None) -> None:
+@click.option(
+    "--web-port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port of the admin page (if taken, any free port is used).",
+)
+def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
     """The whole gate on this machine: simulated camera and pins.
 
     A simulated camera shows sample visitors in turn (an ID card, a national
     personal QR, an unrecognised code, a denylisted person, someone
     leaving); each decision lights the simulated lights, shown here live,
-    and is recorded in DATA_DIR/gatekiosk.db.
+    and is recorded in DATA_DIR/gatekiosk.db. The admin page runs too: its
+    address and a manager password made up for this run are printed.
 
     Example:
 
@@ -138,7 +146,141 @@ def demo(data_dir: Path, seconds: float | None) -> None:
     """
     from kiosk.demo import run_demo
 
-    run_demo(data_dir=data_dir, seconds=seconds)
+    run_demo(data_dir=data_dir, seconds=seconds, web_port=web_port)
+
+
+# -- web ---------------------------------------------------------------------
+
+
+@cli.command()
+@config_option
+def web(config_path: Path | None) -> None:
+    """Serve the admin web (dashboard, log, exports, gate screen).
+
+    Listens on web.host:web.port, 127.0.0.1:8080 unless the settings say
+    otherwise. Create the first manager with `gatekiosk user add`.
+
+    Example:
+
+        gatekiosk web --config /etc/gatekiosk/gatekiosk.toml
+    """
+    from admin_web import create_app
+    from kiosk.webserver import make_server, url_of
+
+    settings = _settings(config_path)
+    app = create_app(settings)
+    host = settings["web.host"]
+    server = make_server(app, host=host, port=settings["web.port"])
+    store = app.extensions["gatekiosk"].store
+    if not store.count_managers():
+        click.echo(
+            "gatekiosk: no manager account yet; create one with "
+            "`gatekiosk user add NAME --role manager`",
+            err=True,
+        )
+    click.echo(f"gatekiosk: admin web at {url_of(server, host)}")
+    signal.signal(signal.SIGTERM, lambda signum, frame: server.close())
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        store.close()
+
+
+# -- users -------------------------------------------------------------------
+
+
+@cli.group()
+def user() -> None:
+    """Manage the accounts of managers and guards.
+
+    Example:
+
+        gatekiosk user add lan --role manager
+    """
+
+
+def _open_store(config_path: Path | None) -> Any:
+    from kiosk.store import Store
+
+    return Store.open(_settings(config_path).db_path)
+
+
+@user.command("add")
+@config_option
+@click.argument("name")
+@click.option(
+    "--role", type=click.Choice(["manager", "guard"]), required=True, help="What the user may do."
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (for scripts) instead of prompting.",
+)
+def user_add(config_path: Path | None, name: str, role: str, password_stdin: bool) -> None:
+    """Create an account. The password is prompted for (twice), never an argument.
+
+    Example:
+
+        gatekiosk user add lan --role manager
+    """
+    from admin_web.accounts import add_user
+    from kiosk.clock import SystemClock
+
+    password = _read_password(password_stdin)
+    with _open_store(config_path) as store:
+        add_user(store, name, role=role, password=password, at=SystemClock().now())
+    click.echo(f"Added {role} {name}.")
+
+
+@user.command("list")
+@config_option
+def user_list(config_path: Path | None) -> None:
+    """List the accounts.
+
+    Example:
+
+        gatekiosk user list
+    """
+    with _open_store(config_path) as store:
+        for account in store.users():
+            state = "disabled" if account.disabled else "enabled"
+            click.echo(f"{account.name}\t{account.role}\t{state}")
+
+
+@user.command("reset-password")
+@config_option
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def user_reset_password(config_path: Path | None, name: str, password_stdin: bool) -> None:
+    """Set a new password for an account (and re-enable it).
+
+    Example:
+
+        gatekiosk user reset-password lan
+    """
+    from admin_web.accounts import reset_password
+    from kiosk.clock import SystemClock
+
+    with _open_store(config_path) as store:
+        account = store.user_by_name(name)
+        if account is None:
+            raise GateError(f"no user named {name!r}")
+        password = _read_password(password_stdin)
+        reset_password(store, account, password, at=SystemClock().now())
+        store.set_user_disabled(account.id, False)
+    click.echo(f"New password set for {name}.")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise GateError("no password on standard input")
+        return password
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 # -- decode ------------------------------------------------------------------

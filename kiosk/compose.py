@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory
@@ -15,11 +15,11 @@ from gate_controller.pins import make_pin_factory
 from kiosk.camera import FrameSource, open_source
 from kiosk.clock import Clock
 from kiosk.codes import Registry, default_formats
-from kiosk.config import Settings
-from kiosk.decoder import make_decoder
+from kiosk.config import Settings, with_site_settings
+from kiosk.decoder import Decoder, make_decoder
 from kiosk.policy import PolicyRules
 from kiosk.privacy import load_or_create_key
-from kiosk.scanner import Outcome, Scanner, ScanSettings
+from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
 from kiosk.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,24 @@ def scan_settings(settings: Settings) -> ScanSettings:
         presence_expiry_h=settings["policy.presence_expiry_h"],
         store_full_id=settings["privacy.store_full_id"],
         read_timeout_s=max(0.2, settings["camera.stall_timeout_s"] / 2),
+        relay_pulse_ms=settings["pins.relay_pulse_ms"],
+        retention_days=settings["privacy.retention_days"],
     )
+
+
+def gate_setup(settings: Settings) -> GateSetup:
+    return GateSetup(rules=policy_rules(settings), settings=scan_settings(settings))
+
+
+def setup_for_site(file_settings: Settings) -> SetupForSite:
+    """What the running scanner applies when a manager saves settings on the web:
+    the file's settings with the web's changes over them, checked as at start-up
+    (ConfigError for a value that is not valid)."""
+
+    def setup(site: Mapping[str, Any]) -> GateSetup:
+        return gate_setup(with_site_settings(file_settings, site))
+
+    return setup
 
 
 def registry_for(settings: Settings) -> Registry:
@@ -87,12 +104,18 @@ def build_gate(
     clock: Clock,
     source: FrameSource | None = None,
     pin_factory: Any = None,
+    decoder: Decoder | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    live: bool = True,
 ) -> Iterator[Gate]:
     """Build every part from settings; close them all (relay first) on exit.
 
-    ``source`` and ``pin_factory`` replace the configured ones (replay,
-    demo, tests).
+    ``source``, ``pin_factory`` and ``decoder`` replace the configured ones
+    (replay, demo, tests). ``live`` makes the gate act for the site through
+    the database: it applies the settings a manager saves on the web,
+    carries out guards' admit requests and purges events past retention.
+    Pass ``live=False`` for anything that is not the site's gate (a replay
+    into the site's database must not take a guard's admission).
     """
     with ExitStack() as stack:
         if pin_factory is None:
@@ -108,7 +131,12 @@ def build_gate(
         if source is None:
             source = source_for(settings, clock=clock)
         stack.callback(source.close)
-        decoder = make_decoder(settings["decoder.backend"])
+        if decoder is None:
+            decoder = make_decoder(settings["decoder.backend"])
+        setup = gate_setup(settings)
+        scan = setup.settings
+        if not live:
+            scan = replace(scan, admit_poll_s=None, retention_days=None)
         scanner = Scanner(
             source=source,
             decoder=decoder,
@@ -116,10 +144,12 @@ def build_gate(
             store=store,
             signals=signals,
             clock=clock,
-            rules=policy_rules(settings),
-            settings=scan_settings(settings),
+            rules=setup.rules,
+            settings=scan,
             hash_key=key,
             pin_backend=type(factory).__name__,
             on_outcome=on_outcome,
+            setup_for_site=setup_for_site(settings) if live else None,
+            retime_relay=signals.set_relay_pulse_ms if live else None,
         )
         yield Gate(scanner=scanner, store=store, signals=signals, pin_factory=factory)

@@ -2,27 +2,70 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.camera import SyntheticSource
-from kiosk.clock import SystemClock
+from kiosk.clock import Clock, SystemClock
 from kiosk.compose import build_gate
 from kiosk.config import Settings, load_settings
+from kiosk.errors import GateError
 from kiosk.privacy import load_or_create_key, subject_hash
 from kiosk.samples import DEMO_VISITORS, DENYLISTED_ID
 from kiosk.scanner import Outcome
+from kiosk.store import Store
 from kiosk.synthetic import Scene
+from kiosk.webserver import RunningServer, serve_in_background
 
 SHOW_S = 3.0
 """How long each sample visitor holds the code to the camera."""
 GAP_S = 3.0
 """Empty frames between visitors: longer than the hysteresis."""
+
+
+DEMO_MANAGER = "demo"
+DEMO_WEB_PORT = 8080
+
+
+@dataclass
+class DemoWeb:
+    url: str
+    password: str
+    server: RunningServer
+    store: Store
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.store.close()
+
+
+def start_demo_web(settings: Settings, *, clock: Clock, port: int) -> DemoWeb:
+    """The admin web beside the demo gate, with a manager whose password is
+    made up for this run only (there are no default credentials)."""
+    from admin_web import create_app
+    from admin_web.accounts import add_user, reset_password
+
+    store = Store.open(settings.db_path)
+    password = secrets.token_urlsafe(12)
+    account = store.user_by_name(DEMO_MANAGER)
+    if account is None:
+        add_user(store, DEMO_MANAGER, role="manager", password=password, at=clock.now())
+    else:
+        reset_password(store, account, password, at=clock.now())
+        store.set_user_disabled(account.id, False)
+    app = create_app(settings, store=store, clock=clock)
+    try:
+        server = serve_in_background(app, host="127.0.0.1", port=port)
+    except GateError:
+        server = serve_in_background(app, host="127.0.0.1", port=0)  # 8080 is taken
+    return DemoWeb(server.url, password, server, store)
 
 
 def demo_settings(data_dir: Path) -> Settings:
@@ -136,6 +179,7 @@ def run_demo(
     out: TextIO | None = None,
     stop: threading.Event | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    web_port: int = DEMO_WEB_PORT,
 ) -> None:
     out = out or sys.stdout
     stop = stop or threading.Event()
@@ -162,9 +206,13 @@ def run_demo(
             gate.store.add_to_denylist(
                 hashed, label="Lê Hoàng Phúc (demo)", note="demo: denylisted", at=clock.now()
             )
+        web = start_demo_web(settings, clock=clock, port=web_port)
         out.write(
             "gatekiosk demo: simulated camera and pins, database "
             f"{settings.db_path}. Ctrl-C to stop.\n"
+            f"Admin page: {web.url}  user: {DEMO_MANAGER}  password (this run only): "
+            f"{web.password}\n"
+            f"Gate screen: {web.url}display\n"
         )
         out.flush()
         scan = threading.Thread(target=gate.scanner.run, args=(stop,), name="scanner")
@@ -180,5 +228,6 @@ def run_demo(
         finally:
             stop.set()
             scan.join()
+            web.stop()
             if lights.colour:
                 out.write("\n")

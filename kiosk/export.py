@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-import xlsxwriter  # type: ignore[import-untyped]
+import xlsxwriter
 
 from kiosk.store import Event
 
@@ -403,7 +403,6 @@ def _write_texts(sheets: _Sheets, row: int, cells: tuple[tuple[int, str | None],
     """Write text cells, neutralised; None and "" stay blank (no cell at all)."""
     sheet = sheets.sheet
     for col, value in cells:
-        if value:
-            # -2: xlsxwriter truncated a string past Excel's 32,767-character limit.
-            if sheet.write_string(row, col, neutralise(value)) == -2:
-                sheets.truncated_cells += 1
+        # -2: xlsxwriter truncated a string past Excel's 32,767-character limit.
+        if value and sheet.write_string(row, col, neutralise(value)) == -2:
+            sheets.truncated_cells += 1

@@ -21,6 +21,7 @@ _MESSAGES: dict[str, Message] = {
     "ok": Message("Mời vào", "Welcome, please enter"),
     "ok-exit": Message("Tạm biệt, hẹn gặp lại", "Goodbye, see you again"),
     "override": Message("Bảo vệ cho phép vào", "Admitted by the guard"),
+    "manual-admit": Message("Bảo vệ cho phép vào", "Admitted by the guard"),
     # policy refusals and warnings
     "antipassback": Message(
         "Mã này đã được dùng để vào và chưa ra", "This code was used to enter and has not exited"

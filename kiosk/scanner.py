@@ -4,33 +4,51 @@ event row -> lights and relay. Steppable one frame at a time for tests.
 Record before signal: the relay pulses only after the event row is
 committed. If the store fails, the gate fails secure: it refuses, shows the
 fault pattern, and the guard's override still opens the door.
+
+The kiosk and the admin web share nothing but the database, so between
+frames the loop also does the site's business through it, each on its own
+cadence of the clock's monotonic time (never per frame):
+
+* every ``settings_poll_s`` it compares the settings version a manager's
+  save bumps, and on a change applies the new settings without a restart;
+* every ``admit_poll_s`` it carries out the guards' "admit once" requests
+  from the web (recorded, then the relay pulses);
+* every ``purge_every_s`` it purges events older than ``retention_days``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from gate_controller.base import GateSignals
+from gate_controller.errors import GateControllerError
 from kiosk.camera import Frame, FrameSource
 from kiosk.clock import Clock
 from kiosk.codes import Registry
 from kiosk.codes.base import Credential, Identified
 from kiosk.decoder import Code, Decoder
-from kiosk.errors import GateError, StoreError
+from kiosk.errors import ConfigError, GateError, StoreError
 from kiosk.messages import message_for
 from kiosk.policy import Decision, GateView, PolicyRules, decide
 from kiosk.presentation import PresentationFilter
 from kiosk.privacy import subject_hash
-from kiosk.store import Event, KioskHealth, NewEvent, Store
+from kiosk.store import AdmitRequest, Event, KioskHealth, NewEvent, Store
 
 log = logging.getLogger(__name__)
 
 KIND_OVERRIDE = "override"
+KIND_MANUAL = "manual"
+"""The kind of an entry a guard admitted from the web: no code was read."""
+
+ADMIT_MAX_AGE_S = 30.0
+"""A guard's admit request older than this is not carried out: the visitor has gone."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,32 @@ class ScanSettings:
     health_every_s: float = 5.0
     override_window_s: float = 120.0
     """A refused visitor can be admitted by the override button this long after."""
+    relay_pulse_ms: int | None = None
+    """The relay pulse the signals should hold; None leaves them as they were built."""
+    retention_days: int | None = None
+    """Events older than this many days are purged; None keeps them (replays)."""
+    settings_poll_s: float = 2.0
+    """How often the database's settings version is compared (live settings)."""
+    admit_poll_s: float | None = 0.5
+    """How often guards' admit requests are looked for; None: not carried out here."""
+    purge_every_s: float = 3600.0
+    """How often events past ``retention_days`` are purged."""
+
+
+@dataclass(frozen=True)
+class GateSetup:
+    """What a running gate decides with that a manager may change without a restart."""
+
+    rules: PolicyRules
+    settings: ScanSettings
+
+
+SetupForSite = Callable[[Mapping[str, Any]], GateSetup]
+"""Turns the settings a manager saved on the web (by name, as
+:meth:`~kiosk.store.Store.site_settings` returns them) into a
+:class:`GateSetup`, raising :class:`~kiosk.errors.ConfigError` for values it
+refuses. The composition root provides it, so the loop knows nothing of
+settings files and their validation."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +126,14 @@ class Scanner:
         hash_key: bytes,
         pin_backend: str = "",
         on_outcome: Callable[[Outcome], None] | None = None,
+        setup_for_site: SetupForSite | None = None,
+        retime_relay: Callable[[int], None] | None = None,
     ) -> None:
+        """``setup_for_site`` turns on live settings (None: fixed at start);
+        ``retime_relay`` changes the relay pulse in milliseconds (e.g.
+        :meth:`GpiozeroSignals.set_relay_pulse_ms
+        <gate_controller.gpio.GpiozeroSignals.set_relay_pulse_ms>`), so a
+        changed ``relay_pulse_ms`` reaches the door."""
         self.source = source
         self.decoder = decoder
         self.registry = registry
@@ -104,6 +155,13 @@ class Scanner:
         self._last_frame_mono: float | None = None
         self._fps_window: list[float] = []
         self._last_health_mono: float | None = None
+        self._setup_for_site = setup_for_site
+        self._retime_relay = retime_relay
+        self._settings_version: int | None = None
+        self._last_settings_poll_mono: float | None = None
+        self._last_admit_poll_mono: float | None = None
+        self._last_purge_mono: float | None = None
+        self._failed_admits: set[int] = set()
         signals.set_override_handler(self._override_pressed)
 
     # -- the loop -------------------------------------------------------
@@ -116,12 +174,14 @@ class Scanner:
         self._write_health()
 
     def step(self) -> list[Outcome]:
-        """Read one frame and act on every new presentation in it."""
+        """Do the site's business that is due, then read one frame and act on
+        every new presentation in it. Returns guards' admissions first."""
+        outcomes = self._site_business()
         frame = self.source.read(self.settings.read_timeout_s)
         if frame is None:
             self._set_camera_fault(not self.source.exhausted and not self.source.state.ok)
             self._maybe_write_health()
-            return []
+            return outcomes
         self._set_camera_fault(False)
         self._note_frame(frame)
         try:
@@ -131,11 +191,11 @@ class Scanner:
             log.exception("decoder %s failed on frame %d", self.decoder.name, frame.index)
             self._decoder_fault = True
             self._refresh_fault()
-            return []
+            return outcomes
         if self._decoder_fault:
             self._decoder_fault = False
             self._refresh_fault()
-        outcomes = [
+        outcomes += [
             self._act(code, frame)
             for code in self._presentations.new_presentations(codes, frame.captured_mono)
         ]
@@ -287,6 +347,167 @@ class Scanner:
             override=True,
         )
 
+    # -- the site's business, through the database -------------------------
+
+    def _site_business(self) -> list[Outcome]:
+        """Whatever is due of: live settings, guards' admissions, retention.
+
+        Each is rate-limited on the monotonic clock, so most frames cost
+        three comparisons and no query.
+        """
+        now = self.clock.monotonic()
+        if self._setup_for_site is not None and _due(
+            self._last_settings_poll_mono, self.settings.settings_poll_s, now
+        ):
+            self._last_settings_poll_mono = now
+            self._poll_settings()
+        admitted: list[Outcome] = []
+        admit_poll_s = self.settings.admit_poll_s
+        if admit_poll_s is not None and _due(self._last_admit_poll_mono, admit_poll_s, now):
+            self._last_admit_poll_mono = now
+            admitted = self._carry_out_admits()
+        if self.settings.retention_days is not None and _due(
+            self._last_purge_mono, self.settings.purge_every_s, now
+        ):
+            self._last_purge_mono = now
+            self._purge(self.settings.retention_days)
+        return admitted
+
+    def _poll_settings(self) -> None:
+        """Apply the manager's settings if their version changed since last time.
+
+        A version whose values are refused is remembered as seen, warned
+        about once (setting names only, never values) and not applied: the
+        gate keeps deciding with the settings it has until the next save.
+        """
+        assert self._setup_for_site is not None
+        try:
+            version = self.store.settings_version()
+            if version == self._settings_version:
+                return
+            site = self.store.site_settings()
+        except StoreError as exc:
+            log.warning("could not read the site settings, keeping the current ones: %s", exc)
+            return  # the version is not marked seen: the next poll tries again
+        self._settings_version = version
+        try:
+            setup = self._setup_for_site(site)
+        except ConfigError as exc:
+            self._keep_settings(version, ", ".join(_setting_names(exc.problems)))
+            return
+        except (ValueError, TypeError) as exc:
+            # Not the refusal the composition root promises, but a stored value
+            # must never stop the gate. The message may quote it: not logged.
+            self._keep_settings(version, f"a value ({type(exc).__name__})")
+            return
+        self._apply(setup, version)
+
+    def _keep_settings(self, version: int, invalid: str) -> None:
+        log.warning(
+            "site settings version %d not applied, keeping the current ones; invalid: %s",
+            version,
+            invalid,
+        )
+
+    def _apply(self, setup: GateSetup, version: int) -> None:
+        new = setup.settings
+        pulse_ms = new.relay_pulse_ms
+        if (
+            self._retime_relay is not None
+            and pulse_ms is not None
+            and pulse_ms != self.settings.relay_pulse_ms
+        ):
+            # First, as the one step that can still refuse: then nothing
+            # else has changed yet and the current settings stay whole.
+            try:
+                self._retime_relay(pulse_ms)
+            except GateControllerError:
+                self._keep_settings(version, "pins.relay_pulse_ms")
+                return
+        with self._lock:  # the override handler reads these on another thread
+            changed = _changed_fields(self.rules, setup.rules) + _changed_fields(self.settings, new)
+            self.rules = setup.rules
+            self.settings = new
+        # Only the scan thread uses the filter; changing the threshold keeps
+        # the codes in view, so a code held up now is not decided twice.
+        self._presentations.hysteresis_s = new.hysteresis_s
+        if changed:
+            log.info("site settings version %d applied: %s", version, ", ".join(changed))
+        else:
+            log.debug("site settings version %d: nothing the scanner uses changed", version)
+
+    def _carry_out_admits(self) -> list[Outcome]:
+        """Admit once for each guard's pending request; expired ones the store marks."""
+        try:
+            requests = self.store.pending_admits(now=self.clock.now(), max_age_s=ADMIT_MAX_AGE_S)
+        except StoreError as exc:
+            log.error("could not read the guards' admit requests: %s", exc)
+            self._set_store_fault(True)
+            return []
+        # A request that could not be recorded is not tried again: the guard
+        # sees it still pending on the web and has the override button.
+        self._failed_admits &= {r.id for r in requests}
+        return [self._admit(r) for r in requests if r.id not in self._failed_admits]
+
+    def _admit(self, request: AdmitRequest) -> Outcome:
+        """Record the manual entry and mark the request done, then open the door.
+
+        Unlike the override button, this needs the record: a request from the
+        web is only as good as the database it came through. If the store
+        fails, the door stays shut and the fault pattern shows.
+        """
+        with self._lock:
+            started_mono = self.clock.monotonic()
+            at = self.clock.now()
+            event: Event | None
+            try:
+                event = self.store.record_admit(request, self._new_admit_event(request, at))
+            except StoreError as exc:
+                log.error("store failed, admit request %d not carried out: %s", request.id, exc)
+                self._failed_admits.add(request.id)
+                self._set_store_fault(True)
+                decision = Decision("deny", "in", "store-fault", message_for("store-fault"))
+                event = None
+            else:
+                self._set_store_fault(False)
+                decision = Decision("allow", "in", "manual-admit", message_for("manual-admit"))
+                self.signals.allow()
+                self._last_refusal = None  # the guard dealt with whoever was refused
+        latency_ms = (self.clock.monotonic() - started_mono) * 1000.0
+        outcome = Outcome(None, None, decision, event, latency_ms)
+        if event is not None:
+            log.info("admitted by a guard from the web (request %d)", request.id)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        return outcome
+
+    def _new_admit_event(self, request: AdmitRequest, at: datetime) -> NewEvent:
+        return NewEvent(
+            gate_id=self.settings.gate_id,
+            at=at,
+            utc_offset_min=self._utc_offset_min(at),
+            clock_synced=self.clock.synchronised(),
+            direction="in",
+            decision="allow",
+            reason="manual-admit",
+            kind=KIND_MANUAL,
+            subject_hash=None,
+            display_name=request.display_name or None,
+            masked_id=None,
+            override=True,
+            actor=request.actor,
+            note=request.reason,
+        )
+
+    def _purge(self, retention_days: int) -> None:
+        cutoff = self.clock.now() - timedelta(days=retention_days)
+        try:
+            count = self.store.purge_events_before(cutoff)
+        except StoreError as exc:
+            log.warning("could not purge events older than %d days: %s", retention_days, exc)
+            return
+        log.info("purged %d events older than %d days", count, retention_days)
+
     # -- health and faults -------------------------------------------------
 
     def _note_frame(self, frame: Frame) -> None:
@@ -364,3 +585,17 @@ class Scanner:
         except GateError as exc:
             log.warning("could not write kiosk health: %s", exc)
             self._set_store_fault(True)
+
+
+def _due(last_mono: float | None, every_s: float, now_mono: float) -> bool:
+    return last_mono is None or now_mono - last_mono >= every_s
+
+
+def _setting_names(problems: list[str]) -> list[str]:
+    """The setting names a ConfigError's problems start with (``"gate.mode: ..."``)."""
+    return sorted({problem.partition(":")[0].strip() for problem in problems})
+
+
+def _changed_fields(old: PolicyRules | ScanSettings, new: PolicyRules | ScanSettings) -> list[str]:
+    """Names of the fields whose values differ, for the log (never the values)."""
+    return [f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]

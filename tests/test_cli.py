@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,11 @@ def json_lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("command", ["run", "demo", "decode", "check", "replay"])
+@pytest.mark.parametrize(
+    "command", ["run", "demo", "decode", "check", "replay", "web", "user", "user add"]
+)
 def test_every_command_has_help_with_an_example(runner, command):
-    result = runner.invoke(cli, [command, "--help"])
+    result = runner.invoke(cli, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Example:" in result.output
 
@@ -203,10 +206,54 @@ def test_run_with_a_missing_config_file_says_which(runner, tmp_path):
 
 
 def test_demo_decides_and_records_the_first_visitor(runner, tmp_path):
-    result = runner.invoke(cli, ["demo", "--data-dir", str(tmp_path), "--seconds", "2.5"])
+    result = runner.invoke(
+        cli, ["demo", "--data-dir", str(tmp_path), "--seconds", "2.5", "--web-port", "0"]
+    )
 
     assert result.exit_code == 0, result.output
     assert "CHO VÀO/ALLOW  in  cccd         Nguyễn Văn An ********0123" in result.output
+    assert re.search(r"Admin page: http://127\.0\.0\.1:\d+/  user: demo  password", result.output)
     with Store.open(tmp_path / "gatekiosk.db") as store:
         [event] = store.recent_events()
     assert (event.kind, event.decision, event.display_name) == ("cccd", "allow", "Nguyễn Văn An")
+
+
+def test_user_add_reads_the_password_from_stdin_and_never_stores_it_plain(runner, tmp_path):
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n')
+
+    added = runner.invoke(
+        cli,
+        ["user", "add", "lan", "--role", "manager", "--password-stdin", "--config", str(config)],
+        input="correct horse battery\n",
+    )
+    listed = runner.invoke(cli, ["user", "list", "--config", str(config)])
+
+    assert added.exit_code == 0, added.output
+    assert added.output == "Added manager lan.\n"
+    assert listed.output == "lan\tmanager\tenabled\n"
+    assert b"correct horse battery" not in (tmp_path / "gatekiosk.db").read_bytes()
+
+
+def test_user_add_refuses_a_short_password_with_a_clear_error(runner, tmp_path):
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n')
+    result = runner.invoke(
+        cli,
+        ["user", "add", "lan", "--role", "guard", "--password-stdin", "--config", str(config)],
+        input="short\n",
+    )
+    assert result.exit_code == 1
+    assert "Error: the password must have at least 10 characters" in result.output
+
+
+def test_user_add_prompts_twice_for_the_password(runner, tmp_path):
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n')
+    result = runner.invoke(
+        cli,
+        ["user", "add", "thu", "--role", "guard", "--config", str(config)],
+        input="guard-password-1\nguard-password-1\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Added guard thu." in result.output
