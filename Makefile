@@ -5,25 +5,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test lint typecheck unit bench bootstrap clean
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
 
-test: $(STAMP) lint typecheck unit
+test: $(TEST_STAMP) lint typecheck unit
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(TEST_STAMP)
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/decode_real.py
 
 bootstrap: $(STAMP)
@@ -31,6 +32,10 @@ bootstrap: $(STAMP)
 $(STAMP): pyproject.toml deploy/dev-bootstrap.sh
 	PYTHON="$(PYTHON)" VENV="$(VENV)" sh deploy/dev-bootstrap.sh
 	touch $@
+
+$(TEST_STAMP): pyproject.toml deploy/dev-bootstrap.sh
+	PYTHON="$(PYTHON)" VENV="$(VENV)" sh deploy/dev-bootstrap.sh test
+	touch $(STAMP) $@
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Prepare this machine for `make demo` and `make test`: the Debian packages
 # gatekiosk needs, then a virtual environment with the project in it.
+# With the argument "test", also what the tests need: Chromium for the
+# browser tests (Debian's build; nothing is downloaded by the test tools).
 # Installs system packages with apt when run as root or with password-less
 # sudo; otherwise stops and prints the exact command to run.
 set -eu
@@ -11,6 +13,11 @@ VENV=${VENV:-.venv}
 # libzbar0: the zbar decoder backend. libgl1, libglib2.0-0: OpenCV's wheel
 # links them. python3-venv: the venv module's pip bootstrap on Debian.
 packages="libzbar0 libgl1 libglib2.0-0"
+if [ "${1:-}" = "test" ]; then
+    # chromium: browser tests; fonts-dejavu-core: Vietnamese glyphs in screenshots;
+    # sqlite3: the benchmark compares exports with the shell's own.
+    packages="$packages chromium fonts-dejavu-core sqlite3"
+fi
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     packages="$packages python3-venv"
 fi

@@ -60,13 +60,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Literal
 
 from gpiozero import LED, Button, Buzzer, DigitalOutputDevice
 
-from gate_controller.errors import SignalsClosed
+from gate_controller.errors import PinConfigError, SignalsClosed
 from gate_controller.pins import PinConfig
 
 log = logging.getLogger(__name__)
@@ -123,9 +123,10 @@ class GpiozeroSignals:
     (:class:`~gate_controller.errors.PinConfigError` lists every problem) and
     touches no pin if they are invalid.
 
-    Thread-safety: :meth:`allow`, :meth:`deny`, :meth:`set_fault` and
-    :meth:`close` may be called from any thread (the scan loop, the override
-    handler on gpiozero's callback thread). One lock serialises them; the
+    Thread-safety: :meth:`allow`, :meth:`deny`, :meth:`set_fault`,
+    :meth:`set_relay_pulse_ms` and :meth:`close` may be called from any
+    thread (the scan loop, the override handler on gpiozero's callback
+    thread). One lock serialises them; the
     override handler is called *without* the lock held, so it may call
     :meth:`allow`.
     """
@@ -260,6 +261,23 @@ class GpiozeroSignals:
             log.warning("gate fault pattern on")
         else:
             log.info("gate ready")
+
+    def set_relay_pulse_ms(self, relay_pulse_ms: int) -> None:
+        """Hold the relay this long at every later :meth:`allow` (a manager
+        changed it while the gate runs); a pulse already running keeps its length.
+
+        Checked like :class:`PinConfig` checks it (whole milliseconds, within
+        its limits): :class:`~gate_controller.errors.PinConfigError`
+        otherwise, and the pulse stays as it was.
+        """
+        with self._lock:
+            self._check_open()
+            pins = replace(self._pins, relay_pulse_ms=relay_pulse_ms)
+            problems = pins.validate()
+            if problems:
+                raise PinConfigError(problems)
+            self._pins = pins
+        log.info("relay pulse now %d ms", relay_pulse_ms)
 
     def set_override_handler(self, handler: Callable[[], None] | None) -> None:
         """Call ``handler`` on gpiozero's thread at each override button press.

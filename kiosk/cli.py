@@ -505,7 +505,12 @@ def replay(
             )
 
         with build_gate(
-            settings, clock=clock, source=source, pin_factory=MockFactory(), on_outcome=emit
+            settings,
+            clock=clock,
+            source=source,
+            pin_factory=MockFactory(),
+            on_outcome=emit,
+            live=False,  # a replay must not carry out a guard's pending admission
         ) as gate:
             gate.scanner.run(threading.Event())
 

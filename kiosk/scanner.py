@@ -395,10 +395,13 @@ class Scanner:
         except ConfigError as exc:
             self._keep_settings(version, ", ".join(_setting_names(exc.problems)))
             return
-        except (ValueError, TypeError) as exc:
-            # Not the refusal the composition root promises, but a stored value
-            # must never stop the gate. The message may quote it: not logged.
-            self._keep_settings(version, f"a value ({type(exc).__name__})")
+        except Exception as exc:
+            # A boundary: not the refusal the composition root promises, but a
+            # value a manager stored must never stop the gate (nor, through a
+            # restart loop, keep it stopped). The message may quote the value,
+            # so only the error's type and the stored names are logged.
+            names = ", ".join(sorted(str(name) for name in site))
+            self._keep_settings(version, f"one of {names} ({type(exc).__name__})")
             return
         self._apply(setup, version)
 

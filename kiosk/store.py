@@ -1240,6 +1240,17 @@ class Store:
         with self._lock, _store_errors(action), _immediate_transaction(self._conn):
             yield self._conn
 
+    # ----------------------------------------------------------------- the log's reason filter
+    # (added with the log area of the admin web)
+
+    def event_reasons(self) -> list[str]:
+        """The reason codes present in the log, sorted: what the log's reason filter offers.
+
+        Answered from the (decision, reason) index, without reading event rows.
+        """
+        rows = self._read("list reasons", "SELECT DISTINCT reason FROM events ORDER BY reason", ())
+        return [str(row[0]) for row in rows]
+
 
 # --------------------------------------------------------------------------- helpers
 

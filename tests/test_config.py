@@ -72,3 +72,8 @@ def test_documented_example_matches_the_declared_settings_and_loads():
         load_settings(ROOT / "deploy" / "gatekiosk.toml", env={}).values
         == load_settings(env={}).values
     )
+
+
+def test_a_pin_timing_out_of_range_is_reported_not_crashed_on():
+    with pytest.raises(ConfigError, match=r"pins\.relay_pulse_ms: 5 is below the minimum 50"):
+        load_settings(overrides={"pins.relay_pulse_ms": 5}, env={})
