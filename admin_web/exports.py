@@ -1,13 +1,239 @@
-"""Placeholder while this area is being built."""
+"""Exports of the log for managers, as CSV (streamed) or Excel, every one audited.
 
-from flask import Blueprint
+The web exports take the log page's filter (see :mod:`admin_web.forms`), so
+a download holds exactly what the page listed. :func:`export_to_file` is the
+same export for the command line.
 
-from admin_web.auth import login_required
+Each export leaves one audit row: the actor, action ``"export"``, the filter
+(:meth:`EventFilter.as_dict`) with ``format`` and ``complete``, and the number
+of rows that left. A streamed CSV is audited when the stream ends; if the
+client goes away midway, the row still is written, with ``complete: false``
+and the rows handed to the server so far (the rows of the last chunk handed
+over are counted even if the connection dropped during it: the count errs
+towards more data having left, never fewer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    Response,
+    redirect,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
+
+from admin_web.auth import current_user, login_required
+from admin_web.context import gk
+from admin_web.forms import parse_filter
+from kiosk.export import iter_csv, write_csv, write_xlsx
+from kiosk.store import Event, EventFilter, Store
 
 bp = Blueprint("exports", __name__)
 
+FORMATS = ("csv", "xlsx")
+XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-@bp.get("/export.csv")
-@login_required()
-def csv() -> str:
-    return "coming"
+
+class CountingEvents:
+    """An iterable of events that counts how many have been taken from it."""
+
+    def __init__(self, events: Iterable[Event]) -> None:
+        self._events = events
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[Event]:
+        for event in self._events:
+            self.rows += 1
+            yield event
+
+
+def audit_detail(where: EventFilter, *, fmt: str, complete: bool) -> dict[str, Any]:
+    return {**where.as_dict(), "format": fmt, "complete": complete}
+
+
+def export_to_file(
+    store: Store,
+    where: EventFilter,
+    *,
+    fmt: str,
+    path: str | os.PathLike[str],
+    tz: ZoneInfo,
+    actor: str,
+    at: datetime,
+) -> int:
+    """Write the events matching ``where`` to ``path`` as ``fmt`` ("csv" or "xlsx"),
+    audit it, and return the number of rows written.
+
+    Atomic: the export goes to a temporary file in the same folder, is
+    flushed to disk, and only then renamed to ``path``; a crash or an error
+    leaves either the old file or the complete new one, never a partial one
+    (the temporary file is removed on error). The file is readable by its
+    owner only, as it holds personal data. ``actor`` names who asked, e.g.
+    ``"cli:root"``; ``at`` is the audit time.
+
+    Example::
+
+        rows = export_to_file(store, EventFilter(start=start, end=end), fmt="xlsx",
+                              path="log.xlsx", tz=settings.timezone,
+                              actor="cli:root", at=clock.now())
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    target = Path(path)
+    folder = target.parent
+    descriptor, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            rows = _write(store.iter_events(where), out, fmt=fmt, tz=tz, tmpdir=folder)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    _fsync_folder(folder)
+    store.audit(
+        actor=actor,
+        action="export",
+        detail=audit_detail(where, fmt=fmt, complete=True),
+        at=at,
+        row_count=rows,
+    )
+    return rows
+
+
+def _write(events: Iterable[Event], out: IO[bytes], *, fmt: str, tz: ZoneInfo, tmpdir: Path) -> int:
+    if fmt == "csv":
+        return write_csv(events, out, tz=tz)
+    return write_xlsx(events, out, tz=tz, tmpdir=tmpdir)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def audited_stream(
+    chunks: Iterable[bytes], counter: CountingEvents, finish: Callable[[int, bool], None]
+) -> Iterator[bytes]:
+    """``chunks`` passed through; ``finish(rows, complete)`` once they end or are abandoned.
+
+    ``rows`` counts the events in the chunks handed out so far: the chunks
+    are produced from ``counter`` one event at a time, so when a chunk is
+    handed out, every event taken from ``counter`` is in it or in an earlier one.
+    """
+    rows = 0
+    complete = False
+    try:
+        for chunk in chunks:
+            rows = counter.rows
+            yield chunk
+        rows = counter.rows
+        complete = True
+    finally:
+        finish(rows, complete)
+
+
+def _log_page() -> str:
+    """The log page with this request's filter, to show what is wrong with it."""
+    return f"{url_for('log.index')}?{urlencode(list(request.args.items(multi=True)))}"
+
+
+def _filename(fmt: str) -> str:
+    context = gk()
+    today = context.clock.now().astimezone(context.tz).date().isoformat()
+    return f"gatekiosk-{today}.{fmt}"
+
+
+def _actor() -> str:
+    user = current_user()
+    assert user is not None  # login_required
+    return user.name
+
+
+@bp.get("/export.csv", endpoint="csv")
+@login_required("manager")
+def export_csv() -> Any:
+    context = gk()
+    parsed = parse_filter(request.args, context.tz)
+    if parsed.problems:
+        # Never export more than was asked for: show the log with the problems instead.
+        return redirect(_log_page())
+    store, clock, where, actor = context.store, context.clock, parsed.where, _actor()
+
+    def finish(rows: int, complete: bool) -> None:
+        store.audit(
+            actor=actor,
+            action="export",
+            detail=audit_detail(where, fmt="csv", complete=complete),
+            at=clock.now(),
+            row_count=rows,
+        )
+
+    counter = CountingEvents(store.iter_events(where))
+    body = audited_stream(iter_csv(counter, tz=context.tz), counter, finish)
+    response = Response(stream_with_context(body), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{_filename("csv")}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/export.xlsx", endpoint="xlsx")
+@login_required("manager")
+def export_xlsx() -> Any:
+    context = gk()
+    parsed = parse_filter(request.args, context.tz)
+    if parsed.problems:
+        return redirect(_log_page())
+    # The workbook goes to a temporary file on the data disk (a Pi's /tmp is RAM),
+    # which is unlinked as soon as it is open: the open file is what is sent, and
+    # nothing is left behind whether the download completes or not.
+    folder = context.settings.data_dir
+    descriptor, temp_name = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".xlsx")
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            rows = write_xlsx(
+                context.store.iter_events(parsed.where), out, tz=context.tz, tmpdir=folder
+            )
+        sent = open(temp_name, "rb")  # noqa: SIM115 - closed by the response
+    finally:
+        os.unlink(temp_name)
+    context.store.audit(
+        actor=_actor(),
+        action="export",
+        detail=audit_detail(parsed.where, fmt="xlsx", complete=True),
+        at=context.clock.now(),
+        row_count=rows,
+    )
+    response = send_file(
+        sent,
+        mimetype=XLSX_MIMETYPE,
+        as_attachment=True,
+        download_name=_filename("xlsx"),
+        max_age=0,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,8 +1,14 @@
-"""Placeholder while this area is being built."""
+"""Who was inside: everyone whose presence overlapped a time window (contact tracing)."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, flash, render_template, request
 
 from admin_web.auth import login_required
+from admin_web.context import gk
+from admin_web.forms import local_input, parse_range
 
 bp = Blueprint("inside", __name__)
 
@@ -10,4 +16,27 @@ bp = Blueprint("inside", __name__)
 @bp.get("/inside")
 @login_required()
 def index() -> str:
-    return "coming"
+    """The window comes from ``from`` and ``to`` (local ``datetime-local`` values);
+    by default it is today, from local midnight to now."""
+    context = gk()
+    tz = context.tz
+    now = context.clock.now()
+    start, end, _values, problems = parse_range(request.args, tz)
+    for problem in problems:
+        flash(problem, "error")
+    if start is None:
+        # Today until now; or the local day that the given end falls in.
+        start = context.local_day(now if end is None else end - timedelta(microseconds=1))[0]
+    if end is None:
+        end = now if start < now else context.local_day(start)[1]
+    expiry_h = context.effective()["policy.presence_expiry_h"]
+    visits = context.store.visits(start, end, expiry_h=expiry_h)
+    return render_template(
+        "inside.html",
+        visits=visits,
+        start=start,
+        end=end,
+        values={"from": local_input(start, tz), "to": local_input(end, tz)},
+        tz_name=tz.key,
+        expiry_h=expiry_h,
+    )

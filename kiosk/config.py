@@ -404,7 +404,7 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"policy.allowed_kinds: unknown kind {kind!r} (known: {', '.join(sorted(known))})"
         )
-    pin_fields = ("green", "red", "buzzer", "relay", "button", "status")
+    pin_fields: tuple[str, ...] = ("green", "red", "buzzer", "relay", "button", "status")
     pin_fields += ("relay_active_high", "relay_pulse_ms", "light_ms")
     if all(f"pins.{p}" in values for p in pin_fields):
         pins = Settings(values=values).pin_config()

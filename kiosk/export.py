@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -249,7 +250,9 @@ def write_csv(events: Iterable[Event], out: IO[bytes], *, tz: ZoneInfo) -> int:
     Windows-1252 mojibake), comma-separated, fields quoted only when needed,
     CRLF line ends, a header row first. ``out`` is binary because the
     encoding and line ends are part of the format, not the caller's choice.
-    Every text cell is passed through :func:`neutralise`.
+    Every text cell is passed through :func:`neutralise`. If ``events``
+    raises, the exception propagates and ``out`` holds a partial export,
+    which the caller discards.
     """
     chunks = _csv_chunks(events, tz)
     while True:
@@ -341,6 +344,10 @@ def write_xlsx(
     (Excel's limit, 1,048,576, by default): further events continue on
     sheets "Events 2", "Events 3", ..., each with its own header, rather
     than being dropped or failing a long export at the end.
+
+    If ``events`` raises (say, the database fails half-way), the exception
+    propagates and a file at ``path_or_file`` is removed; a stream passed in
+    is left to the caller, holding an incomplete workbook.
     """
     if max_rows_per_sheet < 2:
         raise ValueError(f"max_rows_per_sheet must be at least 2, not {max_rows_per_sheet}")
@@ -363,8 +370,16 @@ def write_xlsx(
             _write_xlsx_row(sheets, event, tz)
             rows += 1
         sheets.finish()
-    finally:
-        workbook.close()
+    except BaseException:
+        # Close to release the temporary files, then remove the file: a
+        # truncated log that opens cleanly would be worse than none.
+        with contextlib.suppress(Exception):
+            workbook.close()
+        if isinstance(target, str):
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+        raise
+    workbook.close()
     if sheets.truncated_cells:
         log.warning("%d cells longer than Excel's limit were truncated", sheets.truncated_cells)
     log.info("exported %d events as XLSX on %d sheets", rows, sheets.count)

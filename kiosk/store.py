@@ -982,7 +982,8 @@ class Store:
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE decision = 'allow' "
             "AND subject_hash IS NOT NULL AND at_utc >= ? AND at_utc < ? "
             "ORDER BY at_utc, boot_id, seq",
-            (_to_text(start - expiry), _to_text(end)),
+            # Exits up to one expiry after the window still close visits in it.
+            (_to_text(start - expiry), _to_text(end + expiry)),
         )
         open_visits: dict[str, Event] = {}
         visits: list[Visit] = []
@@ -1001,7 +1002,8 @@ class Store:
             if event.direction == "in":
                 if entry is not None:
                     close(entry, None)  # entered again without an exit
-                open_visits[event.subject_hash] = event
+                if event.at < end:
+                    open_visits[event.subject_hash] = event
             elif entry is not None:
                 close(entry, event.at)
         for entry in open_visits.values():

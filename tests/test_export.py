@@ -12,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import openpyxl  # type: ignore[import-untyped]
+import openpyxl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kiosk.export import (
     CSV_CHUNK_CHARS,
+    EXCEL_MAX_ROWS,
     EXPORT_COLUMNS,
     UTF8_BOM,
     header_row,
@@ -104,7 +105,9 @@ def expected_name(name: str) -> str:
 # --------------------------------------------------------------------------- neutralise
 
 
-@pytest.mark.parametrize("cell", [*HOSTILE_NAMES, "＋1", "－1", "＠A1", " \t-1", "\u3000=1", "\ufeff=1"])
+@pytest.mark.parametrize(
+    "cell", [*HOSTILE_NAMES, "＋1", "－1", "＠A1", " \t-1", "\u3000=1", "\ufeff=1"]
+)
 def test_formula_like_cells_get_a_leading_apostrophe(cell: str) -> None:
     assert neutralise(cell) == "'" + cell
 
@@ -120,7 +123,9 @@ def test_ordinary_cells_are_unchanged(cell: str) -> None:
 def _runs_as_formula(cell: str) -> bool:
     if cell[:1] in ("\t", "\r"):
         return True
-    meaningful = cell.lstrip("".join(c for c in cell if c.isspace() or unicodedata.category(c) == "Cf"))
+    meaningful = cell.lstrip(
+        "".join(c for c in cell if c.isspace() or unicodedata.category(c) == "Cf")
+    )
     return meaningful[:1] in tuple("=+-@＝＋－＠")
 
 
@@ -270,9 +275,12 @@ def ooxml_text(value: str) -> str:
     return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
-def export_xlsx(tmp_path: Path, events: list[Event], **options: int) -> openpyxl.Workbook:
+def export_xlsx(
+    tmp_path: Path, events: list[Event], *, max_rows_per_sheet: int = EXCEL_MAX_ROWS
+) -> openpyxl.Workbook:
     path = tmp_path / "events.xlsx"
-    assert write_xlsx(iter(events), path, tz=SAIGON, **options) == len(events)
+    written = write_xlsx(iter(events), path, tz=SAIGON, max_rows_per_sheet=max_rows_per_sheet)
+    assert written == len(events)
     return openpyxl.load_workbook(path)
 
 
@@ -290,7 +298,7 @@ def test_xlsx_row_has_typed_cells(tmp_path: Path) -> None:
     sheet = export_xlsx(tmp_path, [make_event(1)]).active
     cells = sheet[2]
     local = cells[0]
-    assert local.data_type == "n" and local.is_date
+    assert local.is_date
     assert isinstance(local.value, datetime)
     assert local.value.tzinfo is None
     assert abs(local.value - datetime(2026, 11, 28, 8, 30, 5, 250000)) < timedelta(milliseconds=1)
@@ -311,7 +319,8 @@ def test_xlsx_row_has_typed_cells(tmp_path: Path) -> None:
     assert cells[11].value == "clock-unsynced"
     assert cells[12].value is True
     assert cells[13].value == "5f0c6e7a9b8d4c3e2f1a0b9c8d7e6f5a"
-    assert cells[14].value == 1 and cells[14].data_type == "n"
+    assert cells[14].value == 1
+    assert cells[14].data_type == "n"
     assert cells[15].value == f"{1:032x}"
 
 
@@ -375,3 +384,14 @@ def test_xlsx_writes_to_a_binary_stream() -> None:
 def test_xlsx_refuses_a_row_limit_without_room_for_data(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_rows_per_sheet"):
         write_xlsx([], tmp_path / "x.xlsx", tz=SAIGON, max_rows_per_sheet=1)
+
+
+def test_xlsx_leaves_no_file_when_the_events_fail_half_way(tmp_path: Path) -> None:
+    def failing() -> Iterator[Event]:
+        yield make_event(1)
+        raise OSError("disk gone")
+
+    path = tmp_path / "events.xlsx"
+    with pytest.raises(OSError, match="disk gone"):
+        write_xlsx(failing(), path, tz=SAIGON)
+    assert not path.exists()

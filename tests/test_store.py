@@ -484,3 +484,19 @@ def test_settings_version_starts_at_zero_and_bumps(store: Store, db_path: Path) 
 def test_integrity_check_passes_on_a_fresh_file(store: Store) -> None:
     store.record(scan())
     assert store.integrity_ok()
+
+
+def test_visit_that_began_in_the_window_keeps_its_exit_after_the_window(db_path: Path) -> None:
+    window_start = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
+    window_end = datetime(2026, 1, 5, 4, 0, tzinfo=UTC)
+    with Store.open(db_path, boot_id=BOOT_A) as store:
+        store.record(scan(at=window_start + timedelta(hours=1), direction="in"))
+        store.record(scan(at=window_end + timedelta(hours=1), direction="out"))
+        store.record(
+            scan(at=window_end + timedelta(minutes=5), direction="in", subject_hash="b" * 32)
+        )
+
+        [visit] = store.visits(window_start, window_end, expiry_h=12)
+
+    assert visit.entered_at == window_start + timedelta(hours=1)
+    assert visit.exited_at == window_end + timedelta(hours=1)
