@@ -283,6 +283,111 @@ def _read_password(from_stdin: bool) -> str:
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
+# -- export ------------------------------------------------------------------
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--from", "from_text", help="First day or local time (2026-11-01 or 2026-11-01T08:00)."
+)
+@click.option("--to", "to_text", help="Last day (included) or local time (excluded).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "xlsx"]), help="Default: from -o's suffix."
+)
+@click.option("--direction", type=click.Choice(["in", "out"]))
+@click.option("--decision", type=click.Choice(["allow", "deny"]))
+@click.option("--reason", help="A reason code, e.g. denylisted.")
+@click.option("--kind", help="A code kind, e.g. cccd.")
+@click.option("--search", help="Part of a name or masked ID (case and accents ignored).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write (replaced atomically).",
+)
+def export(
+    config_path: Path | None,
+    from_text: str | None,
+    to_text: str | None,
+    fmt: str | None,
+    direction: str | None,
+    decision: str | None,
+    reason: str | None,
+    kind: str | None,
+    search: str | None,
+    output: Path,
+) -> None:
+    """Export the gate log to CSV (UTF-8, opens in Excel) or XLSX.
+
+    Times without a UTC offset are the site's local time; a bare date in
+    --to includes that whole day. The export is recorded in the audit log.
+
+    Example:
+
+        gatekiosk export --from 2026-11-01 --to 2026-11-30 --format xlsx -o november.xlsx
+    """
+    import getpass
+
+    from admin_web.exports import export_to_file
+    from kiosk.clock import SystemClock
+    from kiosk.store import EventFilter, Store
+
+    settings = _settings(config_path)
+    tz = settings.timezone
+    if fmt is None:
+        fmt = "xlsx" if output.suffix.lower() == ".xlsx" else "csv"
+    where = EventFilter(
+        start=_export_bound(from_text, tz, end=False, option="--from"),
+        end=_export_bound(to_text, tz, end=True, option="--to"),
+        direction=direction,
+        decision=decision,
+        reason=reason,
+        kind=kind,
+        text=search,
+    )
+    if where.start and where.end and where.start >= where.end:
+        raise click.BadParameter("--from must be before --to", param_hint="--from")
+    with Store.open(settings.db_path) as store:
+        rows = export_to_file(
+            store,
+            where,
+            fmt=fmt,
+            path=output,
+            tz=tz,
+            actor=f"cli:{getpass.getuser()}",
+            at=SystemClock().now(),
+        )
+    click.echo(f"Wrote {rows} events to {output}.")
+
+
+def _export_bound(text: str | None, tz: Any, *, end: bool, option: str) -> datetime | None:
+    """A --from/--to value as aware UTC: dates mean whole local days."""
+    from datetime import date, time, timedelta
+
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        if end:
+            day += timedelta(days=1)
+        return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a date (2026-11-01) or a time (2026-11-01T08:00)",
+            param_hint=option,
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=tz)
+    return at.astimezone(UTC)
+
+
 # -- decode ------------------------------------------------------------------
 
 

@@ -257,3 +257,62 @@ def test_user_add_prompts_twice_for_the_password(runner, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "Added guard thu." in result.output
+
+
+def test_export_writes_the_days_asked_for_in_local_time_and_audits_it(runner, tmp_path):
+    from datetime import UTC, datetime
+
+    import openpyxl
+
+    from kiosk.clock import FakeClock
+    from tests.web import record
+
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n')
+    # 2026-11-27 23:30 local (UTC+7) is 16:30 UTC; 2026-11-28 00:30 local is 17:30 UTC.
+    clock = FakeClock(wall=datetime(2026, 11, 27, 16, 30, tzinfo=UTC))
+    with Store.open(tmp_path / "gatekiosk.db") as store:
+        record(store, clock, display_name="Hôm trước")
+        clock.advance(3600)
+        record(store, clock, display_name="=cmd|' /C calc'!A0")
+
+    csv_out = tmp_path / "day.csv"
+    result = runner.invoke(
+        cli,
+        [
+            "export",
+            "--config",
+            str(config),
+            "--from",
+            "2026-11-28",
+            "--to",
+            "2026-11-28",
+            "-o",
+            str(csv_out),
+        ],
+    )
+    xlsx_out = tmp_path / "day.xlsx"
+    as_xlsx = runner.invoke(
+        cli, ["export", "--config", str(config), "--from", "2026-11-28", "-o", str(xlsx_out)]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output == f"Wrote 1 events to {csv_out}.\n"
+    text = csv_out.read_bytes().decode("utf-8")
+    assert text.startswith("\ufeff")
+    assert "Hôm trước" not in text
+    assert "'=cmd|' /C calc'!A0" in text
+    assert as_xlsx.exit_code == 0, as_xlsx.output
+    sheet = openpyxl.load_workbook(xlsx_out, read_only=True).worksheets[0]
+    assert sheet.max_row == 2
+    with Store.open(tmp_path / "gatekiosk.db") as store:
+        audits = [a for a in store.audit_entries() if a.action == "export"]
+    assert [a.row_count for a in audits] == [1, 1]
+    assert all(a.actor.startswith("cli:") for a in audits)
+
+
+def test_export_with_a_bad_date_says_what_it_expects(runner, tmp_path):
+    result = runner.invoke(cli, ["export", "--from", "yesterday", "-o", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2
+    assert "is not a date (2026-11-01) or a time (2026-11-01T08:00)" in result.output
+    assert not (tmp_path / "x.csv").exists()
