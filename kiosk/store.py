@@ -322,6 +322,26 @@ class AdmitRequest:
     status: str
 
 
+@dataclass(frozen=True)
+class SiteCode:
+    """A declaration or staff pass as the site keeps it (the QR holds a signed copy)."""
+
+    id: str
+    kind: str
+    issued_at: datetime
+    valid_from: datetime
+    expires_at: datetime
+    name: str
+    phone: str | None
+    organisation: str | None
+    answers: dict[str, Any]
+    verdict: str
+    issued_by: str
+    """"self" for a visitor's own declaration, else the user who issued it."""
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+
 # --------------------------------------------------------------------------- migrations
 
 
@@ -493,12 +513,39 @@ def _m0002_admin(db: Database) -> None:
     )
 
 
+def _m0003_site_codes(db: Database) -> None:
+    """Declarations and staff passes the site issued (its own signed codes)."""
+    db.execute(
+        """
+        CREATE TABLE site_codes (
+            id              TEXT PRIMARY KEY NOT NULL,
+            kind            TEXT NOT NULL CHECK (kind IN ('declaration', 'staff-pass')),
+            issued_at_utc   TEXT NOT NULL,
+            valid_from_utc  TEXT NOT NULL,
+            expires_at_utc  TEXT NOT NULL,
+            name            TEXT NOT NULL,
+            phone           TEXT,
+            organisation    TEXT,
+            answers_json    TEXT NOT NULL DEFAULT '{}',
+            verdict         TEXT NOT NULL CHECK (verdict IN ('ok', 'refuse')),
+            issued_by       TEXT NOT NULL,
+            revoked_at_utc  TEXT,
+            revoked_by      TEXT
+        )
+        """
+    )
+    db.table("site_codes").create_index(
+        ["kind", "expires_at_utc"], index_name="idx_site_codes_kind"
+    )
+
+
 Migration = tuple[str, Callable[[Database], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
 MIGRATIONS: tuple[Migration, ...] = (
     ("0001_initial", _m0001_initial),
     ("0002_admin", _m0002_admin),
+    ("0003_site_codes", _m0003_site_codes),
 )
 
 
@@ -1229,6 +1276,78 @@ class Store:
             )
         return recorded
 
+    # ----------------------------------------------------------------- the site's own codes
+
+    def save_site_code(self, code: SiteCode) -> None:
+        """Keep a declaration or staff pass the site issued (for revocation and
+        the managers' lists); the code itself carries what the gate needs."""
+        with self._write("save the issued code") as conn:
+            conn.execute(
+                "INSERT INTO site_codes (id, kind, issued_at_utc, valid_from_utc, "
+                "expires_at_utc, name, phone, organisation, answers_json, verdict, issued_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    code.id,
+                    code.kind,
+                    _to_text(code.issued_at),
+                    _to_text(code.valid_from),
+                    _to_text(code.expires_at),
+                    code.name,
+                    code.phone,
+                    code.organisation,
+                    json.dumps(code.answers, ensure_ascii=False),
+                    code.verdict,
+                    code.issued_by,
+                ),
+            )
+
+    def site_code(self, code_id: str) -> SiteCode | None:
+        rows = self._read(
+            "read an issued code",
+            f"SELECT {_SITE_CODE_COLUMNS} FROM site_codes WHERE id = ?",
+            (code_id,),
+        )
+        return _site_code_from_row(rows[0]) if rows else None
+
+    def site_codes(
+        self, kind: str, *, now: datetime, include_expired: bool = False
+    ) -> list[SiteCode]:
+        """Issued codes of one kind, newest first; by default only unexpired ones."""
+        rows = self._read(
+            "read issued codes",
+            f"SELECT {_SITE_CODE_COLUMNS} FROM site_codes WHERE kind = ? "
+            "AND (? OR expires_at_utc > ?) ORDER BY issued_at_utc DESC",
+            (kind, int(include_expired), _to_text(now)),
+        )
+        return [_site_code_from_row(r) for r in rows]
+
+    def is_revoked(self, code_id: str) -> bool:
+        """Whether a manager revoked this declaration or pass (the gate asks per scan)."""
+        rows = self._read(
+            "check a revocation",
+            "SELECT 1 FROM site_codes WHERE id = ? AND revoked_at_utc IS NOT NULL",
+            (code_id,),
+        )
+        return bool(rows)
+
+    def revoke_site_code(self, code_id: str, *, by: str, at: datetime) -> bool:
+        """Revoke; False if there is no such code or it was revoked already."""
+        with self._write("revoke the code") as conn:
+            cursor = conn.execute(
+                "UPDATE site_codes SET revoked_at_utc = ?, revoked_by = ? "
+                "WHERE id = ? AND revoked_at_utc IS NULL",
+                (_to_text(at), by, code_id),
+            )
+            return cursor.rowcount > 0
+
+    def purge_site_codes_before(self, cutoff: datetime) -> int:
+        """Delete issued codes that expired before ``cutoff`` (retention)."""
+        with self._write("purge old issued codes") as conn:
+            cursor = conn.execute(
+                "DELETE FROM site_codes WHERE expires_at_utc < ?", (_to_text(cutoff),)
+            )
+            return cursor.rowcount
+
     # ----------------------------------------------------------------- plumbing
 
     def _read(self, action: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -1441,3 +1560,27 @@ def _like_escape(text: str) -> str:
 def _add_functions(conn: sqlite3.Connection) -> None:
     """SQL functions the queries use: ``fold`` (see :func:`search_fold`)."""
     conn.create_function("fold", 1, search_fold, deterministic=True)
+
+
+_SITE_CODE_COLUMNS = (
+    "id, kind, issued_at_utc, valid_from_utc, expires_at_utc, name, phone, organisation, "
+    "answers_json, verdict, issued_by, revoked_at_utc, revoked_by"
+)
+
+
+def _site_code_from_row(row: tuple[Any, ...]) -> SiteCode:
+    return SiteCode(
+        id=row[0],
+        kind=row[1],
+        issued_at=_from_text(row[2]),
+        valid_from=_from_text(row[3]),
+        expires_at=_from_text(row[4]),
+        name=row[5],
+        phone=row[6],
+        organisation=row[7],
+        answers=json.loads(row[8]),
+        verdict=row[9],
+        issued_by=row[10],
+        revoked_at=_from_text(row[11]) if row[11] else None,
+        revoked_by=row[12],
+    )

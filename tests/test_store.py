@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiosk.errors import StoreError
-from kiosk.store import MIGRATIONS, Event, KioskHealth, NewEvent, Store
+from kiosk.store import MIGRATIONS, Event, KioskHealth, NewEvent, SiteCode, Store
 
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)  # 08:00 in Hanoi
 BOOT_A = "boot-a"
@@ -500,3 +500,36 @@ def test_visit_that_began_in_the_window_keeps_its_exit_after_the_window(db_path:
 
     assert visit.entered_at == window_start + timedelta(hours=1)
     assert visit.exited_at == window_end + timedelta(hours=1)
+
+
+def _site_code(code_id: str, *, expires: datetime, kind: str = "declaration") -> SiteCode:
+    return SiteCode(
+        id=code_id,
+        kind=kind,
+        issued_at=T0,
+        valid_from=T0,
+        expires_at=expires,
+        name="Nguyễn Văn An",
+        phone="0912345678",
+        organisation=None,
+        answers={"fever": False},
+        verdict="ok",
+        issued_by="self",
+    )
+
+
+def test_issued_codes_are_kept_revoked_once_and_purged_after_expiry(db_path: Path) -> None:
+    with Store.open(db_path, boot_id=BOOT_A) as store:
+        store.save_site_code(_site_code("d1", expires=T0 + timedelta(days=1)))
+        store.save_site_code(_site_code("d2", expires=T0 + timedelta(days=30)))
+
+        assert store.site_code("d1") == _site_code("d1", expires=T0 + timedelta(days=1))
+        assert not store.is_revoked("d1")
+        assert store.revoke_site_code("d1", by="boss", at=T0)
+        assert not store.revoke_site_code("d1", by="boss", at=T0)
+        assert store.is_revoked("d1")
+        assert not store.revoke_site_code("nope", by="boss", at=T0)
+        now = T0 + timedelta(days=2)
+        assert [c.id for c in store.site_codes("declaration", now=now)] == ["d2"]
+        assert store.purge_site_codes_before(now) == 1
+        assert store.site_code("d1") is None
