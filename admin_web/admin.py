@@ -398,7 +398,8 @@ def _users_page(
 
 def _account_message(exc: Exception) -> str:
     """An account error's text as a sentence (the library writes them lower-case)."""
-    text = str(exc)
+    # Translated where the catalog has it (see admin_web/catalog_extra.py).
+    text = _(str(exc))
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 

@@ -457,7 +457,7 @@ def test_the_last_enabled_manager_cannot_be_disabled_by_anyone(
     guard1 = web_store.user_by_name("guard1")
     assert manager1 is not None
     assert guard1 is not None
-    with app.test_request_context("/"):
+    with app.test_request_context("/", headers={"Accept-Language": "en"}):
         # Through the pages the acting manager is always a second one; this is
         # the rule that still holds if two managers disable each other at once.
         problem = _lockout_problem(guard1, manager1)

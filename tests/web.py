@@ -19,6 +19,19 @@ from kiosk.store import NewEvent, Store
 PASSWORDS = {"manager": "manager-pass-123", "guard": "guard-pass-1234"}
 
 
+class EnglishClient(FlaskClient):
+    """The test client as a browser that asks for English.
+
+    The web tests read the pages' English source strings. The Vietnamese
+    default, and the catalog behind it, are tested in tests/test_i18n.py,
+    whose clients ask for no language.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+
+
 def make_app(tmp_path: Path, *, clock: FakeClock, csrf: bool = True, **overrides: Any) -> Flask:
     settings = load_settings(overrides={"gate.data_dir": str(tmp_path), **overrides}, env={})
     store = Store.open(settings.db_path, boot_id="boot-1")
@@ -28,6 +41,7 @@ def make_app(tmp_path: Path, *, clock: FakeClock, csrf: bool = True, **overrides
         clock=clock,
         test_config={"TESTING": True, "WTF_CSRF_ENABLED": csrf},
     )
+    app.test_client_class = EnglishClient
     for role, password in PASSWORDS.items():
         add_user(store, f"{role}1", role=role, password=password, at=clock.now())
     return app
