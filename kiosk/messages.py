@@ -77,11 +77,44 @@ _MESSAGES: dict[str, Message] = {
     "pccovid-bad-birth-date": Message(
         "Ngày sinh trong mã QR cá nhân không hợp lệ", "Invalid date of birth in the personal QR"
     ),
+    # the site's own codes: health declarations and staff passes (GK1:)
+    "sitecode-bad-encoding": Message(
+        "Mã bị hỏng, không đọc được. Vui lòng mở lại mã", "This code is damaged. Please reopen it"
+    ),
+    "sitecode-unknown-key": Message(
+        "Mã không do nơi này cấp", "This code was not issued by this site"
+    ),
+    "sitecode-retired-key": Message(
+        "Mã đã bị thu hồi. Vui lòng khai báo lại hoặc gặp bảo vệ",
+        "This code has been withdrawn. Please declare again or see the guard",
+    ),
+    "sitecode-bad-signature": Message(
+        "Mã không hợp lệ. Vui lòng gặp bảo vệ", "This code is not genuine. Please see the guard"
+    ),
+    "sitecode-bad-claims": Message(
+        "Mã thiếu hoặc sai thông tin. Vui lòng gặp bảo vệ",
+        "This code has missing or invalid details. Please see the guard",
+    ),
+    "sitecode-wrong-site": Message("Mã này dành cho nơi khác", "This code is for a different site"),
+    "sitecode-not-yet-valid": Message(
+        "Mã chưa đến thời gian sử dụng", "This code is not valid yet"
+    ),
+    "sitecode-expired": Message("Mã đã hết hạn", "This code has expired"),
+    "sitecode-revoked": Message(
+        "Mã đã bị hủy. Vui lòng gặp bảo vệ", "This code has been cancelled. Please see the guard"
+    ),
+    "sitecode-refused-answers": Message(
+        "Tờ khai y tế cần được kiểm tra. Vui lòng gặp bảo vệ",
+        "Your health declaration needs checking. Please see the guard",
+    ),
 }
 
 _PREFIX_FALLBACKS: dict[str, Message] = {
     "cccd-": Message("Mã QR căn cước không hợp lệ", "Invalid ID card QR code"),
     "pccovid-": Message("Mã QR cá nhân không hợp lệ", "Invalid personal QR code"),
+    "sitecode-": Message(
+        "Mã không hợp lệ. Vui lòng gặp bảo vệ", "Invalid code. Please see the guard"
+    ),
 }
 
 _GENERIC = Message("Mã QR không hợp lệ", "Invalid QR code")
