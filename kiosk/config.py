@@ -9,6 +9,7 @@ out of range all fail at start-up, in one message that lists every problem.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +58,19 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("entry", "exit", "both"),
     ),
     Setting("gate", "timezone", "Asia/Ho_Chi_Minh", "The site's IANA time zone."),
+    Setting(
+        "gate",
+        "site_id",
+        "site-1",
+        "The site's id inside its signed declarations and passes: every gate of one "
+        "site accepts the codes the site issued (letters, digits, '.', '_', '-').",
+    ),
+    Setting(
+        "gate",
+        "site_name",
+        "",
+        "The site's name on the declaration page, the poster and staff badges.",
+    ),
     Setting("gate", "data_dir", "gatekiosk-data", "Folder for the database and the hash key."),
     Setting(
         "camera",
@@ -128,6 +142,30 @@ SETTINGS: tuple[Setting, ...] = (
         "allowed_kinds",
         "declaration,staff-pass,cccd,pc-covid,hcert",
         "Comma-separated code kinds the gate accepts.",
+    ),
+    Setting(
+        "codes",
+        "skew_s",
+        300.0,
+        "Clock difference tolerated when checking a signed code's validity, in seconds.",
+        minimum=0,
+        maximum=3600,
+    ),
+    Setting(
+        "codes",
+        "declaration_validity_h",
+        24.0,
+        "How long a health declaration is valid after it is made, in hours.",
+        minimum=1,
+        maximum=24 * 14,
+    ),
+    Setting(
+        "codes",
+        "declarations_per_hour",
+        10,
+        "Declarations one address may make per hour on the public page.",
+        minimum=1,
+        maximum=10000,
     ),
     Setting(
         "pins",
@@ -207,6 +245,8 @@ SETTINGS = SETTINGS + WEB_SETTINGS
 
 EDITABLE_ON_WEB: tuple[str, ...] = (
     "gate.id",
+    "gate.site_name",
+    "codes.declaration_validity_h",
     "gate.mode",
     "gate.timezone",
     "policy.capacity",
@@ -238,6 +278,11 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return Path(self.values["gate.data_dir"])
+
+    @property
+    def keys_dir(self) -> Path:
+        """The site's signing keys: private ones only readable by the service user."""
+        return self.data_dir / "keys"
 
     @property
     def db_path(self) -> Path:
@@ -398,6 +443,10 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
             problems.append(f"gate.timezone: unknown time zone {values['gate.timezone']!r}")
     if not str(values.get("gate.id", "")).strip():
         problems.append("gate.id: must not be empty")
+    if "gate.site_id" in values and not re.fullmatch(
+        r"[A-Za-z0-9._-]{1,32}", str(values["gate.site_id"])
+    ):
+        problems.append("gate.site_id: 1 to 32 letters, digits, '.', '_' or '-'")
     kinds = {k.strip() for k in str(values.get("policy.allowed_kinds", "")).split(",")}
     known = {"declaration", "staff-pass", "cccd", "pc-covid", "hcert"}
     for kind in sorted(kinds - known - {""}):
