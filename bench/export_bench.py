@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import random
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kiosk.export import write_csv, write_xlsx
-from kiosk.store import Event, Store
+from kiosk.store import Event, EventFilter, Store
 
 REPORT_PATH = Path(__file__).resolve().parent / "report-export.json"
 SQLITE_SHELL = "/usr/bin/sqlite3"
@@ -162,59 +161,9 @@ def _person(rng: random.Random, i: int) -> tuple[str, str, str | None, str]:
 
 
 def iter_events(db: Path) -> Iterator[Event]:
-    """Events of ``db`` in export order, one row at a time.
-
-    A local stand-in: once the store has its streaming query, replace this with
-    ``Store.open(db, read_only=True).iter_events(...)``.
-    """
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        for row in conn.execute(QUERY):
-            yield _event(row)
-    finally:
-        conn.close()
-
-
-def _event(row: tuple[Any, ...]) -> Event:
-    (
-        event_id,
-        boot_id,
-        seq,
-        gate_id,
-        at_utc,
-        utc_offset_min,
-        clock_synced,
-        direction,
-        decision,
-        reason,
-        kind,
-        subject_hash,
-        display_name,
-        masked_id,
-        id_number,
-        override,
-        warning,
-    ) = row
-    return Event(
-        id=event_id,
-        boot_id=boot_id,
-        seq=seq,
-        gate_id=gate_id,
-        # fromisoformat (3.11 reads the Z) is ~10x faster than strptime per row.
-        at=datetime.fromisoformat(at_utc),
-        utc_offset_min=utc_offset_min,
-        clock_synced=bool(clock_synced),
-        direction=direction,
-        decision=decision,
-        reason=reason,
-        kind=kind,
-        subject_hash=subject_hash,
-        display_name=display_name,
-        masked_id=masked_id,
-        id_number=id_number,
-        override=bool(override),
-        warning=warning,
-    )
+    """Events of ``db`` in export order, streamed by the store's own query."""
+    with Store.open(db, read_only=True) as store:
+        yield from store.iter_events(EventFilter())
 
 
 def run_child(task: str, db: Path, out: Path, tmpdir: Path) -> None:
