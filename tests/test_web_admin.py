@@ -33,6 +33,8 @@ def settings_form(**changes: object) -> dict[str, object]:
     """The settings form as the page fills it in, with ``changes`` (dots as __)."""
     form: dict[str, object] = {
         "gate.id": "gate-1",
+        "gate.site_name": "",
+        "codes.declaration_validity_h": "24",
         "gate.mode": "both",
         "gate.timezone": "Asia/Ho_Chi_Minh",
         "policy.capacity": "0",
