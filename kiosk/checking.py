@@ -18,19 +18,22 @@ def check_payloads(
 ) -> list[dict[str, Any]]:
     """One result per payload, as the JSON ``gatekiosk check`` prints.
 
-    Presence and the denylist come from the site's database when it and its
-    key exist; otherwise the gate is taken as empty.
+    Signed codes (declarations, staff passes) are verified against the
+    site's keys, and revocations read from the site's database when it
+    exists. Presence and the denylist come from the database when it and
+    the hash key exist; otherwise the gate is taken as empty.
     """
-    registry = registry_for(settings)
     rules = policy_rules(settings)
     expiry_h = settings["policy.presence_expiry_h"]
     store = None
     key = None
-    if settings.db_path.exists() and settings.key_path.exists():
+    if settings.db_path.exists():
         store = Store.open(settings.db_path, read_only=True)
-        key = settings.key_path.read_bytes()
+        if settings.key_path.exists():
+            key = settings.key_path.read_bytes()
     results = []
     try:
+        registry = registry_for(settings, store)
         for raw in payloads:
             identified = registry.identify(raw, at=at)
             view = GateView()

@@ -14,15 +14,18 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kiosk import __version__
 from kiosk.errors import GateError
+
+if TYPE_CHECKING:
+    from kiosk.declarations import Question
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,11 @@ def run(config_path: Path | None) -> None:
         gate.scanner.run(stop)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (systemd's stop) ends a blocking server like Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, frame: object) -> None:
         stop.set()
@@ -135,10 +143,13 @@ def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
     """The whole gate on this machine: simulated camera and pins.
 
     A simulated camera shows sample visitors in turn (an ID card, a national
-    personal QR, an unrecognised code, a denylisted person, someone
-    leaving); each decision lights the simulated lights, shown here live,
-    and is recorded in DATA_DIR/gatekiosk.db. The admin page runs too: its
-    address and a manager password made up for this run are printed.
+    personal QR, the site's own health declarations: valid, expired, edited,
+    and one answering "yes" to symptoms; an unrecognised code, a denylisted
+    person, a staff pass, someone leaving); each decision lights the
+    simulated lights, shown here live, and is recorded in
+    DATA_DIR/gatekiosk.db. The demo site's keys are made in DATA_DIR/keys on
+    the first run. The admin page runs too: its address and a manager
+    password made up for this run are printed.
 
     Example:
 
@@ -179,7 +190,7 @@ def web(config_path: Path | None) -> None:
             err=True,
         )
     click.echo(f"gatekiosk: admin web at {url_of(server, host)}")
-    signal.signal(signal.SIGTERM, lambda signum, frame: server.close())
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -281,6 +292,287 @@ def _read_password(from_stdin: bool) -> str:
             raise GateError("no password on standard input")
         return password
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+# -- keys --------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """Manage the site's signing keys for declarations and staff passes.
+
+    The machine that runs the web signs codes with the private key; gates
+    verify them with the public keys (keys.json and public/ in the keys
+    folder). Run these as the service user, so the private key stays
+    readable by that user only.
+
+    Example:
+
+    \b
+        sudo -u gatekiosk \\
+            gatekiosk keys init --config /etc/gatekiosk/gatekiosk.toml
+    """
+
+
+def _private_key_note(keys_dir: Path, kid: bytes) -> str:
+    private = keys_dir / "private" / f"{kid.hex()}.pem"
+    return (
+        f"Private key: {private}. It must stay readable only by the user the "
+        "web service runs as (mode 0600); never copy it to a gate."
+    )
+
+
+@keys.command("init")
+@config_option
+def keys_init(config_path: Path | None) -> None:
+    """Create the site's first signing key. Refused when keys exist.
+
+    Example:
+
+        gatekiosk keys init --config /etc/gatekiosk/gatekiosk.toml
+    """
+    from kiosk.clock import SystemClock
+    from kiosk.keys import init_keys
+
+    keys_dir = _settings(config_path).keys_dir
+    kid = init_keys(keys_dir, at=SystemClock().now())
+    click.echo(f"Created site key {kid.hex()} in {keys_dir}.")
+    click.echo(_private_key_note(keys_dir, kid))
+    click.echo(
+        "A gate on another machine needs keys.json and public/ from this folder "
+        "in its own keys folder."
+    )
+
+
+@keys.command("rotate")
+@config_option
+def keys_rotate(config_path: Path | None) -> None:
+    """Add a new signing key. Codes signed with older keys keep working until
+    they expire; running gates pick up the new key within seconds.
+
+    Example:
+
+        gatekiosk keys rotate
+    """
+    from kiosk.clock import SystemClock
+    from kiosk.keys import rotate_keys
+
+    keys_dir = _settings(config_path).keys_dir
+    kid = rotate_keys(keys_dir, at=SystemClock().now())
+    click.echo(f"New signing key {kid.hex()} in {keys_dir}; older keys still verify.")
+    click.echo(_private_key_note(keys_dir, kid))
+
+
+@keys.command("retire")
+@config_option
+@click.argument("kid")
+def keys_retire(config_path: Path | None, kid: str) -> None:
+    """Withdraw a lost or leaked key: every code it signed is refused.
+
+    The key KID (as `gatekiosk keys list` shows it) is marked retired and its
+    private key deleted; running gates refuse its codes within seconds.
+
+    Example:
+
+        gatekiosk keys retire 3f9c0a1b2c3d4e5f
+    """
+    from kiosk.clock import SystemClock
+    from kiosk.keys import load_keyring, parse_kid, retire_key
+
+    keys_dir = _settings(config_path).keys_dir
+    retire_key(keys_dir, kid, at=SystemClock().now())
+    click.echo(
+        f"Retired site key {parse_kid(kid).hex()}: codes it signed are refused from now on; "
+        "its private key was deleted."
+    )
+    if load_keyring(keys_dir).active is None:
+        click.echo("No signing key remains: run `gatekiosk keys rotate` before issuing codes.")
+
+
+@keys.command("list")
+@config_option
+def keys_list(config_path: Path | None) -> None:
+    """List the site's keys and whether each is active, valid or retired.
+
+    One line per key: key id, created (site time), and its state: active
+    (signs new codes), valid (still verifies the codes it signed) or
+    retired (its codes are refused).
+
+    Example:
+
+        gatekiosk keys list
+    """
+    from kiosk.keys import load_keyring
+
+    settings = _settings(config_path)
+    ring = load_keyring(settings.keys_dir)
+    active = ring.active
+    tz = settings.timezone
+    for key in ring.keys:
+        created = key.created.astimezone(tz).isoformat(timespec="seconds")
+        if key.retired_at is not None:
+            state = f"retired {key.retired_at.astimezone(tz).isoformat(timespec='seconds')}"
+        elif active is not None and key.kid == active.kid:
+            state = "active"
+        else:
+            state = "valid"
+        click.echo(f"{key.kid_hex}\t{created}\t{state}")
+
+
+# -- declare -----------------------------------------------------------------
+
+
+@cli.command()
+@config_option
+@click.option("--name", required=True, help="The visitor's full name.")
+@click.option("--phone", required=True, help="The visitor's phone number (kept by the site only).")
+@click.option(
+    "--answers",
+    "--answer",
+    "answer_texts",
+    multiple=True,
+    metavar="KEY=yes|no",
+    help="The answer to one of the site's questions; give one per question.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="PNG file to write the QR code to.",
+)
+def declare(
+    config_path: Path | None,
+    name: str,
+    phone: str,
+    answer_texts: tuple[str, ...],
+    output: Path,
+) -> None:
+    """Make a visitor's health declaration at the guard's desk, as a QR code PNG.
+
+    The questions are the site's (as managers set them on the web); every
+    one must be answered. A refusing answer is signed too: the gate refuses
+    the code and says why, and the guard decides.
+
+    Example:
+
+    \b
+        gatekiosk declare --name "Nguyễn Văn An" --phone 0901234567 \\
+            --answers symptoms=no --answers contact=no --answers area=no -o an.png
+    """
+    import getpass
+    from datetime import timedelta
+
+    from kiosk.clock import SystemClock
+    from kiosk.codes.sitecodes import render_png
+    from kiosk.config import with_site_settings
+    from kiosk.declarations import issue_declaration, questions_from
+    from kiosk.store import Store
+
+    file_settings = _settings(config_path)
+    if not output.parent.is_dir():
+        raise click.BadParameter(f"no folder {output.parent}", param_hint="--output")
+    with Store.open(file_settings.db_path) as store:
+        site = store.site_settings()
+        settings = with_site_settings(file_settings, site)
+        questions = questions_from(site)
+        answers = _parse_answers(answer_texts, questions)
+        validity_h = settings["codes.declaration_validity_h"]
+        issued = issue_declaration(
+            store,
+            settings.keys_dir,
+            site_id=settings["gate.site_id"],
+            name=name,
+            phone=phone,
+            answers=answers,
+            questions=questions,
+            validity=timedelta(hours=validity_h),
+            at=SystemClock().now(),
+            issued_by=f"cli:{getpass.getuser()}",
+        )
+    render_png(issued.text, output)
+    record = issued.record
+    until = record.expires_at.astimezone(settings.timezone).isoformat(timespec="minutes")
+    click.echo(
+        f"Wrote the declaration of {record.name} to {output}: valid until {until} "
+        f"({validity_h:g} h), code {record.id}."
+    )
+    refusing = _refusing_question(questions, answers)
+    if refusing is not None:
+        click.echo(
+            f"The gate will refuse it (sitecode-refused-answers): the answer to "
+            f"{refusing.key!r} refuses entry; the guard decides."
+        )
+    elif "declaration" not in settings.allowed_kinds:
+        click.echo("The gate will refuse it: this site does not accept declarations.")
+    else:
+        click.echo("The gate will admit it.")
+
+
+def _parse_answers(texts: tuple[str, ...], questions: Sequence[Question]) -> dict[str, bool]:
+    """``KEY=yes|no`` options as answers; every question answered, no other."""
+    by_key = {q.key: q for q in questions}
+    answers: dict[str, bool] = {}
+    problems: list[str] = []
+    for text in texts:
+        key, sep, value = text.partition("=")
+        key, value = key.strip(), value.strip().lower()
+        if not sep or value not in ("yes", "no"):
+            problems.append(f"{text!r} is not KEY=yes or KEY=no")
+        elif key not in by_key:
+            problems.append(f"{key!r} is not one of the site's questions")
+        elif key in answers:
+            problems.append(f"{key!r} is answered twice")
+        else:
+            answers[key] = value == "yes"
+    missing = [q.key for q in questions if q.key not in answers]
+    if missing:
+        problems.append(f"not answered: {', '.join(missing)}")
+    if problems:
+        listing = "\n".join(f"  {q.key}: {q.vi} / {q.en}" for q in questions)
+        raise GateError(
+            "; ".join(problems)
+            + ". Answer every question with --answers KEY=yes or KEY=no:\n"
+            + listing
+        )
+    return answers
+
+
+def _refusing_question(questions: Sequence[Question], answers: dict[str, bool]) -> Question | None:
+    from kiosk.declarations import verdict_of
+
+    key = verdict_of(questions, answers)
+    return next((q for q in questions if q.key == key), None)
+
+
+# -- purge -------------------------------------------------------------------
+
+
+@cli.command()
+@config_option
+def purge(config_path: Path | None) -> None:
+    """Delete now what is past retention: events older than
+    privacy.retention_days, and issued declarations and passes that expired
+    longer ago than that. The running kiosk does the same every hour.
+
+    Example:
+
+        gatekiosk purge --config /etc/gatekiosk/gatekiosk.toml
+    """
+    from kiosk.clock import SystemClock
+    from kiosk.config import with_site_settings
+    from kiosk.scanner import purge_past_retention
+    from kiosk.store import Store
+
+    file_settings = _settings(config_path)
+    with Store.open(file_settings.db_path) as store:
+        settings = with_site_settings(file_settings, store.site_settings())
+        retention_days = settings["privacy.retention_days"]
+        purged = purge_past_retention(store, now=SystemClock().now(), retention_days=retention_days)
+    click.echo(
+        f"Purged {purged.events} events and {purged.site_codes} issued codes "
+        f"(retention: {retention_days} days)."
+    )
 
 
 # -- export ------------------------------------------------------------------
@@ -497,8 +789,10 @@ def check(
 ) -> None:
     """What the gate would decide for a code, without recording anything.
 
-    With a configuration whose database exists, presence and the denylist
-    are read from it (read only).
+    Declarations and staff passes are verified against the site's keys
+    (the keys folder in the data folder). With a configuration whose
+    database exists, revocations, presence and the denylist are read from
+    it (read only).
 
     Example:
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory
@@ -15,8 +17,11 @@ from gate_controller.pins import make_pin_factory
 from kiosk.camera import FrameSource, open_source
 from kiosk.clock import Clock
 from kiosk.codes import Registry, default_formats
+from kiosk.codes.sitecodes import SiteCodeFormat
 from kiosk.config import Settings, with_site_settings
 from kiosk.decoder import Decoder, make_decoder
+from kiosk.errors import GateError
+from kiosk.keys import MANIFEST_NAME, KeyRing, load_keyring
 from kiosk.policy import PolicyRules
 from kiosk.privacy import load_or_create_key
 from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
@@ -44,6 +49,8 @@ def scan_settings(settings: Settings) -> ScanSettings:
         read_timeout_s=max(0.2, settings["camera.stall_timeout_s"] / 2),
         relay_pulse_ms=settings["pins.relay_pulse_ms"],
         retention_days=settings["privacy.retention_days"],
+        site_id=settings["gate.site_id"],
+        code_skew_s=settings["codes.skew_s"],
     )
 
 
@@ -62,9 +69,120 @@ def setup_for_site(file_settings: Settings) -> SetupForSite:
     return setup
 
 
-def registry_for(settings: Settings) -> Registry:
-    """The code formats this site understands, signed ones first."""
-    return Registry(default_formats())
+def _never_revoked(code_id: str) -> bool:
+    return False
+
+
+def registry_for(settings: Settings, store: Store | None) -> Registry:
+    """The code formats this site understands, signed ones first.
+
+    ``store`` answers whether a manager revoked a declaration or pass (a
+    read-only store will do); without one nothing counts as revoked. With no
+    site keys yet, signed codes are refused (``sitecode-unknown-key``).
+    Raises KeysError for keys that exist but cannot be read.
+    """
+    return SiteCodes.for_settings(settings, store).registry
+
+
+KeysStamp = tuple[int, int, int]
+"""What identifies one version of the key manifest: inode, mtime (ns), size.
+Key files are replaced by rename, so a new version is a new inode even when
+the clock's resolution would hide the change of mtime."""
+
+
+class SiteCodes:
+    """The site's signed codes as this process verifies them: a
+    :class:`SiteCodeFormat` over the key ring in the keys folder, in front of
+    the identity-only formats.
+
+    The running kiosk keeps it in step (:meth:`refresh`, every
+    ``ScanSettings.keys_poll_s`` of the clock's monotonic time): the key
+    manifest (``keys/keys.json``) is compared by inode, mtime and size, and
+    read again when it changed, so a ``gatekiosk keys rotate`` or ``retire``
+    on this machine, or a keys folder copied in from the signing machine,
+    applies within seconds without a restart. The file, not the database's
+    settings version, is the signal: key commands do not touch the
+    database, and another gate's keys may arrive by copy. A manifest that
+    cannot be read (or disappears) keeps the current keys, with a warning.
+    """
+
+    def __init__(
+        self,
+        keys_dir: Path,
+        *,
+        is_revoked: Callable[[str], bool],
+        site_id: str,
+        skew_s: float,
+    ) -> None:
+        """Reads the keys now: an empty ring if there are none yet, KeysError
+        if they exist but cannot be read."""
+        self.keys_dir = keys_dir
+        self._is_revoked = is_revoked
+        self._site_id = site_id
+        self._skew_s = skew_s
+        self._stamp = self._manifest_stamp()
+        self.keyring = KeyRing() if self._stamp is None else load_keyring(keys_dir)
+        self.registry = self._build()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, store: Store | None) -> SiteCodes:
+        return cls(
+            settings.keys_dir,
+            is_revoked=store.is_revoked if store is not None else _never_revoked,
+            site_id=settings["gate.site_id"],
+            skew_s=settings["codes.skew_s"],
+        )
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self.keyring.keys)
+
+    def refresh(self, scan: ScanSettings) -> Registry | None:
+        """A new registry if the keys on disk, ``scan.site_id`` or
+        ``scan.code_skew_s`` changed since the last build; else None."""
+        changed = self._reload_keys()
+        if (scan.site_id, scan.code_skew_s) != (self._site_id, self._skew_s):
+            self._site_id, self._skew_s = scan.site_id, scan.code_skew_s
+            changed = True
+        if not changed:
+            return None
+        self.registry = self._build()
+        return self.registry
+
+    def _reload_keys(self) -> bool:
+        stamp = self._manifest_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp  # a manifest that cannot be read is warned about once
+        try:
+            keyring = load_keyring(self.keys_dir)
+        except GateError as exc:
+            log.warning("site keys changed but cannot be read, keeping the current ones: %s", exc)
+            return False
+        self.keyring = keyring
+        retired = sum(1 for key in keyring.keys if key.retired)
+        active = keyring.active
+        log.info(
+            "site keys reloaded from %s: %d keys (%d retired), signing key %s",
+            self.keys_dir,
+            len(keyring.keys),
+            retired,
+            active.kid_hex if active else "none",
+        )
+        return True
+
+    def _manifest_stamp(self) -> KeysStamp | None:
+        try:
+            info = os.stat(self.keys_dir / MANIFEST_NAME)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def _build(self) -> Registry:
+        site_format = SiteCodeFormat(
+            self.keyring, self._site_id, is_revoked=self._is_revoked, skew_s=self._skew_s
+        )
+        return Registry([site_format, *default_formats()])
 
 
 def open_store(settings: Settings) -> Store:
@@ -112,8 +230,9 @@ def build_gate(
 
     ``source``, ``pin_factory`` and ``decoder`` replace the configured ones
     (replay, demo, tests). ``live`` makes the gate act for the site through
-    the database: it applies the settings a manager saves on the web,
-    carries out guards' admit requests and purges events past retention.
+    the database and the keys folder: it applies the settings a manager
+    saves on the web, carries out guards' admit requests, purges events and
+    issued codes past retention, and picks up rotated or retired site keys.
     Pass ``live=False`` for anything that is not the site's gate (a replay
     into the site's database must not take a guard's admission).
     """
@@ -137,10 +256,13 @@ def build_gate(
         scan = setup.settings
         if not live:
             scan = replace(scan, admit_poll_s=None, retention_days=None)
+        site_codes = SiteCodes.for_settings(settings, store)
+        if not site_codes.has_keys:
+            _warn_without_keys(settings, live=live)
         scanner = Scanner(
             source=source,
             decoder=decoder,
-            registry=registry_for(settings),
+            registry=site_codes.registry,
             store=store,
             signals=signals,
             clock=clock,
@@ -151,5 +273,20 @@ def build_gate(
             on_outcome=on_outcome,
             setup_for_site=setup_for_site(settings) if live else None,
             retime_relay=signals.set_relay_pulse_ms if live else None,
+            refresh_registry=site_codes.refresh if live else None,
         )
         yield Gate(scanner=scanner, store=store, signals=signals, pin_factory=factory)
+
+
+def _warn_without_keys(settings: Settings, *, live: bool) -> None:
+    """One line at start-up: a gate without site keys refuses every
+    declaration and staff pass, but scans everything else."""
+    if not live:
+        log.info("no site keys in %s: declarations and staff passes are refused", settings.keys_dir)
+        return
+    log.warning(
+        "no site keys in %s: declarations and staff passes are refused; run "
+        "`gatekiosk keys init` on the machine that runs the web (and copy its keys.json "
+        "and public/ here if that is another machine)",
+        settings.keys_dir,
+    )

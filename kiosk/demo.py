@@ -1,4 +1,23 @@
-"""``gatekiosk demo``: the whole gate with a simulated camera and simulated pins."""
+"""``gatekiosk demo``: the whole gate with a simulated camera and simulated pins.
+
+The simulated camera shows, in turn (each about 3 s in view, then 3 s of
+nobody; a cycle of a minute, repeated):
+
+1. an ID card (CCCD): allowed, entering;
+2. a national personal QR (PC-Covid): allowed;
+3. the site's own health declaration, made at start-up: allowed;
+4. a restaurant menu link: refused, ``unrecognised``;
+5. a declaration made two days ago: refused, ``sitecode-expired``;
+6. a declaration whose name was edited: refused, ``sitecode-bad-signature``;
+7. the ID card of a denylisted person: refused, ``denylisted``;
+8. a declaration answering "yes" to symptoms: refused, ``sitecode-refused-answers``;
+9. a staff pass: allowed;
+10. the first ID card again: allowed, leaving.
+
+The site's keys are created in the data folder on the first run
+(``keys/``), and the signed samples are issued with them at every start,
+so they appear among the site's declarations and passes on the admin page.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +26,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,9 +36,18 @@ from kiosk.camera import SyntheticSource
 from kiosk.clock import Clock, SystemClock
 from kiosk.compose import build_gate
 from kiosk.config import Settings, load_settings
+from kiosk.demo_codes import SignedDemoVisitors, signed_demo_visitors
 from kiosk.errors import GateError
+from kiosk.keys import MANIFEST_NAME, init_keys
 from kiosk.privacy import load_or_create_key, subject_hash
-from kiosk.samples import DEMO_VISITORS, DENYLISTED_ID
+from kiosk.samples import (
+    DENYLISTED_ID,
+    VISITOR_CCCD,
+    VISITOR_DENYLISTED,
+    VISITOR_PC_COVID,
+    VISITOR_UNRECOGNISED,
+    SampleVisitor,
+)
 from kiosk.scanner import Outcome
 from kiosk.store import Store
 from kiosk.synthetic import Scene
@@ -32,6 +61,7 @@ GAP_S = 3.0
 
 DEMO_MANAGER = "demo"
 DEMO_WEB_PORT = 8080
+DEMO_SITE_ID = "demo"
 
 
 @dataclass
@@ -72,6 +102,7 @@ def demo_settings(data_dir: Path) -> Settings:
     return load_settings(
         overrides={
             "gate.id": "demo-gate",
+            "gate.site_id": DEMO_SITE_ID,
             "gate.data_dir": str(data_dir),
             "gate.mode": "both",
             "camera.source": "synthetic",
@@ -84,9 +115,37 @@ def demo_settings(data_dir: Path) -> Settings:
     )
 
 
-def demo_source(clock: SystemClock, settings: Settings) -> SyntheticSource:
+def prepare_signed_visitors(settings: Settings, *, now: datetime) -> SignedDemoVisitors:
+    """Create the demo site's keys if it has none, then issue the signed samples."""
+    if not (settings.keys_dir / MANIFEST_NAME).exists():
+        init_keys(settings.keys_dir, at=now)
+    with Store.open(settings.db_path) as store:
+        return signed_demo_visitors(
+            store, settings.keys_dir, site_id=settings["gate.site_id"], now=now
+        )
+
+
+def demo_visitors(signed: SignedDemoVisitors) -> tuple[SampleVisitor, ...]:
+    """One cycle of the simulated camera, in order (see the module docstring)."""
+    return (
+        VISITOR_CCCD,
+        VISITOR_PC_COVID,
+        signed.valid,
+        VISITOR_UNRECOGNISED,
+        signed.expired,
+        signed.tampered,
+        VISITOR_DENYLISTED,
+        signed.refused,
+        signed.staff,
+        VISITOR_CCCD,  # shown again: leaving
+    )
+
+
+def demo_source(
+    clock: SystemClock, settings: Settings, visitors: tuple[SampleVisitor, ...]
+) -> SyntheticSource:
     scenes = []
-    for visitor in DEMO_VISITORS:
+    for visitor in visitors:
         scenes.append(Scene((visitor.payload,), SHOW_S))
         scenes.append(Scene((), GAP_S))
     return SyntheticSource(
@@ -185,6 +244,7 @@ def run_demo(
     stop = stop or threading.Event()
     settings = demo_settings(data_dir)
     clock = SystemClock()
+    visitors = demo_visitors(prepare_signed_visitors(settings, now=clock.now()))
     factory = MockFactory()
     lights = LightsLine(factory, settings, out)
 
@@ -196,7 +256,7 @@ def run_demo(
     with build_gate(
         settings,
         clock=clock,
-        source=demo_source(clock, settings),
+        source=demo_source(clock, settings, visitors),
         pin_factory=factory,
         on_outcome=report,
     ) as gate:

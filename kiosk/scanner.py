@@ -13,7 +13,13 @@ cadence of the clock's monotonic time (never per frame):
   save bumps, and on a change applies the new settings without a restart;
 * every ``admit_poll_s`` it carries out the guards' "admit once" requests
   from the web (recorded, then the relay pulses);
-* every ``purge_every_s`` it purges events older than ``retention_days``.
+* every ``purge_every_s`` it purges events older than ``retention_days``,
+  and the site's issued declarations and passes that expired longer ago
+  than that (the site keeps them only as long as its retention allows);
+* every ``keys_poll_s`` it asks the composition root's ``refresh_registry``
+  whether the site's signing keys changed on disk (a ``gatekiosk keys
+  rotate`` or ``retire``); a changed key ring, or a changed ``site_id`` or
+  ``code_skew_s``, gives a new :class:`~kiosk.codes.Registry`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from kiosk.camera import Frame, FrameSource
 from kiosk.clock import Clock
 from kiosk.codes import Registry
 from kiosk.codes.base import Credential, Identified
+from kiosk.codes.sitecodes import DEFAULT_SKEW_S
 from kiosk.decoder import Code, Decoder
 from kiosk.errors import ConfigError, GateError, StoreError
 from kiosk.messages import message_for
@@ -71,7 +78,13 @@ class ScanSettings:
     admit_poll_s: float | None = 0.5
     """How often guards' admit requests are looked for; None: not carried out here."""
     purge_every_s: float = 3600.0
-    """How often events past ``retention_days`` are purged."""
+    """How often events and issued codes past ``retention_days`` are purged."""
+    site_id: str = "site-1"
+    """The site whose signed codes (``GK1:``) this gate accepts (``gate.site_id``)."""
+    code_skew_s: float = DEFAULT_SKEW_S
+    """Clock difference tolerated at both ends of a signed code's validity."""
+    keys_poll_s: float = 5.0
+    """How often the site's key manifest is looked at for rotated or retired keys."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,32 @@ class GateSetup:
 
     rules: PolicyRules
     settings: ScanSettings
+
+
+RefreshRegistry = Callable[[ScanSettings], Registry | None]
+"""Given the scanner's current settings, a new :class:`~kiosk.codes.Registry`
+when the site's keys on disk or the settings its signed-code format is built
+from (``site_id``, ``code_skew_s``) changed since the last call, else None.
+The composition root provides it; it must not raise for keys it cannot read
+(it keeps the ones it has and says so in the log)."""
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What one retention purge deleted."""
+
+    events: int
+    site_codes: int
+
+
+def purge_past_retention(store: Store, *, now: datetime, retention_days: int) -> Purged:
+    """Delete events older than ``retention_days`` and the site's issued codes
+    (declarations, staff passes) that expired before then. Raises StoreError."""
+    cutoff = now - timedelta(days=retention_days)
+    return Purged(
+        events=store.purge_events_before(cutoff),
+        site_codes=store.purge_site_codes_before(cutoff),
+    )
 
 
 SetupForSite = Callable[[Mapping[str, Any]], GateSetup]
@@ -128,12 +167,15 @@ class Scanner:
         on_outcome: Callable[[Outcome], None] | None = None,
         setup_for_site: SetupForSite | None = None,
         retime_relay: Callable[[int], None] | None = None,
+        refresh_registry: RefreshRegistry | None = None,
     ) -> None:
         """``setup_for_site`` turns on live settings (None: fixed at start);
         ``retime_relay`` changes the relay pulse in milliseconds (e.g.
         :meth:`GpiozeroSignals.set_relay_pulse_ms
         <gate_controller.gpio.GpiozeroSignals.set_relay_pulse_ms>`), so a
-        changed ``relay_pulse_ms`` reaches the door."""
+        changed ``relay_pulse_ms`` reaches the door; ``refresh_registry``
+        (see :data:`RefreshRegistry`) keeps the signed-code format in step
+        with the site's keys (None: the registry is fixed at start)."""
         self.source = source
         self.decoder = decoder
         self.registry = registry
@@ -157,6 +199,8 @@ class Scanner:
         self._last_health_mono: float | None = None
         self._setup_for_site = setup_for_site
         self._retime_relay = retime_relay
+        self._refresh_registry = refresh_registry
+        self._last_keys_poll_mono: float | None = None
         self._settings_version: int | None = None
         self._last_settings_poll_mono: float | None = None
         self._last_admit_poll_mono: float | None = None
@@ -350,10 +394,11 @@ class Scanner:
     # -- the site's business, through the database -------------------------
 
     def _site_business(self) -> list[Outcome]:
-        """Whatever is due of: live settings, guards' admissions, retention.
+        """Whatever is due of: live settings, the site's keys, guards'
+        admissions, retention.
 
         Each is rate-limited on the monotonic clock, so most frames cost
-        three comparisons and no query.
+        four comparisons, no query and no file access.
         """
         now = self.clock.monotonic()
         if self._setup_for_site is not None and _due(
@@ -361,6 +406,11 @@ class Scanner:
         ):
             self._last_settings_poll_mono = now
             self._poll_settings()
+        if self._refresh_registry is not None and _due(
+            self._last_keys_poll_mono, self.settings.keys_poll_s, now
+        ):
+            self._last_keys_poll_mono = now
+            self._refresh_codes()
         admitted: list[Outcome] = []
         admit_poll_s = self.settings.admit_poll_s
         if admit_poll_s is not None and _due(self._last_admit_poll_mono, admit_poll_s, now):
@@ -434,6 +484,8 @@ class Scanner:
         # Only the scan thread uses the filter; changing the threshold keeps
         # the codes in view, so a code held up now is not decided twice.
         self._presentations.hysteresis_s = new.hysteresis_s
+        # A new site id or skew applies from the next code, not the next key poll.
+        self._refresh_codes()
         if changed:
             log.info("site settings version %d applied: %s", version, ", ".join(changed))
         else:
@@ -502,14 +554,30 @@ class Scanner:
             note=request.reason,
         )
 
-    def _purge(self, retention_days: int) -> None:
-        cutoff = self.clock.now() - timedelta(days=retention_days)
-        try:
-            count = self.store.purge_events_before(cutoff)
-        except StoreError as exc:
-            log.warning("could not purge events older than %d days: %s", retention_days, exc)
+    def _refresh_codes(self) -> None:
+        """Swap in a new registry if the site's keys or code settings changed.
+        Only the scan thread identifies codes, so no lock is needed."""
+        if self._refresh_registry is None:
             return
-        log.info("purged %d events older than %d days", count, retention_days)
+        registry = self._refresh_registry(self.settings)
+        if registry is not None:
+            self.registry = registry
+
+    def _purge(self, retention_days: int) -> None:
+        try:
+            purged = purge_past_retention(
+                self.store, now=self.clock.now(), retention_days=retention_days
+            )
+        except StoreError as exc:
+            log.warning("could not purge records older than %d days: %s", retention_days, exc)
+            return
+        log.info("purged %d events older than %d days", purged.events, retention_days)
+        if purged.site_codes:
+            log.info(
+                "purged %d issued codes that expired more than %d days ago",
+                purged.site_codes,
+                retention_days,
+            )
 
     # -- health and faults -------------------------------------------------
 

@@ -35,7 +35,24 @@ def json_lines(output: str) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "command", ["run", "demo", "decode", "check", "replay", "web", "user", "user add"]
+    "command",
+    [
+        "run",
+        "demo",
+        "decode",
+        "check",
+        "replay",
+        "web",
+        "user",
+        "user add",
+        "keys",
+        "keys init",
+        "keys rotate",
+        "keys retire",
+        "keys list",
+        "declare",
+        "purge",
+    ],
 )
 def test_every_command_has_help_with_an_example(runner, command):
     result = runner.invoke(cli, [*command.split(), "--help"])
@@ -316,3 +333,214 @@ def test_export_with_a_bad_date_says_what_it_expects(runner, tmp_path):
     assert result.exit_code == 2
     assert "is not a date (2026-11-01) or a time (2026-11-01T08:00)" in result.output
     assert not (tmp_path / "x.csv").exists()
+
+
+# -- site keys, declarations at the desk, purge ------------------------------------
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "gate.toml"
+    path.write_text(f'[gate]\ndata_dir = "{tmp_path / "data"}"\nsite_id = "xuong-may"\n')
+    return path
+
+
+KID = r"[0-9a-f]{16}"
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+07:00"
+
+
+def test_keys_init_says_where_the_private_key_is_and_a_second_init_is_refused(
+    runner, config, tmp_path
+):
+    keys = tmp_path / "data" / "keys"
+
+    first = runner.invoke(cli, ["keys", "init", "--config", str(config)])
+    second = runner.invoke(cli, ["keys", "init", "--config", str(config)])
+
+    assert first.exit_code == 0, first.output
+    kid = re.search(rf"Created site key ({KID}) in {re.escape(str(keys))}\.", first.output)
+    assert kid is not None
+    assert f"Private key: {keys}/private/{kid[1]}.pem." in first.output
+    assert "readable only by the user the web service runs as" in first.output
+    assert second.exit_code == 1
+    assert second.output == (
+        f"Error: site keys already exist in {keys}; "
+        "use `gatekiosk keys rotate` to add a new signing key\n"
+    )
+
+
+def test_keys_list_rotate_and_retire(runner, config):
+    def keys_cmd(*args: str) -> Any:
+        result = runner.invoke(cli, ["keys", *args, "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        return result
+
+    keys_cmd("init")
+    [only] = keys_cmd("list").output.splitlines()
+    assert re.fullmatch(rf"{KID}\t{STAMP}\tactive", only)
+    first_kid = only.split("\t")[0]
+
+    rotated = keys_cmd("rotate")
+    new_kid = re.search(
+        rf"New signing key ({KID}) in .*; older keys still verify\.", rotated.output
+    )
+    assert new_kid is not None
+    listed = keys_cmd("list").output.splitlines()
+    assert [line.split("\t")[::2] for line in listed] == [
+        [first_kid, "valid"],
+        [new_kid[1], "active"],
+    ]
+
+    retired = keys_cmd("retire", first_kid)
+    assert retired.output == (
+        f"Retired site key {first_kid}: codes it signed are refused from now on; "
+        "its private key was deleted.\n"
+    )
+    states = [line.split("\t")[2] for line in keys_cmd("list").output.splitlines()]
+    assert re.fullmatch(rf"retired {STAMP}", states[0])
+    assert states[1] == "active"
+
+    last = keys_cmd("retire", new_kid[1])
+    assert "No signing key remains: run `gatekiosk keys rotate`" in last.output
+    again = runner.invoke(cli, ["keys", "retire", new_kid[1], "--config", str(config)])
+    assert again.exit_code == 1
+    assert f"Error: site key {new_kid[1]} was already retired" in again.output
+
+
+def test_keys_list_without_keys_says_what_to_run(runner, config):
+    result = runner.invoke(cli, ["keys", "list", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "run `gatekiosk keys init`" in result.output
+
+
+def declare_args(config: Path, output: Path, *answers: str) -> list[str]:
+    args = ["declare", "--config", str(config), "--name", "  nguyễn   Văn An "]
+    args += ["--phone", "0901 234 567", "-o", str(output)]
+    for answer in answers:
+        args += ["--answers", answer]
+    return args
+
+
+def test_declare_writes_a_png_the_gate_reads_and_allows(runner, config, tmp_path):
+    assert runner.invoke(cli, ["keys", "init", "--config", str(config)]).exit_code == 0
+    png = tmp_path / "an.png"
+
+    result = runner.invoke(cli, declare_args(config, png, "symptoms=no", "contact=No", "area=no"))
+
+    assert result.exit_code == 0, result.output
+    first, second = result.output.splitlines()
+    assert re.fullmatch(
+        rf"Wrote the declaration of nguyễn Văn An to {re.escape(str(png))}: "
+        r"valid until \d{4}-\d\d-\d\dT\d\d:\d\d\+07:00 \(24 h\), code [0-9a-f]{16}\.",
+        first,
+    )
+    assert second == "The gate will admit it."
+    decoded = runner.invoke(cli, ["decode", "--json", str(png)])
+    [code] = json.loads(decoded.output)["codes"]
+    assert code["text"].startswith("GK1:")
+
+    checked = runner.invoke(cli, ["check", "--json", "--config", str(config), "--image", str(png)])
+    line = json.loads(checked.output)
+    assert (line["decision"], line["reason"], line["kind"]) == ("allow", "ok", "declaration")
+    with Store.open(tmp_path / "data" / "gatekiosk.db") as store:
+        [record] = store.site_codes("declaration", now=store_now())
+    assert record.issued_by.startswith("cli:")
+    assert (record.phone, record.verdict) == ("0901234567", "ok")
+    assert record.answers == {"symptoms": False, "contact": False, "area": False}
+
+
+def store_now() -> Any:
+    from kiosk.clock import SystemClock
+
+    return SystemClock().now()
+
+
+def test_declare_with_a_refusing_answer_says_the_gate_will_refuse(runner, config, tmp_path):
+    assert runner.invoke(cli, ["keys", "init", "--config", str(config)]).exit_code == 0
+    png = tmp_path / "an.png"
+
+    result = runner.invoke(cli, declare_args(config, png, "symptoms=no", "contact=yes", "area=no"))
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == (
+        "The gate will refuse it (sitecode-refused-answers): the answer to 'contact' "
+        "refuses entry; the guard decides."
+    )
+    checked = runner.invoke(cli, ["check", "--json", "--config", str(config), "--image", str(png)])
+    assert json.loads(checked.output)["reason"] == "sitecode-refused-answers"
+
+
+def test_declare_with_a_missing_answer_lists_the_questions_and_writes_nothing(
+    runner, config, tmp_path
+):
+    assert runner.invoke(cli, ["keys", "init", "--config", str(config)]).exit_code == 0
+    png = tmp_path / "an.png"
+
+    result = runner.invoke(cli, declare_args(config, png, "symptoms=no", "pets=no"))
+
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        "Error: 'pets' is not one of the site's questions; not answered: contact, area. "
+        "Answer every question with --answers KEY=yes or KEY=no:"
+    )
+    assert [line.split(":")[0] for line in lines[1:]] == ["  symptoms", "  contact", "  area"]
+    assert "In the last 14 days, have you been in contact with a confirmed case?" in lines[2]
+    assert not png.exists()
+    with Store.open(tmp_path / "data" / "gatekiosk.db") as store:
+        assert store.site_codes("declaration", now=store_now()) == []
+
+
+def test_declare_without_site_keys_says_to_make_them(runner, config, tmp_path):
+    png = tmp_path / "an.png"
+    result = runner.invoke(cli, declare_args(config, png, "symptoms=no", "contact=no", "area=no"))
+    assert result.exit_code == 1
+    assert "run `gatekiosk keys init`" in result.output
+
+
+def test_check_refuses_a_declaration_the_site_revoked(runner, config, tmp_path):
+    assert runner.invoke(cli, ["keys", "init", "--config", str(config)]).exit_code == 0
+    png = tmp_path / "an.png"
+    made = runner.invoke(cli, declare_args(config, png, "symptoms=no", "contact=no", "area=no"))
+    code_id = made.output.split("code ")[1].split(".")[0]
+    with Store.open(tmp_path / "data" / "gatekiosk.db") as store:
+        assert store.revoke_site_code(code_id, by="manager", at=store_now())
+
+    checked = runner.invoke(cli, ["check", "--json", "--config", str(config), "--image", str(png)])
+
+    assert json.loads(checked.output)["reason"] == "sitecode-revoked"
+
+
+def test_purge_deletes_old_events_and_issued_codes_and_prints_the_counts(runner, config, tmp_path):
+    from datetime import timedelta
+
+    from kiosk.clock import FakeClock
+    from kiosk.declarations import DEFAULT_QUESTIONS, issue_declaration
+    from kiosk.keys import init_keys
+    from tests.web import record
+
+    keys = tmp_path / "data" / "keys"
+    now = store_now()
+    init_keys(keys, at=now)
+    with Store.open(tmp_path / "data" / "gatekiosk.db") as store:
+        store.save_site_settings({"privacy.retention_days": 7}, by="manager", at=now)
+        for days in (3, 9, 40):
+            record(store, FakeClock(), at=now - timedelta(days=days))
+        for days in (2, 9):
+            issue_declaration(
+                store,
+                keys,
+                site_id="xuong-may",
+                name="Vũ Minh Khoa",
+                phone="0901234567",
+                answers={q.key: False for q in DEFAULT_QUESTIONS},
+                questions=DEFAULT_QUESTIONS,
+                validity=timedelta(hours=24),
+                at=now - timedelta(days=days),
+                issued_by="test",
+            )
+
+    result = runner.invoke(cli, ["purge", "--config", str(config)])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "Purged 2 events and 1 issued codes (retention: 7 days).\n"

@@ -37,7 +37,7 @@ from kiosk.config import Settings, load_settings
 from kiosk.decoder import Code
 from kiosk.errors import ConfigError
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID
-from kiosk.scanner import ADMIT_MAX_AGE_S, GateSetup, Outcome, Scanner
+from kiosk.scanner import ADMIT_MAX_AGE_S, GateSetup, Outcome, Scanner, ScanSettings
 from kiosk.store import AdmitRequest, Event, NewEvent, Store
 from tests.waiting import wait_until
 
@@ -326,7 +326,7 @@ def test_invalid_stored_value_keeps_the_current_settings_and_the_kiosk_keeps_sca
 
     assert kinds_and_reasons(first + second) == [("allow", "in", "ok"), ("allow", "in", "ok")]
     assert kiosk.scanner.settings.relay_pulse_ms == 50
-    [warning] = caplog.records
+    [warning] = [r for r in caplog.records if r.name == "kiosk.scanner"]
     assert name in warning.getMessage()
     for value in values.values():
         if value:
@@ -374,7 +374,7 @@ def test_a_pulse_the_signals_refuse_keeps_every_current_setting(tmp_path):
         scanner = Scanner(
             source=camera,
             decoder=HeldCodes(camera),
-            registry=registry_for(settings),
+            registry=registry_for(settings, store),
             store=store,
             signals=signals,
             clock=clock,
@@ -625,11 +625,16 @@ def test_the_loop_polls_the_database_on_the_clock_not_every_frame(tmp_path):
     store = CountingStore.open(tmp_path / "gate.db", boot_id="b")
     assert isinstance(store, CountingStore)
     store.calls = Counter()
+    key_polls: list[str] = []
+
+    def refresh_registry(scan: ScanSettings) -> None:
+        key_polls.append(scan.site_id)  # the keys are unchanged: no new registry
+
     with store, GpiozeroSignals(settings.pin_config(), pin_factory=factory) as signals:
         scanner = Scanner(
             source=camera,
             decoder=HeldCodes(camera),
-            registry=registry_for(settings),
+            registry=registry_for(settings, store),
             store=store,
             signals=signals,
             clock=clock,
@@ -637,6 +642,7 @@ def test_the_loop_polls_the_database_on_the_clock_not_every_frame(tmp_path):
             settings=setup.settings,
             hash_key=KEY,
             setup_for_site=setup_for_site(settings),
+            refresh_registry=refresh_registry,
         )
         for _ in range(100):  # 10 s of frames
             scanner.step()
@@ -649,4 +655,6 @@ def test_the_loop_polls_the_database_on_the_clock_not_every_frame(tmp_path):
     assert store.calls["site_settings"] == 2  # at start, and once for the one change
     assert 20 <= store.calls["pending_admits"] <= 27
     assert store.calls["purge_events_before"] == 1
+    # every 5 s and once at start, and once for each settings change applied
+    assert 4 <= len(key_polls) <= 6
     factory.close()
