@@ -36,12 +36,14 @@ def create_app(
         admin,
         auth,
         dashboard,
+        declare,
         display,
         exports,
         guard,
         i18n,
         inside,
         log_views,
+        passes,
         presenting,
         security,
     )
@@ -73,6 +75,18 @@ def create_app(
     security.init_app(app)
     i18n.init_app(app)
     presenting.init_app(app)
-    for module in (auth, dashboard, log_views, inside, exports, admin, guard, display, i18n):
+    for module in (
+        auth,
+        dashboard,
+        log_views,
+        inside,
+        exports,
+        admin,
+        guard,
+        display,
+        i18n,
+        declare,
+        passes,
+    ):
         app.register_blueprint(module.bp)
     return app

@@ -24,6 +24,10 @@ def N_(message: str) -> str:
 SETTING_HELP: tuple[str, ...] = (
     # gate.id
     N_("Name of this gate, recorded with every event."),
+    # gate.site_name
+    N_("The site's name on the declaration page, the poster and staff badges."),
+    # codes.declaration_validity_h
+    N_("How long a health declaration is valid after it is made, in hours."),
     # gate.mode
     N_("entry: everyone comes in; exit: everyone goes out; both: direction from presence."),
     # gate.timezone

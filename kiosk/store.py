@@ -340,6 +340,9 @@ class SiteCode:
     """"self" for a visitor's own declaration, else the user who issued it."""
     revoked_at: datetime | None = None
     revoked_by: str | None = None
+    text: str | None = None
+    """The signed ``GK1:`` text, kept for staff passes only (to print badges
+    again); a visitor keeps their own declaration's code."""
 
 
 # --------------------------------------------------------------------------- migrations
@@ -539,6 +542,11 @@ def _m0003_site_codes(db: Database) -> None:
     )
 
 
+def _m0004_site_code_text(db: Database) -> None:
+    """The signed text of a staff pass, so its badge can be printed again."""
+    db.execute("ALTER TABLE site_codes ADD COLUMN text TEXT")
+
+
 Migration = tuple[str, Callable[[Database], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -546,6 +554,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0001_initial", _m0001_initial),
     ("0002_admin", _m0002_admin),
     ("0003_site_codes", _m0003_site_codes),
+    ("0004_site_code_text", _m0004_site_code_text),
 )
 
 
@@ -1284,8 +1293,8 @@ class Store:
         with self._write("save the issued code") as conn:
             conn.execute(
                 "INSERT INTO site_codes (id, kind, issued_at_utc, valid_from_utc, "
-                "expires_at_utc, name, phone, organisation, answers_json, verdict, issued_by) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "expires_at_utc, name, phone, organisation, answers_json, verdict, issued_by, "
+                "text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     code.id,
                     code.kind,
@@ -1298,8 +1307,16 @@ class Store:
                     json.dumps(code.answers, ensure_ascii=False),
                     code.verdict,
                     code.issued_by,
+                    code.text,
                 ),
             )
+
+    def save_site_code_text(self, code_id: str, text: str) -> bool:
+        """Keep the signed text of an issued code (staff passes: badges are
+        printed again from it); False if there is no such code."""
+        with self._write("save the code's text") as conn:
+            cursor = conn.execute("UPDATE site_codes SET text = ? WHERE id = ?", (text, code_id))
+            return cursor.rowcount > 0
 
     def site_code(self, code_id: str) -> SiteCode | None:
         rows = self._read(
@@ -1564,7 +1581,7 @@ def _add_functions(conn: sqlite3.Connection) -> None:
 
 _SITE_CODE_COLUMNS = (
     "id, kind, issued_at_utc, valid_from_utc, expires_at_utc, name, phone, organisation, "
-    "answers_json, verdict, issued_by, revoked_at_utc, revoked_by"
+    "answers_json, verdict, issued_by, revoked_at_utc, revoked_by, text"
 )
 
 
@@ -1583,4 +1600,5 @@ def _site_code_from_row(row: tuple[Any, ...]) -> SiteCode:
         issued_by=row[10],
         revoked_at=_from_text(row[11]) if row[11] else None,
         revoked_by=row[12],
+        text=row[13],
     )

@@ -1,0 +1,574 @@
+"""Health declarations on the web: the public form, the guard's desk, the
+poster, the managers' list and the questions.
+
+A visitor scans the poster at the gate, fills in the form on their phone and
+gets a signed QR code on screen (:func:`kiosk.declarations.issue_declaration`
+signs it and keeps the site's record). The code is never stored and never
+served by a route of its own: it goes out once, as a ``data:`` image inside
+the result page, and the download link is the same ``data:`` URL. So a
+stranger who guesses a code id finds nothing to fetch.
+
+The form asks for the minimum the law allows: name, phone, the site's
+yes/no questions and consent. No ID number: the site's record has no place
+for it and the gate does not need it.
+
+Who may do what: anyone may declare (rate-limited per client address);
+guards and managers fill in the form at the desk for a visitor without a
+phone and print the poster; guards see the list without phone numbers;
+managers see phones, revoke declarations and edit the questions.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import ipaddress
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from werkzeug.wrappers.response import Response
+
+from admin_web.auth import current_user, login_required
+from admin_web.context import gk
+from admin_web.presenting import local
+from kiosk.codes.base import KIND_DECLARATION
+from kiosk.codes.sitecodes import qr_version, render_png
+from kiosk.declarations import (
+    QUESTIONS_SETTING,
+    DeclarationError,
+    Issued,
+    Question,
+    clean_name,
+    clean_phone,
+    issue_declaration,
+    questions_from,
+    questions_setting,
+)
+from kiosk.keys import KeysError
+from kiosk.store import SiteCode, User
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("declare", __name__)
+
+NAME_MAX_CHARS = 100
+PHONE_MAX_CHARS = 25
+RATE_WINDOW = timedelta(hours=1)
+"""``codes.declarations_per_hour`` counts declarations in this window, from
+an address's first declaration in it."""
+
+MAX_QUESTIONS = 8
+QUESTION_MAX_CHARS = 200
+KEY_MAX_CHARS = 24
+_KEY = re.compile(r"[a-z0-9-]{1,24}")
+"""A question key as signed codes carry it (kiosk.codes.sitecodes)."""
+
+QR_MIN_PX = 320
+"""The PNG's width in pixels at least: a phone shows it about 300 CSS px wide."""
+POSTER_QR_MIN_PX = 600
+POSTER_URL_MAX_CHARS = 300
+
+TIME_FORMAT = "HH:mm dd/MM/yyyy"
+"""How the pages show a code's validity: local time, Vietnamese date order."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def qr_data_url(text: str, *, min_px: int = QR_MIN_PX) -> str:
+    """``text`` as a QR code PNG in a ``data:`` URL, at least ``min_px`` wide.
+
+    The page's CSP allows ``data:`` images, and nothing is left on the server.
+    """
+    modules = 17 + 4 * qr_version(text) + 2 * 4  # the symbol plus its quiet zone
+    scale = max(2, math.ceil(min_px / modules))
+    out = io.BytesIO()
+    render_png(text, out, scale=scale)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def site_questions() -> tuple[Question, ...]:
+    return questions_from(gk().store.site_settings())
+
+
+def question_text(question: Question) -> str:
+    """The question in the page's language (Vietnamese unless English is asked for)."""
+    return question.en if str(get_locale()) == "en" else question.vi
+
+
+def site_name() -> str:
+    return str(gk().effective()["gate.site_name"]).strip()
+
+
+def _user() -> User:
+    user = current_user()
+    assert user is not None  # login_required let the request through
+    return user
+
+
+# ----------------------------------------------------------------------------- the form
+
+
+@dataclass
+class Declaring:
+    """What was typed into the declaration form, and what is wrong with it."""
+
+    name: str = ""
+    phone: str = ""
+    answers: dict[str, str] = field(default_factory=dict)
+    """Question key -> "yes" or "no"; unanswered questions are absent."""
+    consent: bool = False
+    problems: dict[str, str] = field(default_factory=dict)
+    """Field ("name", "phone", "consent", "answer-<key>", "" for the form) -> message."""
+
+    @classmethod
+    def from_form(cls, form: Mapping[str, str], questions: Sequence[Question]) -> Declaring:
+        answers = {}
+        for question in questions:
+            value = form.get(f"answer-{question.key}", "")
+            if value in ("yes", "no"):
+                answers[question.key] = value
+        return cls(
+            name=form.get("name", "")[: NAME_MAX_CHARS * 2],
+            phone=form.get("phone", "")[:PHONE_MAX_CHARS],
+            answers=answers,
+            consent=form.get("consent") == "yes",
+        )
+
+    def check(self, questions: Sequence[Question]) -> None:
+        """Fill :attr:`problems` with one message per field that cannot be accepted."""
+        if not self.name.strip():
+            self.problems["name"] = _("Enter your full name.")
+        else:
+            try:
+                clean_name(self.name)
+            except DeclarationError:
+                self.problems["name"] = _(
+                    "A name has letters and spaces only (also ' - .), up to %(count)d characters.",
+                    count=NAME_MAX_CHARS,
+                )
+        if not self.phone.strip():
+            self.problems["phone"] = _("Enter your phone number.")
+        else:
+            try:
+                clean_phone(self.phone)
+            except DeclarationError:
+                self.problems["phone"] = _(
+                    "A phone number has 9 to 15 digits, for example 0912 345 678."
+                )
+        for question in questions:
+            if question.key not in self.answers:
+                self.problems[f"answer-{question.key}"] = _("Answer yes or no.")
+        if not self.consent:
+            self.problems["consent"] = _("Tick the box to agree, or the code cannot be made.")
+
+    def answer_values(self) -> dict[str, bool]:
+        return {key: value == "yes" for key, value in self.answers.items()}
+
+
+@dataclass(frozen=True)
+class Result:
+    """A declaration just issued, as the result page shows it."""
+
+    record: SiteCode
+    qr: str
+    """The code as a ``data:image/png`` URL (also the download link)."""
+    valid_until: str
+    refused: bool
+    file_name: str
+
+
+def _result(issued: Issued) -> Result:
+    record = issued.record
+    return Result(
+        record=record,
+        qr=qr_data_url(issued.text),
+        valid_until=local(record.expires_at, TIME_FORMAT),
+        refused=record.verdict == "refuse",
+        file_name=f"declaration-{local(record.issued_at, 'yyyyMMdd-HHmm')}.png",
+    )
+
+
+def _issue(declaring: Declaring, questions: Sequence[Question], *, issued_by: str) -> Issued | None:
+    """Sign the declaration; None (with a problem noted) when the site cannot."""
+    settings = gk().effective()
+    try:
+        return issue_declaration(
+            gk().store,
+            settings.keys_dir,
+            site_id=settings["gate.site_id"],
+            name=declaring.name,
+            phone=declaring.phone,
+            answers=declaring.answer_values(),
+            questions=questions,
+            validity=timedelta(hours=settings["codes.declaration_validity_h"]),
+            at=gk().clock.now(),
+            issued_by=issued_by,
+        )
+    except KeysError as exc:
+        log.error("cannot sign a declaration: %s", exc)
+        declaring.problems[""] = _(
+            "This site has not set up its keys yet, so no code can be made. Please tell the guard."
+        )
+    except DeclarationError as exc:
+        log.warning("declaration refused by the issuer: %s", exc)
+        declaring.problems[""] = _("The declaration could not be made. Check what you typed.")
+    return None
+
+
+def _form_context(declaring: Declaring, questions: Sequence[Question]) -> dict[str, Any]:
+    settings = gk().effective()
+    return {
+        "declaring": declaring,
+        "questions": [(q, question_text(q)) for q in questions],
+        "retention_days": settings["privacy.retention_days"],
+        "validity_h": settings["codes.declaration_validity_h"],
+        "site_name": site_name(),
+        "name_max": NAME_MAX_CHARS,
+        "phone_max": PHONE_MAX_CHARS,
+    }
+
+
+# ----------------------------------------------------------------------------- rate limit
+
+
+def _rate_keys() -> tuple[str, str]:
+    """The throttle table's keys for this client address: the count, and the
+    window's start (the time of its first declaration)."""
+    address = request.remote_addr or "?"
+    return f"declare:{address}", f"declare-since:{address}"
+
+
+def _seconds_until_allowed(limit: int) -> int:
+    """0 if this address may declare now, else how long it must wait."""
+    store, now = gk().store, gk().clock.now()
+    count_key, since_key = _rate_keys()
+    _started, since = store.login_failures(since_key)
+    if since is None or now - since >= RATE_WINDOW:
+        if since is not None:
+            store.clear_login_failures(since_key)
+            store.clear_login_failures(count_key)
+        return 0
+    count, _last = store.login_failures(count_key)
+    if count < limit:
+        return 0
+    return max(1, math.ceil((since + RATE_WINDOW - now).total_seconds()))
+
+
+def _count_declaration() -> None:
+    store, now = gk().store, gk().clock.now()
+    count_key, since_key = _rate_keys()
+    if store.login_failures(since_key)[1] is None:
+        store.clear_login_failures(count_key)
+        store.note_login_failure(since_key, at=now)
+    store.note_login_failure(count_key, at=now)
+
+
+# ----------------------------------------------------------------------------- public form
+
+
+@bp.route("/declare", methods=["GET", "POST"])
+def form() -> Any:
+    """The public declaration form (no login): on a phone, from the poster's QR."""
+    questions = site_questions()
+    if request.method == "GET":
+        return render_template("declare_form.html", **_form_context(Declaring(), questions))
+
+    declaring = Declaring.from_form(request.form, questions)
+    limit = int(gk().effective()["codes.declarations_per_hour"])
+    wait_s = _seconds_until_allowed(limit)
+    if wait_s > 0:
+        declaring.problems[""] = _(
+            "Too many declarations from this device: at most %(count)d an hour. "
+            "Try again in %(minutes)d minutes, or ask the guard.",
+            count=limit,
+            minutes=math.ceil(wait_s / 60),
+        )
+        response = render_template("declare_form.html", **_form_context(declaring, questions))
+        return response, 429, {"Retry-After": str(wait_s)}
+
+    declaring.check(questions)
+    issued = None if declaring.problems else _issue(declaring, questions, issued_by="self")
+    if issued is None:
+        return render_template("declare_form.html", **_form_context(declaring, questions)), 400
+    _count_declaration()
+    return render_template("declare_result.html", result=_result(issued), site_name=site_name())
+
+
+# ----------------------------------------------------------------------------- the guard's desk
+
+
+@bp.route("/declarations/new", methods=["GET", "POST"])
+@login_required("guard", "manager")
+def desk() -> Any:
+    """The same form, filled in by a guard for a visitor without a smartphone;
+    the code is printed. Not rate-limited: one desk serves a queue."""
+    questions = site_questions()
+    if request.method == "GET":
+        return render_template("declare_desk.html", **_form_context(Declaring(), questions))
+
+    declaring = Declaring.from_form(request.form, questions)
+    declaring.check(questions)
+    user = _user()
+    issued = None if declaring.problems else _issue(declaring, questions, issued_by=user.name)
+    if issued is None:
+        return render_template("declare_desk.html", **_form_context(declaring, questions)), 400
+    gk().store.audit(
+        actor=user.name,
+        action="declaration",
+        detail={"code": issued.record.id, "verdict": issued.record.verdict},
+        at=issued.record.issued_at,
+    )
+    return render_template("declare_desk.html", result=_result(issued), site_name=site_name())
+
+
+# ----------------------------------------------------------------------------- the poster
+
+
+def _is_local_host(host: str) -> bool:
+    name = (urlsplit(f"//{host}").hostname or "").strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def poster_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot go on the poster, if it cannot."""
+    if len(url) > POSTER_URL_MAX_CHARS:
+        return _("Use at most %(count)d characters.", count=POSTER_URL_MAX_CHARS)
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in url):
+        return _("An address must not contain spaces.")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return _("This is not a web address.")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return _("Enter an address that starts with http:// or https://.")
+    return None
+
+
+@bp.get("/poster")
+@login_required("guard", "manager")
+def poster() -> Any:
+    """A printable A4 poster: the QR of the declaration page, for the gate."""
+    default_url = url_for("declare.form", _external=True)
+    typed = request.args.get("url", "").strip()
+    problem = poster_url_problem(typed) if typed else None
+    url = typed if typed and problem is None else default_url
+    return render_template(
+        "poster.html",
+        url=url,
+        typed=typed,
+        problem=problem,
+        qr=qr_data_url(url, min_px=POSTER_QR_MIN_PX),
+        site_name=site_name(),
+        local_only=not typed and _is_local_host(request.host),
+    )
+
+
+# ----------------------------------------------------------------------------- the list
+
+
+@bp.get("/declarations")
+@login_required("guard", "manager")
+def index() -> Any:
+    """Declarations still valid (or, with ``?all=1``, those kept until
+    retention removes them); phone numbers for managers only."""
+    show_all = request.args.get("all") == "1"
+    codes = gk().store.site_codes(KIND_DECLARATION, now=gk().clock.now(), include_expired=show_all)
+    return render_template(
+        "declarations.html",
+        codes=codes,
+        show_all=show_all,
+        show_phone=_user().role == "manager",
+        now=gk().clock.now(),
+        time_format=TIME_FORMAT,
+    )
+
+
+@bp.post("/declarations/<code_id>/revoke")
+@login_required("manager")
+def revoke(code_id: str) -> Response:
+    code = gk().store.site_code(code_id)
+    if code is None or code.kind != KIND_DECLARATION:
+        abort(404)
+    user = _user()
+    now = gk().clock.now()
+    if gk().store.revoke_site_code(code.id, by=user.name, at=now):
+        gk().store.audit(
+            actor=user.name,
+            action="revoke",
+            detail={"code": code.id, "kind": code.kind, "name": code.name},
+            at=now,
+        )
+        log.info("%s revoked declaration %s", user.name, code.id)
+        flash(
+            _("The declaration of %(name)s is revoked: the gate refuses it.", name=code.name),
+            "success",
+        )
+    else:
+        flash(_("That declaration was already revoked."), "info")
+    return redirect(url_for("declare.index", all=request.form.get("all") or None))
+
+
+# ----------------------------------------------------------------------------- questions
+
+
+@dataclass
+class QuestionRow:
+    """One row of the questions form."""
+
+    key: str = ""
+    position: str = ""
+    vi: str = ""
+    en: str = ""
+    refuse_on_yes: bool = True
+    remove: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def blank(self) -> bool:
+        return not self.vi.strip() and not self.en.strip()
+
+
+def slug_key(text: str, taken: set[str]) -> str:
+    """A new question key from its English text: lower-case ASCII words joined
+    by dashes, at most 24 characters, unique among ``taken``."""
+    folded = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    ascii_text = folded.encode("ascii", "ignore").decode("ascii").lower()
+    words = re.findall(r"[a-z0-9]+", ascii_text)
+    base = ""
+    for word in words:
+        candidate = f"{base}-{word}" if base else word
+        if len(candidate) > KEY_MAX_CHARS - 3:  # room for a "-2" suffix
+            break
+        base = candidate
+    base = base or (words[0][: KEY_MAX_CHARS - 3] if words else "question")
+    key, number = base, 2
+    while key in taken:
+        key = f"{base}-{number}"
+        number += 1
+    return key
+
+
+def _rows_of(questions: Sequence[Question]) -> list[QuestionRow]:
+    rows = [
+        QuestionRow(key=q.key, position=str(i + 1), vi=q.vi, en=q.en, refuse_on_yes=q.refuse_on_yes)
+        for i, q in enumerate(questions)
+    ]
+    while len(rows) < MAX_QUESTIONS:
+        rows.append(QuestionRow(position=str(len(rows) + 1), refuse_on_yes=True))
+    return rows
+
+
+def _posted_rows(form: Mapping[str, str]) -> list[QuestionRow]:
+    return [
+        QuestionRow(
+            key=form.get(f"key-{i}", "").strip(),
+            position=form.get(f"position-{i}", "").strip(),
+            vi=" ".join(form.get(f"vi-{i}", "").split()),
+            en=" ".join(form.get(f"en-{i}", "").split()),
+            refuse_on_yes=form.get(f"refuse-{i}") == "yes",
+            remove=form.get(f"remove-{i}") == "yes",
+        )
+        for i in range(MAX_QUESTIONS)
+    ]
+
+
+def _text_problem(text: str) -> str | None:
+    if not text:
+        return _("Enter the question in both languages.")
+    if len(text) > QUESTION_MAX_CHARS:
+        return _("Use at most %(count)d characters.", count=QUESTION_MAX_CHARS)
+    if any(unicodedata.category(ch).startswith("C") for ch in text):
+        return _("The text contains characters that cannot be shown.")
+    return None
+
+
+def questions_from_rows(
+    rows: list[QuestionRow], current: Sequence[Question]
+) -> tuple[list[Question] | None, list[str]]:
+    """The questions the rows describe, in their order, or None and the
+    problems (also noted on the rows). Existing questions keep their keys, so
+    the record of declarations already made still reads right; new ones get
+    a key from their English text."""
+    general: list[str] = []
+    kept = [(index, row) for index, row in enumerate(rows) if not row.remove and not row.blank]
+    for _index, row in kept:
+        for text in (row.vi, row.en):
+            problem = _text_problem(text)
+            if problem and problem not in row.problems:
+                row.problems.append(problem)
+    if not kept:
+        general.append(_("Keep at least one question."))
+
+    def order(item: tuple[int, QuestionRow]) -> tuple[float, int]:
+        index, row = item
+        try:
+            position = float(row.position)
+        except ValueError:
+            position = index + 1
+        return (position if math.isfinite(position) else index + 1, index)
+
+    kept.sort(key=order)
+    known = {q.key for q in current}
+    taken: set[str] = set()
+    keys: list[str | None] = []
+    for _index, row in kept:
+        key = row.key if _KEY.fullmatch(row.key) and row.key in known else None
+        if key is not None and key not in taken:
+            taken.add(key)
+            keys.append(key)
+        else:
+            keys.append(None)
+    questions = []
+    for (_index, row), key in zip(kept, keys, strict=True):
+        if key is None:
+            key = slug_key(row.en, taken | known)
+            taken.add(key)
+        questions.append(Question(key, row.vi, row.en, refuse_on_yes=row.refuse_on_yes))
+    if general or any(row.problems for _index, row in kept):
+        return None, general
+    return questions, general
+
+
+@bp.route("/declarations/questions", methods=["GET", "POST"])
+@login_required("manager")
+def questions() -> Any:
+    current = site_questions()
+    if request.method == "GET":
+        return render_template("questions.html", rows=_rows_of(current), general=[])
+    rows = _posted_rows(request.form)
+    new, general = questions_from_rows(rows, current)
+    if new is None:
+        flash(_("Nothing was saved. Correct the questions marked below."), "error")
+        return render_template("questions.html", rows=rows, general=general), 400
+    if tuple(new) == tuple(current):
+        flash(_("Nothing changed."), "info")
+        return redirect(url_for("declare.questions"))
+    user = _user()
+    now = gk().clock.now()
+    gk().store.save_site_settings({QUESTIONS_SETTING: questions_setting(new)}, by=user.name, at=now)
+    gk().store.audit(
+        actor=user.name,
+        action="questions",
+        detail={"old": questions_setting(current), "new": questions_setting(new)},
+        at=now,
+    )
+    log.info("%s changed the declaration questions", user.name)
+    flash(_("Saved. New declarations ask these questions."), "success")
+    return redirect(url_for("declare.questions"))
