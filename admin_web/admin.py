@@ -39,6 +39,8 @@ bp = Blueprint("admin", __name__)
 
 LABELS: Mapping[str, Any] = {
     "gate.id": _l("Gate name"),
+    "gate.site_name": _l("Site name"),
+    "codes.declaration_validity_h": _l("Declarations valid for (hours)"),
     "gate.mode": _l("Mode"),
     "gate.timezone": _l("Time zone"),
     "policy.capacity": _l("Capacity"),

@@ -209,7 +209,6 @@ def issue() -> Any:
         log.warning("staff pass refused by the issuer: %s", exc)
         flash(_("No pass was issued: %(problem)s", problem=str(exc)), "error")
         return _list_page(form, 400)
-    gk().store.save_site_code_text(issued.record.id, issued.text)
     gk().store.audit(
         actor=user.name,
         action="staff-pass",

@@ -206,6 +206,7 @@ def issue_staff_pass(
         answers={"staff_id": claims.staff_id},
         verdict="ok",
         issued_by=issued_by,
+        text=text,  # kept so badge sheets can be printed again
     )
     store.save_site_code(record)
     return Issued(record, text)

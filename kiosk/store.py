@@ -1311,13 +1311,6 @@ class Store:
                 ),
             )
 
-    def save_site_code_text(self, code_id: str, text: str) -> bool:
-        """Keep the signed text of an issued code (staff passes: badges are
-        printed again from it); False if there is no such code."""
-        with self._write("save the code's text") as conn:
-            cursor = conn.execute("UPDATE site_codes SET text = ? WHERE id = ?", (text, code_id))
-            return cursor.rowcount > 0
-
     def site_code(self, code_id: str) -> SiteCode | None:
         rows = self._read(
             "read an issued code",
