@@ -1,0 +1,615 @@
+#!/bin/bash
+# Install gatekiosk on a Raspberry Pi (Raspberry Pi OS Bookworm, 64-bit) or
+# on plain Debian 12, as systemd services. Run it again to upgrade: the
+# program and the units are replaced, the configuration and the data never.
+#
+#     sudo deploy/install.sh                 install or upgrade, start the services
+#     sudo deploy/install.sh --with-screen   also the gate screen (Chromium kiosk)
+#     sudo deploy/install.sh --uninstall     remove the program and services, keep data
+#
+# What goes where:
+#     /opt/gatekiosk/venv            the program (a Python virtual environment)
+#     /opt/gatekiosk/bin             gatekiosk-backup, gatekiosk-screen
+#     /etc/gatekiosk/gatekiosk.toml  the configuration (written once, never overwritten)
+#     /var/lib/gatekiosk             database, keys, backups (user gatekiosk, 0750)
+#     /etc/systemd/system            gatekiosk-kiosk, gatekiosk-web, gatekiosk-maintenance
+#
+# docs/hardware.md explains the wiring, the camera and the choices made here.
+set -euo pipefail
+
+readonly PREFIX=/opt/gatekiosk
+readonly VENV=$PREFIX/venv
+readonly CONF_DIR=/etc/gatekiosk
+readonly CONF=$CONF_DIR/gatekiosk.toml
+readonly DATA_DIR=/var/lib/gatekiosk
+readonly UNIT_DIR=/etc/systemd/system
+readonly UDEV_RULES=/etc/udev/rules.d/60-gatekiosk.rules
+readonly SERVICE_USER=gatekiosk
+readonly UNITS=(
+    gatekiosk-kiosk.service
+    gatekiosk-web.service
+    gatekiosk-maintenance.service
+    gatekiosk-maintenance.timer
+)
+# The line the screen autostart entries carry; uninstall removes lines holding it.
+readonly SCREEN_COMMAND=$PREFIX/bin/gatekiosk-screen
+
+usage() {
+    cat <<'EOF'
+Usage: sudo install.sh [OPTIONS]
+
+Install or upgrade gatekiosk as systemd services (gatekiosk-kiosk,
+gatekiosk-web, and a daily gatekiosk-maintenance timer). Running it again
+upgrades the program; /etc/gatekiosk/gatekiosk.toml and /var/lib/gatekiosk
+are never overwritten.
+
+Options:
+  --source DIR        project checkout to install from (default: the one
+                      this script is in)
+  --with-screen       also show the gate screen: Chromium in kiosk mode on
+                      http://127.0.0.1:8080/display, started by the desktop
+                      session (labwc, wayfire or LXDE)
+  --screen-user NAME  desktop user for --with-screen (default: the user who
+                      ran sudo, else the user with uid 1000)
+  --no-start          install and enable the units but start nothing (for a
+                      chroot or an image being built)
+  --uninstall         stop and remove the services and the program; keep the
+                      configuration, the data and the gatekiosk user
+  --purge-data        with --uninstall: also delete /etc/gatekiosk,
+                      /var/lib/gatekiosk (database, keys, backups) and the user
+  --print-config      print the configuration a first install would write on
+                      this machine, and exit (no root needed)
+  -h, --help          show this help
+
+Example:
+  sudo deploy/install.sh --with-screen
+EOF
+}
+
+say() {
+    echo "gatekiosk-install: $*"
+}
+
+warn() {
+    echo "gatekiosk-install: warning: $*" >&2
+}
+
+die() {
+    echo "gatekiosk-install: error: $*" >&2
+    exit 1
+}
+
+# -- options -----------------------------------------------------------------
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+given_args=("$@")
+source_dir=$(dirname "$script_dir")
+action=install
+with_screen=no
+screen_user=
+start=yes
+purge_data=no
+
+while (($# > 0)); do
+    case "$1" in
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        --source)
+            (($# >= 2)) || die "--source needs a folder"
+            source_dir=$2
+            shift
+            ;;
+        --source=*) source_dir=${1#--source=} ;;
+        --with-screen) with_screen=yes ;;
+        --screen-user)
+            (($# >= 2)) || die "--screen-user needs a user name"
+            screen_user=$2
+            shift
+            ;;
+        --screen-user=*) screen_user=${1#--screen-user=} ;;
+        --no-start) start=no ;;
+        --uninstall) action=uninstall ;;
+        --purge-data) purge_data=yes ;;
+        --print-config) action=print-config ;;
+        *) die "unknown option '$1' (see --help)" ;;
+    esac
+    shift
+done
+
+if [[ $action != uninstall ]]; then
+    [[ -d $source_dir ]] || die "--source $source_dir: no such folder"
+    source_dir=$(cd "$source_dir" && pwd)
+fi
+if [[ $purge_data == yes && $action != uninstall ]]; then
+    die "--purge-data only goes with --uninstall"
+fi
+
+# systemd as PID 1? Not in a chroot, a container build or a rescue shell:
+# there the units are installed and enabled but nothing is started.
+systemd_running() {
+    [[ -d /run/systemd/system ]]
+}
+
+# -- helpers -------------------------------------------------------------------
+
+# True when apt can install PKG from a configured archive. python3-picamera2
+# and python3-lgpio come from the Raspberry Pi archive, absent on plain Debian.
+apt_has() {
+    local candidate
+    candidate=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+    [[ -n $candidate && $candidate != "(none)" ]]
+}
+
+dpkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+# Run a command as the service user, from the data folder (lgpio and Python
+# want a working directory they can read).
+as_service_user() {
+    (cd "$DATA_DIR" && runuser -u "$SERVICE_USER" -- env HOME="$DATA_DIR" "$@")
+}
+
+# Run a command as USER (the desktop user), from a folder every user can read.
+as_user() {
+    local user=$1
+    shift
+    (cd / && runuser -u "$user" -- "$@")
+}
+
+# -- install steps -----------------------------------------------------------
+
+install_packages() {
+    say "updating apt's package lists"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q
+    # python3-numpy: the one numpy the program uses (see install_program).
+    # libzbar0: the zbar decoder. libgl1, libglib2.0-0: OpenCV's wheel links
+    # them. sqlite3: gatekiosk-backup. python3-venv: venv with pip.
+    local packages=(
+        python3 python3-venv python3-numpy libzbar0 libgl1 libglib2.0-0
+        sqlite3 ca-certificates
+    )
+    if apt_has python3-picamera2; then
+        packages+=(python3-picamera2)
+    else
+        say "python3-picamera2 is not in the configured archives (not Raspberry Pi OS):" \
+            "the camera will be a USB webcam (V4L2)"
+    fi
+    if apt_has python3-lgpio; then
+        packages+=(python3-lgpio)
+    else
+        say "python3-lgpio is not in the configured archives: pins will be simulated"
+    fi
+    if [[ $with_screen == yes ]]; then
+        packages+=(curl)
+        if apt_has chromium; then
+            packages+=(chromium)
+        elif apt_has chromium-browser; then
+            packages+=(chromium-browser)
+        else
+            die "--with-screen: neither chromium nor chromium-browser can be installed"
+        fi
+        if apt_has wlopm; then
+            packages+=(wlopm)
+        fi
+    fi
+    say "installing Debian packages: ${packages[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+}
+
+install_user() {
+    # Raspberry Pi OS has both groups; plain Debian has video but not gpio.
+    local group
+    for group in gpio video; do
+        if ! getent group "$group" >/dev/null; then
+            say "creating group $group"
+            groupadd --system "$group"
+        fi
+    done
+    if id -u "$SERVICE_USER" >/dev/null 2>&1; then
+        usermod --append --groups gpio,video "$SERVICE_USER"
+    else
+        say "creating system user $SERVICE_USER"
+        useradd --system --user-group --groups gpio,video \
+            --home-dir "$DATA_DIR" --no-create-home \
+            --shell /usr/sbin/nologin --comment "gatekiosk gate" "$SERVICE_USER"
+    fi
+}
+
+install_udev_rules() {
+    # Raspberry Pi OS's raspberrypi-sys-mods (99-com.rules) already gives the
+    # gpio group /dev/gpiochip* and the video group /dev/dma_heap/*. Plain
+    # Debian on a Pi does not: without these rules only root could drive the pins.
+    if [[ -e /usr/lib/udev/rules.d/99-com.rules || -e /etc/udev/rules.d/99-com.rules ]]; then
+        return
+    fi
+    say "installing $UDEV_RULES (gpio and video group access to GPIO and camera buffers)"
+    install -d -m 0755 "$(dirname "$UDEV_RULES")"
+    cat >"$UDEV_RULES" <<'EOF'
+# Installed by gatekiosk's deploy/install.sh: the gatekiosk user (groups gpio
+# and video) drives the GPIO pins and allocates camera buffers without root.
+SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"
+SUBSYSTEM=="dma_heap", GROUP="video", MODE="0660"
+EOF
+    if [[ $start == yes ]] && systemd_running && command -v udevadm >/dev/null; then
+        udevadm control --reload
+        udevadm trigger --subsystem-match=gpio --subsystem-match=dma_heap || true
+    fi
+}
+
+install_folders() {
+    install -d -m 0755 -o root -g root "$PREFIX" "$PREFIX/bin" "$PREFIX/docs"
+    install -d -m 0750 -o root -g "$SERVICE_USER" "$CONF_DIR"
+    install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$DATA_DIR"
+    # Keep 0750 and the owner on upgrades even if someone changed them.
+    chown "$SERVICE_USER:$SERVICE_USER" "$DATA_DIR"
+    chmod 0750 "$DATA_DIR"
+}
+
+# The numpy trap, and the way out chosen here.
+#
+# Raspberry Pi OS's python3-picamera2 (and python3-simplejpeg, which it
+# imports) are compiled against Debian's numpy 1.24. A virtual environment
+# needs --system-site-packages to see them, and then a plain `pip install`
+# of the project pulls the newest opencv-python, which requires numpy 2, so
+# pip puts numpy 2 in the venv, in front of apt's: `import picamera2` then
+# fails with "numpy.dtype size changed, may indicate binary incompatibility".
+#
+# So there is exactly one numpy, apt's: pip runs with a constraint pinning
+# numpy to the version python3-numpy installed. pip then never installs a
+# numpy of its own, and its resolver picks the newest opencv-python whose
+# metadata accepts that numpy (4.11.0.86 for numpy 1.24 on Python 3.11)
+# without a hand-kept OpenCV pin; if no release fits, pip stops with an
+# error instead of installing a second numpy. Debian's python3-opencv
+# would avoid the pip wheel but pulls about 160 packages (GDAL, VTK, Qt,
+# MPI) and is OpenCV 4.6, older than the 4.8 the project asks for.
+install_program() {
+    [[ -f $source_dir/pyproject.toml && -f $source_dir/deploy/gatekiosk.toml ]] ||
+        die "$source_dir is not a gatekiosk checkout (no pyproject.toml or deploy/gatekiosk.toml); use --source DIR"
+
+    local numpy_version numpy_file
+    numpy_file=$(/usr/bin/python3 -s -c 'import numpy; print(numpy.__file__)')
+    numpy_version=$(/usr/bin/python3 -s -c 'import numpy; print(numpy.__version__)')
+    [[ $numpy_file == /usr/lib/python3/dist-packages/* ]] ||
+        die "the system Python imports numpy from $numpy_file, not from apt's python3-numpy; remove that copy (pip uninstall numpy) and run again"
+
+    local system_python venv_python=""
+    system_python=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    if [[ -x $VENV/bin/python ]]; then
+        venv_python=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
+    fi
+    if [[ $venv_python != "$system_python" ]] \
+        || ! grep -qx 'include-system-site-packages = true' "$VENV/pyvenv.cfg" 2>/dev/null; then
+        say "creating $VENV (Python $system_python, with the system's site packages)"
+        rm -rf "$VENV"
+        /usr/bin/python3 -m venv --system-site-packages "$VENV"
+    fi
+    # A numpy that someone pip-installed into the venv would shadow apt's.
+    if compgen -G "$VENV/lib/python3*/site-packages/numpy" >/dev/null; then
+        say "removing the venv's own numpy (apt's python3-numpy is the one to use)"
+        "$VENV/bin/python" -m pip uninstall --yes --quiet numpy
+    fi
+
+    cat >"$PREFIX/constraints.txt" <<EOF
+# Written by gatekiosk's install.sh: apt's python3-numpy is the only numpy,
+# the one python3-picamera2 was built against. See docs/hardware.md.
+numpy==$numpy_version
+EOF
+
+    # Build from a copy: pip builds in the source tree, and root-owned build
+    # files would be left in the user's checkout.
+    local build_dir
+    build_dir=$(mktemp -d)
+    # shellcheck disable=SC2064  # expand now: build_dir is local
+    trap "rm -rf '$build_dir'" EXIT
+    tar -C "$source_dir" -cf - \
+        --exclude=./.git --exclude=./.venv --exclude=./demo-data --exclude=./build \
+        --exclude='*.egg-info' --exclude=__pycache__ --exclude=.mypy_cache \
+        --exclude=.pytest_cache --exclude=.ruff_cache --exclude=node_modules . \
+        | tar -C "$build_dir" -xf -
+
+    say "installing gatekiosk into $VENV (numpy pinned to apt's $numpy_version)"
+    "$VENV/bin/python" -m pip install --quiet --upgrade --upgrade-strategy only-if-needed \
+        --constraint "$PREFIX/constraints.txt" "$build_dir"
+    rm -rf "$build_dir"
+    trap - EXIT
+
+    # Fail now, not at the first scan, if the environment is not what it should be.
+    "$VENV/bin/python" - <<'EOF'
+import sys
+
+import cv2
+import numpy
+import zxingcpp  # noqa: F401
+
+if not numpy.__file__.startswith("/usr/lib/python3/dist-packages/"):
+    sys.exit(f"gatekiosk-install: error: the venv imports numpy from {numpy.__file__}, not apt's")
+print(f"gatekiosk-install: numpy {numpy.__version__} (apt), OpenCV {cv2.__version__}")
+EOF
+    if dpkg_installed python3-picamera2; then
+        "$VENV/bin/python" -c 'import picamera2' \
+            || die "the venv cannot import apt's picamera2 (see the error above)"
+        say "picamera2 imports in the venv"
+    fi
+}
+
+install_files() {
+    install -m 0755 "$source_dir/deploy/gatekiosk-backup.sh" "$PREFIX/bin/gatekiosk-backup"
+    install -m 0755 "$source_dir/deploy/gatekiosk-screen.sh" "$PREFIX/bin/gatekiosk-screen"
+    if [[ -f $source_dir/docs/hardware.md ]]; then
+        install -m 0644 "$source_dir/docs/hardware.md" "$PREFIX/docs/hardware.md"
+    fi
+    local unit
+    for unit in "${UNITS[@]}"; do
+        install -m 0644 "$source_dir/deploy/$unit" "$UNIT_DIR/$unit"
+    done
+    say "installed the units into $UNIT_DIR (change them with 'systemctl edit', not in place:" \
+        "an upgrade replaces them)"
+}
+
+# The shipped example with this machine's choices: data folder, camera, pins.
+write_config() {
+    local target=$1 camera=v4l2 pins=auto
+    if dpkg_installed python3-picamera2; then
+        camera=picamera2
+    fi
+    if ! dpkg_installed python3-lgpio; then
+        pins=mock
+    fi
+    {
+        echo "# Written by gatekiosk's install.sh on $(date +%F): gate.data_dir,"
+        echo "# camera.source = \"$camera\" and pins.backend = \"$pins\" set for this machine."
+        if [[ $pins == mock ]]; then
+            echo "# pins.backend is \"mock\": lgpio is not installed (not Raspberry Pi OS), so the"
+            echo "# lights, buzzer and door relay are simulated. On a Raspberry Pi with lgpio"
+            echo "# (apt-get install python3-lgpio) set it to \"auto\" and restart gatekiosk-kiosk."
+        fi
+        if [[ $camera == v4l2 ]]; then
+            echo "# camera.source is \"v4l2\" (a USB webcam): picamera2 is not installed."
+        fi
+        echo
+        sed -e 's|^data_dir = "gatekiosk-data"$|data_dir = "/var/lib/gatekiosk"|' \
+            -e "s|^source = \"v4l2\"\$|source = \"$camera\"|" \
+            -e "s|^backend = \"auto\"\$|backend = \"$pins\"|" \
+            "$source_dir/deploy/gatekiosk.toml"
+    } >"$target"
+    if ! grep -qx 'data_dir = "/var/lib/gatekiosk"' "$target" \
+        || ! grep -qx "source = \"$camera\"" "$target" \
+        || ! grep -qx "backend = \"$pins\"" "$target"; then
+        die "deploy/gatekiosk.toml no longer has the lines install.sh edits" \
+            "(gate.data_dir, camera.source, pins.backend); update write_config"
+    fi
+}
+
+install_config() {
+    # The example for this release, to compare with after an upgrade.
+    write_config "$CONF_DIR/gatekiosk.toml.example"
+    chmod 0644 "$CONF_DIR/gatekiosk.toml.example"
+    if [[ -e $CONF ]]; then
+        say "keeping $CONF (compare with $CONF_DIR/gatekiosk.toml.example for new settings)"
+    else
+        say "writing $CONF"
+        install -m 0640 -o root -g "$SERVICE_USER" "$CONF_DIR/gatekiosk.toml.example" "$CONF"
+    fi
+    # Owned by root (the services cannot change it), readable by the group
+    # (web.display_token is a secret).
+    chown "root:$SERVICE_USER" "$CONF"
+    chmod 0640 "$CONF"
+    as_service_user "$VENV/bin/python" -c '
+import sys
+from pathlib import Path
+
+from kiosk.config import load_settings
+from kiosk.errors import GateError
+
+try:
+    load_settings(Path(sys.argv[1]))
+except GateError as exc:
+    sys.exit(f"gatekiosk-install: error: {exc}")
+' "$CONF" || die "$CONF is not valid (see above)"
+}
+
+install_keys() {
+    if ! "$VENV/bin/gatekiosk" keys --help >/dev/null 2>&1; then
+        warn "this version has no 'gatekiosk keys' command yet, so no site keys were made;" \
+            "after an upgrade that has it, run: sudo -u $SERVICE_USER $VENV/bin/gatekiosk keys init --config $CONF"
+        return
+    fi
+    if [[ -e $DATA_DIR/keys/keys.json ]]; then
+        say "site keys exist in $DATA_DIR/keys"
+        return
+    fi
+    say "creating the site keys in $DATA_DIR/keys"
+    as_service_user "$VENV/bin/gatekiosk" keys init --config "$CONF"
+}
+
+install_services() {
+    if ! command -v systemctl >/dev/null; then
+        warn "systemctl is missing: the units are in $UNIT_DIR but not enabled"
+        return
+    fi
+    if [[ $start == yes ]] && ! systemd_running; then
+        warn "systemd is not running here (chroot or container): enabling, not starting"
+        start=no
+    fi
+    if [[ $start == yes ]]; then
+        systemctl daemon-reload
+    fi
+    systemctl enable gatekiosk-kiosk.service gatekiosk-web.service gatekiosk-maintenance.timer
+    if [[ $start == yes ]]; then
+        # --no-block: the kiosk reports ready (Type=notify) only once its
+        # camera is open; the installer does not wait for that.
+        systemctl restart --no-block gatekiosk-kiosk.service gatekiosk-web.service
+        systemctl restart gatekiosk-maintenance.timer
+        say "started gatekiosk-kiosk and gatekiosk-web; check with:" \
+            "systemctl status gatekiosk-kiosk gatekiosk-web"
+    else
+        say "enabled the services; they start at the next boot"
+    fi
+}
+
+# The desktop user whose session shows the gate screen.
+find_screen_user() {
+    if [[ -n $screen_user ]]; then
+        echo "$screen_user"
+    elif [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
+        echo "$SUDO_USER"
+    else
+        getent passwd 1000 | cut -d: -f1
+    fi
+}
+
+# Append LINE to FILE (owned by USER) unless a line already mentions the screen.
+add_autostart_line() {
+    local user=$1 file=$2 line=$3
+    if [[ -f $file ]] && grep -qF "$SCREEN_COMMAND" "$file"; then
+        return
+    fi
+    as_user "$user" mkdir -p "$(dirname "$file")"
+    # shellcheck disable=SC2016  # $1 and $2 are the inner shell's arguments
+    as_user "$user" sh -c 'printf "%s\n" "$2" >>"$1"' sh "$file" "$line"
+    say "gate screen: added to $file"
+}
+
+install_screen() {
+    local user home
+    user=$(find_screen_user)
+    if [[ -z $user ]] || ! id -u "$user" >/dev/null 2>&1; then
+        die "--with-screen: no desktop user found; name one with --screen-user NAME"
+    fi
+    home=$(getent passwd "$user" | cut -d: -f6)
+    [[ -d $home ]] || die "--with-screen: $user has no home folder ($home)"
+
+    # labwc (Raspberry Pi OS since late 2024). A user's autostart replaces
+    # the system one (/etc/xdg/labwc/autostart): no panel and no swayidle,
+    # which suits a screen that only shows the gate.
+    add_autostart_line "$user" "$home/.config/labwc/autostart" "$SCREEN_COMMAND &"
+
+    # wayfire (Raspberry Pi OS Bookworm before labwc): [autostart] in wayfire.ini.
+    local ini=$home/.config/wayfire.ini
+    if [[ -f $ini ]] && grep -qF "$SCREEN_COMMAND" "$ini"; then
+        :
+    elif [[ -f $ini ]] && grep -q '^\[autostart\]' "$ini"; then
+        sed -i "/^\[autostart\]/a gatekiosk_screen = $SCREEN_COMMAND" "$ini"
+        say "gate screen: added to $ini"
+    elif [[ -f $ini ]] || command -v wayfire >/dev/null; then
+        add_autostart_line "$user" "$ini" $'\n[autostart]\ngatekiosk_screen = '"$SCREEN_COMMAND"
+    fi
+
+    # LXDE on X11 (Raspberry Pi OS Bullseye, or X11 chosen in raspi-config).
+    if [[ -d /etc/xdg/lxsession/LXDE-pi ]]; then
+        local lx=$home/.config/lxsession/LXDE-pi/autostart
+        if [[ ! -f $lx && -f /etc/xdg/lxsession/LXDE-pi/autostart ]]; then
+            as_user "$user" mkdir -p "$(dirname "$lx")"
+            as_user "$user" cp /etc/xdg/lxsession/LXDE-pi/autostart "$lx"
+        fi
+        add_autostart_line "$user" "$lx" "@$SCREEN_COMMAND"
+    fi
+
+    # Raspberry Pi OS: no screen blanking (removes swayidle/xscreensaver from the session).
+    if command -v raspi-config >/dev/null; then
+        raspi-config nonint do_blanking 1 || warn "raspi-config could not turn screen blanking off"
+    fi
+    say "gate screen: log in as $user on the desktop (or turn on desktop autologin" \
+        "with raspi-config) and Chromium shows http://127.0.0.1:8080/display"
+}
+
+print_next_steps() {
+    cat <<EOF
+
+gatekiosk is installed.
+  configuration  $CONF
+  data           $DATA_DIR
+  logs           journalctl -u gatekiosk-kiosk -u gatekiosk-web
+
+Create the first manager account (the password is asked for):
+  sudo -u $SERVICE_USER $VENV/bin/gatekiosk user add NAME --role manager --config $CONF
+
+Then open http://127.0.0.1:8080/ on this machine (for other machines, set
+web.host in $CONF and restart gatekiosk-web).
+EOF
+}
+
+do_install() {
+    install_packages
+    install_user
+    install_udev_rules
+    install_folders
+    install_program
+    install_files
+    install_config
+    install_keys
+    install_services
+    if [[ $with_screen == yes ]]; then
+        install_screen
+    fi
+    print_next_steps
+}
+
+# -- uninstall -----------------------------------------------------------------
+
+do_uninstall() {
+    local unit
+    if command -v systemctl >/dev/null; then
+        if systemd_running; then
+            systemctl disable --now "${UNITS[@]}" || true
+        else
+            systemctl disable "${UNITS[@]}" || true
+        fi
+    fi
+    for unit in "${UNITS[@]}"; do
+        rm -f "$UNIT_DIR/$unit"
+    done
+    if systemd_running; then
+        systemctl daemon-reload
+    fi
+    local file
+    for file in /home/*/.config/labwc/autostart /home/*/.config/wayfire.ini \
+        /home/*/.config/lxsession/LXDE-pi/autostart; do
+        if [[ -f $file ]] && grep -qF "$SCREEN_COMMAND" "$file"; then
+            sed -i "\\|$SCREEN_COMMAND|d" "$file"
+            say "removed the gate screen from $file"
+            # An empty user autostart would still hide the system one.
+            if ! grep -q '[^[:space:]]' "$file"; then
+                rm -f "$file"
+            fi
+        fi
+    done
+    rm -f "$UDEV_RULES"
+    rm -rf "$PREFIX"
+    say "removed the services and $PREFIX"
+    if [[ $purge_data == yes ]]; then
+        rm -rf "$DATA_DIR" "$CONF_DIR"
+        if id -u "$SERVICE_USER" >/dev/null 2>&1; then
+            userdel "$SERVICE_USER"
+        fi
+        say "deleted $DATA_DIR, $CONF_DIR and the user $SERVICE_USER"
+    else
+        say "kept $CONF_DIR, $DATA_DIR (database, keys, backups) and the user $SERVICE_USER;" \
+            "--uninstall --purge-data deletes them"
+    fi
+}
+
+print_config() {
+    local printed
+    printed=$(mktemp)
+    # shellcheck disable=SC2064  # expand now: printed is local
+    trap "rm -f '$printed'" EXIT
+    write_config "$printed"
+    cat "$printed"
+}
+
+if [[ $action == print-config ]]; then
+    print_config
+    exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+    die "run as root, for example: sudo $0 ${given_args[*]}"
+fi
+if [[ $action == uninstall ]]; then
+    do_uninstall
+else
+    do_install
+fi
