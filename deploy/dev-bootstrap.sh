@@ -15,8 +15,10 @@ VENV=${VENV:-.venv}
 packages="libzbar0 libgl1 libglib2.0-0"
 if [ "${1:-}" = "test" ]; then
     # chromium: browser tests; fonts-dejavu-core: Vietnamese glyphs in screenshots;
-    # sqlite3: the benchmark compares exports with the shell's own.
-    packages="$packages chromium fonts-dejavu-core sqlite3"
+    # sqlite3: the benchmark compares exports with the shell's own, and the
+    # backup script uses it; shellcheck, systemd: the deploy tests check the
+    # scripts and verify the units.
+    packages="$packages chromium fonts-dejavu-core sqlite3 shellcheck systemd"
 fi
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     packages="$packages python3-venv"

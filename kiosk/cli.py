@@ -94,17 +94,24 @@ def run(config_path: Path | None) -> None:
     """
     from kiosk.clock import SystemClock
     from kiosk.compose import build_gate
+    from kiosk.systemd import SystemdNotifier
 
     settings = _settings(config_path)
     stop = threading.Event()
     _stop_on_signals(stop)
-    with build_gate(settings, clock=SystemClock()) as gate:
+    clock = SystemClock()
+    systemd = SystemdNotifier(clock=clock)
+    with build_gate(settings, clock=clock, heartbeat=systemd.watchdog) as gate:
         click.echo(
             f"gatekiosk: scanning at gate {settings['gate.id']}, database {settings.db_path}"
         )
         if gate.simulated_pins:
             click.echo("gatekiosk: pins are simulated (gpiozero MockFactory): not a Raspberry Pi")
-        gate.scanner.run(stop)
+        systemd.ready()
+        try:
+            gate.scanner.run(stop)
+        finally:
+            systemd.stopping()
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -225,6 +225,7 @@ def build_gate(
     decoder: Decoder | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     live: bool = True,
+    heartbeat: Callable[[], None] | None = None,
 ) -> Iterator[Gate]:
     """Build every part from settings; close them all (relay first) on exit.
 
@@ -274,6 +275,7 @@ def build_gate(
             setup_for_site=setup_for_site(settings) if live else None,
             retime_relay=signals.set_relay_pulse_ms if live else None,
             refresh_registry=site_codes.refresh if live else None,
+            heartbeat=heartbeat,
         )
         yield Gate(scanner=scanner, store=store, signals=signals, pin_factory=factory)
 

@@ -168,6 +168,7 @@ class Scanner:
         setup_for_site: SetupForSite | None = None,
         retime_relay: Callable[[int], None] | None = None,
         refresh_registry: RefreshRegistry | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         """``setup_for_site`` turns on live settings (None: fixed at start);
         ``retime_relay`` changes the relay pulse in milliseconds (e.g.
@@ -175,7 +176,11 @@ class Scanner:
         <gate_controller.gpio.GpiozeroSignals.set_relay_pulse_ms>`), so a
         changed ``relay_pulse_ms`` reaches the door; ``refresh_registry``
         (see :data:`RefreshRegistry`) keeps the signed-code format in step
-        with the site's keys (None: the registry is fixed at start)."""
+        with the site's keys (None: the registry is fixed at start).
+        ``heartbeat`` is called whenever the loop proves alive: after a frame
+        was processed, or while the camera reports that it is failing and
+        being reopened. A camera that silently stops delivering without
+        saying so calls nothing, so a service watchdog restarts the process."""
         self.source = source
         self.decoder = decoder
         self.registry = registry
@@ -200,6 +205,7 @@ class Scanner:
         self._setup_for_site = setup_for_site
         self._retime_relay = retime_relay
         self._refresh_registry = refresh_registry
+        self._heartbeat = heartbeat or (lambda: None)
         self._last_keys_poll_mono: float | None = None
         self._settings_version: int | None = None
         self._last_settings_poll_mono: float | None = None
@@ -223,11 +229,15 @@ class Scanner:
         outcomes = self._site_business()
         frame = self.source.read(self.settings.read_timeout_s)
         if frame is None:
-            self._set_camera_fault(not self.source.exhausted and not self.source.state.ok)
+            reported = not self.source.exhausted and not self.source.state.ok
+            self._set_camera_fault(reported)
+            if reported:
+                self._heartbeat()  # alive: reporting the fault, reopening the camera
             self._maybe_write_health()
             return outcomes
         self._set_camera_fault(False)
         self._note_frame(frame)
+        self._heartbeat()
         try:
             codes = self.decoder.decode(frame.grey)
         except Exception:
