@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench bootstrap clean
+.PHONY: demo test lint typecheck unit bench bootstrap clean test-install
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -26,6 +26,11 @@ unit: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/decode_real.py
+
+# The installer, end to end in a fresh Debian chroot (root, ~1.5 minutes;
+# not part of `make test`).
+test-install:
+	sh deploy/test-install.sh
 
 bootstrap: $(STAMP)
 
