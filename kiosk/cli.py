@@ -687,6 +687,59 @@ def _export_bound(text: str | None, tz: Any, *, end: bool, option: str) -> datet
     return at.astimezone(UTC)
 
 
+# -- selftest ----------------------------------------------------------------
+
+
+@cli.command()
+@config_option
+@click.option("--no-relay", is_flag=True, help="Do not switch the door relay.")
+@click.option("--yes", "assume_yes", is_flag=True, help="Do not ask whether each output was seen.")
+def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None:
+    """Check the gate after wiring: camera, decoders, lights, buzzer, relay,
+    database, clock and disk; a checklist, exit status 1 if anything failed.
+
+    Stop the kiosk service first (it owns the camera and the pins).
+
+    Example:
+
+        sudo -u gatekiosk gatekiosk selftest --config /etc/gatekiosk/gatekiosk.toml
+    """
+    from gate_controller.pins import make_pin_factory
+    from kiosk.clock import SystemClock
+    from kiosk.compose import source_for
+    from kiosk.selftest import TEST_PAYLOAD, run_selftest
+    from kiosk.synthetic import Scene
+
+    settings = _settings(config_path)
+    clock = SystemClock()
+    extra: dict[str, Any] = {}
+    if settings["camera.source"] == "synthetic":
+        extra["schedule"] = [Scene((TEST_PAYLOAD,), 3600.0)]
+    factory = make_pin_factory(settings["pins.backend"])
+
+    def confirm(question: str) -> bool:
+        return assume_yes or click.confirm(question, default=True)
+
+    source = source_for(settings, clock=clock, **extra)
+    try:
+        checks = run_selftest(
+            settings,
+            clock=clock,
+            source=source,
+            pin_factory=factory,
+            confirm=confirm,
+            include_relay=not no_relay,
+        )
+    finally:
+        source.close()
+        factory.close()
+    for check in checks:
+        mark = "✓" if check.ok else "✗"
+        click.echo(f"{mark} {check.name}: {check.detail}")
+    if not all(check.ok for check in checks):
+        raise click.exceptions.Exit(1)
+
+
 # -- decode ------------------------------------------------------------------
 
 

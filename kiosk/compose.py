@@ -24,8 +24,10 @@ from kiosk.errors import GateError
 from kiosk.keys import MANIFEST_NAME, KeyRing, load_keyring
 from kiosk.policy import PolicyRules
 from kiosk.privacy import load_or_create_key
+from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED
 from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
 from kiosk.store import Store
+from kiosk.synthetic import Scene
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +191,34 @@ def open_store(settings: Settings) -> Store:
     return Store.open(settings.db_path)
 
 
+LIVE_CAMERAS = ("picamera2", "v4l2")
+
+
 def source_for(settings: Settings, *, clock: Clock, **extra: Any) -> FrameSource:
+    """The configured camera. A synthetic camera without a ``schedule`` shows
+    the static sample visitors in turn, so `gatekiosk run` works with it too."""
+    kind = settings["camera.source"]
+    if kind in LIVE_CAMERAS:
+        extra.setdefault("stall_timeout_s", settings["camera.stall_timeout_s"])
+    if kind == "synthetic":
+        extra.setdefault("schedule", sample_schedule())
+        extra.setdefault("loop", True)
     return open_source(
-        settings["camera.source"],
+        kind,
         device=settings["camera.device"],
         size=(settings["camera.width"], settings["camera.height"]),
         fps=settings["camera.fps"],
         clock=clock,
-        stall_timeout_s=settings["camera.stall_timeout_s"],
         **extra,
     )
+
+
+def sample_schedule(show_s: float = 3.0, gap_s: float = 3.0) -> list[Scene]:
+    """The fictional visitors of kiosk.samples, each held up in turn."""
+    scenes = []
+    for visitor in (VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED, VISITOR_CCCD):
+        scenes += [Scene((visitor.payload,), show_s), Scene((), gap_s)]
+    return scenes
 
 
 @dataclass(frozen=True)
