@@ -29,8 +29,8 @@ bench: $(TEST_STAMP)
 
 # The installer, end to end in a fresh Debian chroot (root, ~1.5 minutes;
 # not part of `make test`).
-test-install:
-	sh deploy/test-install.sh
+test-install: $(TEST_STAMP)
+	bash deploy/test-install.sh
 
 bootstrap: $(STAMP)
 
