@@ -426,6 +426,88 @@ def keys_list(config_path: Path | None) -> None:
         click.echo(f"{key.kid_hex}\t{created}\t{state}")
 
 
+# -- trust -------------------------------------------------------------------
+
+
+@cli.group()
+def trust() -> None:
+    """Manage the signing certificates trusted for EU and Vietnamese COVID
+    certificates (HC1:). The gate verifies them offline against this list;
+    nothing is fetched from the network.
+
+    Example:
+
+    \b
+        gatekiosk trust import dsc-list.json
+        gatekiosk trust list
+    """
+
+
+@trust.command("import")
+@config_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def trust_import(config_path: Path | None, file: Path) -> None:
+    """Add the certificates in FILE: a PEM bundle, or a JSON list of base64 DER
+    certificates (plain, or objects with rawData/certificate/x5c, or a map
+    kid -> list). Entries that cannot be read are listed and skipped.
+
+    Example:
+
+        gatekiosk trust import vn-dsc.pem
+    """
+    from kiosk.clock import SystemClock
+    from kiosk.compose import import_trust_file
+
+    data = file.read_bytes()
+    with _open_store(config_path) as store:
+        result = import_trust_file(store, data, by="cli", at=SystemClock().now())
+    for problem in result.parsed.problems:
+        click.echo(f"skipped {problem}", err=True)
+    found = len(result.parsed.certificates)
+    click.echo(f"Imported {result.added} new of {found} certificates from {file.name}.")
+
+
+@trust.command("list")
+@config_option
+def trust_list(config_path: Path | None) -> None:
+    """List the trusted certificates: key id (base64), country, valid from,
+    valid until (UTC dates) and subject, one per line, tab-separated.
+
+    Example:
+
+        gatekiosk trust list
+    """
+    with _open_store(config_path) as store:
+        rows = store.trusted_certificates()
+    for row in rows:
+        kid = base64.b64encode(row.kid).decode("ascii")
+        click.echo(
+            f"{kid}\t{row.country or '-'}\t{row.not_before:%Y-%m-%d}\t"
+            f"{row.not_after:%Y-%m-%d}\t{row.subject}"
+        )
+
+
+@trust.command("remove")
+@config_option
+@click.argument("kid")
+def trust_remove(config_path: Path | None, kid: str) -> None:
+    """Stop trusting the certificates with key id KID (base64, as listed).
+
+    Example:
+
+        gatekiosk trust remove 2Rk3X8HntrI=
+    """
+    try:
+        kid_bytes = base64.b64decode(kid, validate=True)
+    except ValueError:
+        raise GateError(f"{kid!r} is not a base64 key id") from None
+    with _open_store(config_path) as store:
+        removed = store.remove_trusted_certificates(kid_bytes)
+    if not removed:
+        raise GateError(f"no trusted certificate has key id {kid}")
+    click.echo(f"Removed {removed} certificate(s) with key id {kid}.")
+
+
 # -- declare -----------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from gate_controller.pins import make_pin_factory
 from kiosk.camera import FrameSource, open_source
 from kiosk.clock import Clock
 from kiosk.codes import Registry, default_formats
+from kiosk.codes.hcert import HcertFormat, HcertRules
 from kiosk.codes.sitecodes import SiteCodeFormat
 from kiosk.config import Settings, with_site_settings
 from kiosk.decoder import Decoder, make_decoder
@@ -26,8 +27,16 @@ from kiosk.policy import PolicyRules
 from kiosk.privacy import load_or_create_key
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED
 from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
-from kiosk.store import Store
+from kiosk.store import Store, TrustedRow
 from kiosk.synthetic import Scene
+from kiosk.trust import (
+    ParsedTrustFile,
+    TrustedCertificate,
+    TrustError,
+    TrustList,
+    certificate_from_der,
+    parse_trust_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,61 @@ def setup_for_site(file_settings: Settings) -> SetupForSite:
         return gate_setup(with_site_settings(file_settings, site))
 
     return setup
+
+
+def hcert_rules(settings: Settings) -> HcertRules:
+    return HcertRules(
+        vaccination_min_days=settings["hcert.vaccination_min_days"],
+        test_max_hours=settings["hcert.test_max_hours"],
+        check_value_sets=settings["hcert.check_value_sets"],
+    )
+
+
+def trust_list_for(store: Store | None) -> TrustList:
+    """The trusted HC1: signing certificates in the database (StoreError if it
+    cannot be read). A stored certificate that no longer parses is left out,
+    with a warning."""
+    if store is None:
+        return TrustList()
+    certificates = []
+    for row in store.trusted_certificates():
+        try:
+            certificates.append(certificate_from_der(row.der, country=row.country or None))
+        except TrustError as exc:
+            log.warning("trusted certificate %s left out: %s", row.kid.hex(), exc)
+    return TrustList(certificates)
+
+
+def _row(cert: TrustedCertificate, *, by: str, at: Any) -> TrustedRow:
+    return TrustedRow(
+        id=0,
+        kid=cert.kid,
+        country=cert.country,
+        subject=cert.subject,
+        not_before=cert.not_before,
+        not_after=cert.not_after,
+        der=cert.der,
+        added_at=at,
+        added_by=by,
+    )
+
+
+@dataclass(frozen=True)
+class TrustImport:
+    """What importing a trust list file did."""
+
+    parsed: ParsedTrustFile
+    added: int
+
+
+def import_trust_file(store: Store, data: bytes, *, by: str, at: Any) -> TrustImport:
+    """Parse a trust list file (PEM bundle or JSON, see kiosk.trust) and add
+    its certificates; a running kiosk picks them up within seconds. Raises
+    TrustError for a file that is not a trust list, StoreError."""
+    parsed = parse_trust_file(data)
+    rows = [_row(cert, by=by, at=at) for cert in parsed.certificates]
+    added = store.add_trusted_certificates(rows, by=by, at=at) if rows else 0
+    return TrustImport(parsed=parsed, added=added)
 
 
 def _never_revoked(code_id: str) -> bool:
@@ -115,15 +179,23 @@ class SiteCodes:
         is_revoked: Callable[[str], bool],
         site_id: str,
         skew_s: float,
+        store: Store | None = None,
+        hcert_rules: HcertRules | None = None,
     ) -> None:
         """Reads the keys now: an empty ring if there are none yet, KeysError
-        if they exist but cannot be read."""
+        if they exist but cannot be read. With a ``store``, also the HC1:
+        trust list (reloaded when the database's settings version changes:
+        every trust list change bumps it)."""
         self.keys_dir = keys_dir
         self._is_revoked = is_revoked
         self._site_id = site_id
         self._skew_s = skew_s
+        self._store = store
+        self._hcert_rules = hcert_rules or HcertRules()
         self._stamp = self._manifest_stamp()
         self.keyring = KeyRing() if self._stamp is None else load_keyring(keys_dir)
+        self._trust_version = store.settings_version() if store is not None else None
+        self.trust = trust_list_for(store)
         self.registry = self._build()
 
     @classmethod
@@ -133,6 +205,8 @@ class SiteCodes:
             is_revoked=store.is_revoked if store is not None else _never_revoked,
             site_id=settings["gate.site_id"],
             skew_s=settings["codes.skew_s"],
+            store=store,
+            hcert_rules=hcert_rules(settings),
         )
 
     @property
@@ -143,6 +217,7 @@ class SiteCodes:
         """A new registry if the keys on disk, ``scan.site_id`` or
         ``scan.code_skew_s`` changed since the last build; else None."""
         changed = self._reload_keys()
+        changed = self._reload_trust() or changed
         if (scan.site_id, scan.code_skew_s) != (self._site_id, self._skew_s):
             self._site_id, self._skew_s = scan.site_id, scan.code_skew_s
             changed = True
@@ -173,6 +248,24 @@ class SiteCodes:
         )
         return True
 
+    def _reload_trust(self) -> bool:
+        if self._store is None:
+            return False
+        try:
+            version = self._store.settings_version()
+            if version == self._trust_version:
+                return False
+            trust = trust_list_for(self._store)
+        except GateError as exc:
+            log.warning("could not read the trust list, keeping the current one: %s", exc)
+            return False
+        self._trust_version = version
+        if [c.der for c in trust.certificates] == [c.der for c in self.trust.certificates]:
+            return False
+        self.trust = trust
+        log.info("trust list reloaded: %d signing certificates", len(trust))
+        return True
+
     def _manifest_stamp(self) -> KeysStamp | None:
         try:
             info = os.stat(self.keys_dir / MANIFEST_NAME)
@@ -184,7 +277,8 @@ class SiteCodes:
         site_format = SiteCodeFormat(
             self.keyring, self._site_id, is_revoked=self._is_revoked, skew_s=self._skew_s
         )
-        return Registry([site_format, *default_formats()])
+        hcert_format = HcertFormat(self.trust, self._hcert_rules, skew_s=self._skew_s)
+        return Registry([site_format, hcert_format, *default_formats()])
 
 
 def open_store(settings: Settings) -> Store:

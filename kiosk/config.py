@@ -168,6 +168,30 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=10000,
     ),
     Setting(
+        "hcert",
+        "vaccination_min_days",
+        14,
+        "EU/Vietnam COVID certificates: days after the last dose of a complete "
+        "vaccination before it is accepted.",
+        minimum=0,
+        maximum=365,
+    ),
+    Setting(
+        "hcert",
+        "test_max_hours",
+        48.0,
+        "EU/Vietnam COVID certificates: the most hours since a negative test's sample.",
+        minimum=1,
+        maximum=24 * 14,
+    ),
+    Setting(
+        "hcert",
+        "check_value_sets",
+        True,
+        "Refuse COVID certificates whose country, vaccine maker or rapid test is not in "
+        "the EU value sets the gate carries (a 2021-2022 snapshot).",
+    ),
+    Setting(
         "pins",
         "backend",
         "auto",

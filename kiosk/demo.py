@@ -137,6 +137,8 @@ def demo_visitors(signed: SignedDemoVisitors) -> tuple[SampleVisitor, ...]:
         VISITOR_DENYLISTED,
         signed.refused,
         signed.staff,
+        signed.hcert_valid,
+        signed.hcert_tampered,
         VISITOR_CCCD,  # shown again: leaving
     )
 

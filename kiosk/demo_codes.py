@@ -13,7 +13,12 @@ What the gate decides for each, with the demo's settings (mode ``both``):
   re-encoded, so it still reads as a ``GK1:`` code):
   ``sitecode-bad-signature``;
 - a declaration that answers "yes" to symptoms: ``sitecode-refused-answers``;
-- a staff pass: allowed (entries and exits pair on the staff id).
+- a staff pass: allowed (entries and exits pair on the staff id);
+- an EU-format vaccination certificate (``HC1:``, as Vietnam's vaccine
+  passport), signed by a demo signing certificate made at start and put in
+  the trust list in place of the previous run's: allowed (``ok``);
+- the same certificate with the given name edited after signing:
+  ``hcert-bad-signature``.
 
 Example::
 
@@ -27,8 +32,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from kiosk.codes.cose import decode_base45_zlib, encode_base45_zlib
+import cbor2
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from kiosk.codes import hcert
+from kiosk.codes.cose import decode_base45_zlib, encode_base45_zlib, sign1
 from kiosk.codes.sitecodes import (
     PREFIX,
     REASON_BAD_SIGNATURE,
@@ -37,7 +50,8 @@ from kiosk.codes.sitecodes import (
 )
 from kiosk.declarations import DEFAULT_QUESTIONS, issue_declaration, issue_staff_pass
 from kiosk.samples import SampleVisitor
-from kiosk.store import Store
+from kiosk.store import Store, TrustedRow
+from kiosk.trust import kid_of
 
 ISSUED_BY = "demo"
 DEMO_PHONE = "0901234567"
@@ -55,6 +69,13 @@ STAFF_NAME = "Trần Quốc Bảo"
 STAFF_ID = "NV-0042"
 STAFF_ORGANISATION = "Tổ bảo trì"
 
+# The demo's vaccine passport: a Vietnamese name, family name first.
+HCERT_FAMILY = "Nguyễn"
+HCERT_GIVEN = "Thị Mai"
+HCERT_GIVEN_FORGED = "Thị Mia"
+HCERT_DOB = "1990-04-12"
+DEMO_DSC_SUBJECT = "CN=gatekiosk demo DSC,O=gatekiosk demo,C=VN"
+
 
 @dataclass(frozen=True)
 class SignedDemoVisitors:
@@ -65,6 +86,12 @@ class SignedDemoVisitors:
     tampered: SampleVisitor
     refused: SampleVisitor
     staff: SampleVisitor
+    hcert_valid: SampleVisitor
+    hcert_tampered: SampleVisitor
+
+    def certificates(self) -> tuple[SampleVisitor, ...]:
+        """The two ``HC1:`` samples (valid, then tampered)."""
+        return (self.hcert_valid, self.hcert_tampered)
 
     def in_order(self) -> tuple[SampleVisitor, ...]:
         return (self.valid, self.expired, self.tampered, self.refused, self.staff)
@@ -111,6 +138,7 @@ def signed_demo_visitors(
         at=now,
         issued_by=ISSUED_BY,
     ).text
+    vaccine_passport = demo_vaccine_passport(store, now=now)
     return SignedDemoVisitors(
         valid=SampleVisitor("health declaration", valid, "ok"),
         expired=SampleVisitor("health declaration made two days ago", expired, REASON_EXPIRED),
@@ -121,16 +149,96 @@ def signed_demo_visitors(
             "health declaration answering yes to symptoms", refused, REASON_REFUSED_ANSWERS
         ),
         staff=SampleVisitor("staff pass", staff, "ok"),
+        hcert_valid=SampleVisitor("vaccine passport (HC1)", vaccine_passport, "ok"),
+        hcert_tampered=SampleVisitor(
+            "vaccine passport with the name edited",
+            tamper_name(vaccine_passport, HCERT_GIVEN, HCERT_GIVEN_FORGED, prefix=hcert.PREFIX),
+            hcert.REASON_BAD_SIGNATURE,
+        ),
     )
 
 
-def tamper_name(text: str, name: str, forged: str) -> str:
+def tamper_name(text: str, name: str, forged: str, *, prefix: str = PREFIX) -> str:
     """``text`` with the signed name replaced by ``forged`` (same length in
     UTF-8, so the structure stays well formed and only the signature fails)."""
     old, new = name.encode("utf-8"), forged.encode("utf-8")
     if len(old) != len(new):
         raise ValueError("the forged name must have the same length in UTF-8")
-    signed = decode_base45_zlib(text, PREFIX)
+    signed = decode_base45_zlib(text, prefix)
     if old not in signed:
         raise ValueError("the name is not in the code")
-    return encode_base45_zlib(signed.replace(old, new, 1), PREFIX)
+    return encode_base45_zlib(signed.replace(old, new, 1), prefix)
+
+
+def demo_vaccine_passport(store: Store, *, now: datetime) -> str:
+    """A complete vaccination certificate (``HC1:``) for the demo visitor,
+    signed by a fresh demo signing certificate (P-256, self-signed, with the
+    vaccination key usage) that replaces the previous run's in the trust list."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gatekiosk demo"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "gatekiosk demo DSC"),
+        ]
+    )
+    usage = x509.ObjectIdentifier("1.3.6.1.4.1.1847.2021.1.2")  # may sign vaccinations
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    for row in store.trusted_certificates():
+        if row.added_by == ISSUED_BY:
+            store.remove_trusted_certificates(row.kid)
+    store.add_trusted_certificates(
+        [
+            TrustedRow(
+                id=0,
+                kid=kid_of(der),
+                country="VN",
+                subject=DEMO_DSC_SUBJECT,
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                der=der,
+                added_at=now,
+                added_by=ISSUED_BY,
+            )
+        ],
+        by=ISSUED_BY,
+        at=now,
+    )
+    dcc: dict[str, Any] = {
+        "ver": "1.3.0",
+        "nam": {"fn": HCERT_FAMILY, "gn": HCERT_GIVEN, "fnt": "NGUYEN", "gnt": "THI<MAI"},
+        "dob": HCERT_DOB,
+        "v": [
+            {
+                "tg": "840539006",
+                "vp": "1119349007",
+                "mp": "EU/1/20/1528",
+                "ma": "ORG-100030215",
+                "dn": 2,
+                "sd": 2,
+                "dt": (now - timedelta(days=60)).date().isoformat(),
+                "co": "VN",
+                "is": "Bộ Y tế (demo)",
+                "ci": "URN:UVCI:01:VN:GATEKIOSKDEMO0001",
+            }
+        ],
+    }
+    claims = {
+        hcert.CLAIM_ISS: "VN",
+        hcert.CLAIM_IAT: int((now - timedelta(hours=1)).timestamp()),
+        hcert.CLAIM_EXP: int((now + timedelta(days=180)).timestamp()),
+        hcert.CLAIM_HCERT: {hcert.HCERT_EU_DCC: dcc},
+    }
+    signed = sign1(cbor2.dumps(claims), key, kid=kid_of(der))
+    return encode_base45_zlib(signed, hcert.PREFIX)

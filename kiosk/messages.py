@@ -107,6 +107,56 @@ _MESSAGES: dict[str, Message] = {
         "Tờ khai y tế cần được kiểm tra. Vui lòng gặp bảo vệ",
         "Your health declaration needs checking. Please see the guard",
     ),
+    # EU Digital COVID Certificates / Vietnam's vaccine passport (HC1:)
+    "hcert-bad-encoding": Message(
+        "Không đọc được chứng nhận COVID. Vui lòng mở lại mã",
+        "The COVID certificate could not be read. Please reopen it",
+    ),
+    "hcert-unknown-key": Message(
+        "Chứng nhận COVID do nơi cấp chưa được công nhận tại đây. Vui lòng gặp bảo vệ",
+        "This COVID certificate's issuer is not trusted here. Please see the guard",
+    ),
+    "hcert-bad-signature": Message(
+        "Chứng nhận COVID không hợp lệ. Vui lòng gặp bảo vệ",
+        "This COVID certificate is not genuine. Please see the guard",
+    ),
+    "hcert-bad-claims": Message(
+        "Chứng nhận COVID thiếu thông tin. Vui lòng gặp bảo vệ",
+        "This COVID certificate has missing details. Please see the guard",
+    ),
+    "hcert-signer-expired": Message(
+        "Chứng nhận COVID được ký bằng khóa đã hết hạn. Vui lòng gặp bảo vệ",
+        "This COVID certificate was signed with an expired key. Please see the guard",
+    ),
+    "hcert-wrong-key-usage": Message(
+        "Nơi cấp không được phép cấp loại chứng nhận này. Vui lòng gặp bảo vệ",
+        "The issuer may not issue this kind of certificate. Please see the guard",
+    ),
+    "hcert-expired": Message("Chứng nhận COVID đã hết hạn", "This COVID certificate has expired"),
+    "hcert-not-yet-valid": Message(
+        "Chứng nhận COVID chưa có hiệu lực", "This COVID certificate is not valid yet"
+    ),
+    "hcert-bad-schema": Message(
+        "Nội dung chứng nhận COVID không đúng quy định. Vui lòng gặp bảo vệ",
+        "This COVID certificate's content is invalid. Please see the guard",
+    ),
+    "hcert-vaccination-incomplete": Message(
+        "Chưa tiêm đủ liều vắc-xin", "The vaccination course is not complete"
+    ),
+    "hcert-vaccination-too-recent": Message(
+        "Mũi tiêm cuối chưa đủ số ngày quy định", "The last dose is too recent"
+    ),
+    "hcert-test-positive": Message(
+        "Kết quả xét nghiệm không âm tính. Vui lòng gặp bảo vệ",
+        "The test result is not negative. Please see the guard",
+    ),
+    "hcert-test-too-old": Message(
+        "Kết quả xét nghiệm đã quá thời hạn", "The test was taken too long ago"
+    ),
+    "hcert-recovery-not-valid": Message(
+        "Chứng nhận khỏi bệnh không còn hoặc chưa có hiệu lực",
+        "The recovery certificate is not valid today",
+    ),
 }
 
 _PREFIX_FALLBACKS: dict[str, Message] = {
@@ -116,6 +166,11 @@ _PREFIX_FALLBACKS: dict[str, Message] = {
         "Mã không hợp lệ. Vui lòng gặp bảo vệ", "Invalid code. Please see the guard"
     ),
 }
+
+_PREFIX_FALLBACKS["hcert-"] = Message(
+    "Chứng nhận COVID không hợp lệ. Vui lòng gặp bảo vệ",
+    "Invalid COVID certificate. Please see the guard",
+)
 
 _GENERIC = Message("Mã QR không hợp lệ", "Invalid QR code")
 

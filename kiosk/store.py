@@ -323,6 +323,21 @@ class AdmitRequest:
 
 
 @dataclass(frozen=True)
+class TrustedRow:
+    """A trusted signing certificate as stored (see kiosk.trust for its meaning)."""
+
+    id: int
+    kid: bytes
+    country: str
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    der: bytes
+    added_at: datetime
+    added_by: str
+
+
+@dataclass(frozen=True)
 class SiteCode:
     """A declaration or staff pass as the site keeps it (the QR holds a signed copy)."""
 
@@ -547,6 +562,26 @@ def _m0004_site_code_text(db: Database) -> None:
     db.execute("ALTER TABLE site_codes ADD COLUMN text TEXT")
 
 
+def _m0005_trust(db: Database) -> None:
+    """Signing certificates trusted for EU/Vietnam COVID certificates (HC1:)."""
+    db.execute(
+        """
+        CREATE TABLE trusted_certificates (
+            id             INTEGER PRIMARY KEY,
+            kid            BLOB NOT NULL,
+            country        TEXT NOT NULL,
+            subject        TEXT NOT NULL,
+            not_before_utc TEXT NOT NULL,
+            not_after_utc  TEXT NOT NULL,
+            der            BLOB NOT NULL UNIQUE,
+            added_at_utc   TEXT NOT NULL,
+            added_by       TEXT NOT NULL
+        )
+        """
+    )
+    db.table("trusted_certificates").create_index(["kid"], index_name="idx_trusted_kid")
+
+
 Migration = tuple[str, Callable[[Database], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -555,6 +590,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0002_admin", _m0002_admin),
     ("0003_site_codes", _m0003_site_codes),
     ("0004_site_code_text", _m0004_site_code_text),
+    ("0005_trust", _m0005_trust),
 )
 
 
@@ -1381,6 +1417,146 @@ class Store:
         """
         rows = self._read("list reasons", "SELECT DISTINCT reason FROM events ORDER BY reason", ())
         return [str(row[0]) for row in rows]
+
+    # ----------------------------------------------------------------- trusted certificates
+    # (HC1: signing certificates; every change bumps the settings version so
+    # the running kiosk reloads its trust list)
+
+    def add_trusted_certificates(
+        self, certificates: list[TrustedRow], *, by: str, at: datetime
+    ) -> int:
+        """Add certificates (``id``, ``added_*`` of the rows are ignored);
+        returns how many were new. One transaction; the kiosk reloads."""
+        added = 0
+        with self._write("add trusted certificates") as conn:
+            for cert in certificates:
+                cursor = conn.execute(
+                    "INSERT INTO trusted_certificates (kid, country, subject, not_before_utc, "
+                    "not_after_utc, der, added_at_utc, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (der) DO NOTHING",
+                    (
+                        cert.kid,
+                        cert.country,
+                        cert.subject,
+                        _to_text(cert.not_before),
+                        _to_text(cert.not_after),
+                        cert.der,
+                        _to_text(at),
+                        by,
+                    ),
+                )
+                added += cursor.rowcount
+            if added:
+                conn.execute("UPDATE settings_meta SET version = version + 1 WHERE id = 1")
+        return added
+
+    def trusted_certificates(self) -> list[TrustedRow]:
+        """Every trusted certificate, by country then key id."""
+        rows = self._read(
+            "read trusted certificates",
+            "SELECT id, kid, country, subject, not_before_utc, not_after_utc, der, "
+            "added_at_utc, added_by FROM trusted_certificates ORDER BY country, kid, id",
+            (),
+        )
+        return [
+            TrustedRow(
+                id=int(r[0]),
+                kid=bytes(r[1]),
+                country=r[2],
+                subject=r[3],
+                not_before=_from_text(r[4]),
+                not_after=_from_text(r[5]),
+                der=bytes(r[6]),
+                added_at=_from_text(r[7]),
+                added_by=r[8],
+            )
+            for r in rows
+        ]
+
+    def remove_trusted_certificates(self, kid: bytes) -> int:
+        """Remove every trusted certificate with key id ``kid``; returns how many."""
+        with self._write("remove trusted certificates") as conn:
+            cursor = conn.execute("DELETE FROM trusted_certificates WHERE kid = ?", (kid,))
+            if cursor.rowcount:
+                conn.execute("UPDATE settings_meta SET version = version + 1 WHERE id = 1")
+            return cursor.rowcount
+
+    # ----------------------------------------------------------------- the CSV export's rows
+    # (added with the export benchmark: kiosk.export.write_store_csv)
+
+    def iter_export_lines(
+        self,
+        where: EventFilter,
+        *,
+        unusable: Callable[[list[str]], list[int]],
+        local_offset_min: int | None,
+        local_span: tuple[str, str] = ("0000", "9999"),
+        batch: int = 2000,
+    ) -> Iterator[tuple[str | Event, ...]]:
+        """Every matching event, oldest first, as one line of text formatted by SQLite.
+
+        The fast path of the CSV export (:func:`kiosk.export.write_store_csv`):
+        one Python string per event instead of an :class:`Event`. A line is
+        the export's sixteen cells joined by U+001F (unit separator), in the
+        order of ``kiosk.export.EXPORT_COLUMNS``:
+
+        * local time ``YYYY-MM-DD HH:MM:SS``: the UTC time (fraction dropped)
+          shifted by ``local_offset_min`` minutes, for events with
+          ``local_span[0] <= at_utc < local_span[1]`` (UTC text; by default
+          every event); empty outside that span or when ``local_offset_min``
+          is None;
+        * UTC time as stored (``YYYY-MM-DDTHH:MM:SS.ffffffZ``);
+        * text as stored (NULL as empty), ``override`` and ``clock_synced`` as
+          ``TRUE``/``FALSE``, ``seq`` as digits.
+
+        Lines come in tuples of up to ``batch``. ``unusable(lines)`` gives the
+        positions in such a list of the lines the caller cannot use as they
+        are (say, a cell that needs neutralising, or no local time); each is
+        replaced by its :class:`Event`, read in the same snapshot. Streams
+        like :meth:`iter_events`: a read-only connection of its own, one
+        snapshot for the whole export.
+        """
+        sql, params = where.sql()
+        local = "''"
+        span_params: tuple[str, ...] = ()
+        if local_offset_min is not None:
+            span_params = local_span
+            shift = f"'{int(local_offset_min):+d} minutes'"  # an int: safe in the SQL text
+            local = (
+                "CASE WHEN at_utc >= ? AND at_utc < ? "
+                f"THEN datetime(substr(at_utc, 1, 19), {shift}) ELSE '' END"
+            )
+        cells = (
+            *(local, "at_utc", "gate_id", "direction", "decision", "reason", "kind"),
+            *("display_name", "masked_id", "id_number"),
+            "CASE WHEN override THEN 'TRUE' ELSE 'FALSE' END",
+            "warning",
+            "CASE WHEN clock_synced THEN 'TRUE' ELSE 'FALSE' END",
+            *("boot_id", "seq", "id"),
+        )
+        # printf builds the line in one allocation (|| would copy it per cell); %s of NULL is "".
+        line = f"printf('{chr(0x1F).join(['%s'] * len(cells))}', {', '.join(cells)})"
+        query = f"SELECT {line}, rowid FROM events WHERE {sql} ORDER BY at_utc, boot_id, seq"
+        with _store_errors("export events"):
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        try:
+            _add_functions(conn)
+            with _store_errors("export events"):
+                conn.execute("BEGIN")  # one read snapshot for the whole export
+                cursor = conn.execute(query, (*span_params, *params))
+                while rows := cursor.fetchmany(batch):
+                    texts = [row[0] for row in rows]
+                    lines: list[str | Event] = list(texts)
+                    for i in unusable(texts):
+                        found = conn.execute(
+                            f"SELECT {_EVENT_COLUMNS} FROM events WHERE rowid = ?", (rows[i][1],)
+                        )
+                        lines[i] = _event_from_row(found.fetchone())
+                    yield tuple(lines)
+        finally:
+            conn.close()
 
 
 # --------------------------------------------------------------------------- helpers

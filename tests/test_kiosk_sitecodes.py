@@ -492,7 +492,7 @@ def test_demo_signed_samples_are_recorded_and_decided_as_the_demo_says(site):
     assert len(site.web.site_codes("staff-pass", now=now)) == 1
 
 
-def test_demo_makes_its_keys_once_and_a_cycle_of_ten_visitors(tmp_path):
+def test_demo_makes_its_keys_once_and_a_cycle_of_twelve_visitors(tmp_path):
     settings = demo_settings(tmp_path)
     now = FakeClock().now()
 
@@ -501,7 +501,7 @@ def test_demo_makes_its_keys_once_and_a_cycle_of_ten_visitors(tmp_path):
     again = demo_visitors(prepare_signed_visitors(settings, now=now))
 
     assert (settings.keys_dir / "keys.json").read_bytes() == manifest  # not made again
-    assert len(first) == len(again) == 10
+    assert len(first) == len(again) == 12
     assert first[0] == VISITOR_CCCD
     assert first[-1] == VISITOR_CCCD
     assert {v.expected for v in first} >= {
