@@ -64,6 +64,14 @@ MAX_TEXT_CHARS = 4296
 # Real payloads decompress to a few hundred bytes (an HC1 certificate to at
 # most a few kilobytes). Anything bigger is a zlib bomb.
 MAX_DECOMPRESSED_BYTES = 64 * 1024
+# Until its signature is checked, every CBOR item of a message is the
+# sender's choice, and some items cost far more than their byte: 64 KB of
+# one-byte tags or of nested arrays decodes into 30,000+ Python objects in
+# about 20 ms (x86; several times that on a Pi), from a QR code of 150
+# characters. A QR code holds at most 2,864 bytes of zlib, and real messages
+# are under a kilobyte (about 3 with a signer certificate in the unprotected
+# header), so :func:`parse_cose_sign1` refuses anything larger than this.
+MAX_COSE_BYTES = 8 * 1024
 # COSE_Sign1 -> CWT claims -> a private claim map -> a list -> a map is five
 # levels; HC1's hcert claim is about as deep. Leave room, refuse absurdity.
 MAX_CBOR_DEPTH = 16
@@ -249,13 +257,18 @@ def _first_words(exc: Exception) -> str:
 # --- COSE_Sign1 --------------------------------------------------------------
 
 
-def parse_cose_sign1(data: bytes) -> CoseSign1:
+def parse_cose_sign1(data: bytes, *, max_bytes: int = MAX_COSE_BYTES) -> CoseSign1:
     """Parse a COSE_Sign1 message: tagged (18), untagged, or a CWT tag 61
     wrapping tag 18, as HC1 issuers produce.
 
     Checks the structure only; the signature is checked by
-    :func:`verify_sign1`. Raises :class:`CoseError`.
+    :func:`verify_sign1`. A message longer than ``max_bytes`` is refused
+    (``REASON_ENCODING``) before any of it is decoded. Raises :class:`CoseError`.
     """
+    if len(data) > max_bytes:
+        raise CoseError(
+            REASON_ENCODING, f"a COSE_Sign1 of {len(data)} bytes, more than {max_bytes}"
+        )
     item = decode_cbor(data)
     if isinstance(item, cbor2.CBORTag) and item.tag == TAG_CWT:
         item = item.value

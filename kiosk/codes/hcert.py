@@ -64,6 +64,7 @@ from kiosk.codes.cose import (
     HEADER_ALG,
     HEADER_CRIT,
     HEADER_KID,
+    MAX_COSE_BYTES,
     MAX_DECOMPRESSED_BYTES,
     MAX_TEXT_CHARS,
     TAG_COSE_SIGN1,
@@ -207,6 +208,9 @@ def parse_cose(data: bytes) -> CoseSign1:
     try:
         return parse_cose_sign1(data)
     except CoseError as exc:
+        if len(data) > MAX_COSE_BYTES:
+            # Refused before any decoding, as the strict parser does.
+            raise HcertProblem(REASON_BAD_ENCODING, exc.detail) from None
         unprotected_alg = _unprotected_alg_message(data)
         if unprotected_alg is not None:
             return unprotected_alg
@@ -515,9 +519,13 @@ def rules_problem(
             )
         vaccinated = _date(entry["dt"])
         assert vaccinated is not None
-        ready = vaccinated + timedelta(days=rules.vaccination_min_days)
-        if today < ready:
-            return HcertProblem(REASON_VACCINATION_TOO_RECENT, f"counts from {ready.isoformat()}")
+        # Days since the dose, not dose + N days: a date near 9999-12-31
+        # must not overflow into an exception.
+        if (today - vaccinated).days < rules.vaccination_min_days:
+            return HcertProblem(
+                REASON_VACCINATION_TOO_RECENT,
+                f"{rules.vaccination_min_days} days have not passed since the last dose",
+            )
         return None
     if cert_type == TYPE_TEST:
         if entry["tr"] != vs.TEST_RESULT_NOT_DETECTED:
