@@ -24,8 +24,10 @@ typecheck: $(TEST_STAMP)
 unit: $(TEST_STAMP)
 	$(BIN)/pytest
 
+# Several minutes: decoders, per-frame cost, glass-to-light latency, store and a
+# 1,000,000-event export. Writes bench/report.md and bench/report.json.
 bench: $(TEST_STAMP)
-	$(BIN)/python bench/decode_real.py
+	$(BIN)/python -m bench.run
 
 # The installer, end to end in a fresh Debian chroot (root, ~1.5 minutes;
 # not part of `make test`).

@@ -46,6 +46,7 @@ def create_app(
         passes,
         presenting,
         security,
+        trust,
     )
 
     app = Flask(__name__)
@@ -87,6 +88,7 @@ def create_app(
         i18n,
         declare,
         passes,
+        trust,
     ):
         app.register_blueprint(module.bp)
     return app

@@ -17,7 +17,7 @@ import functools
 import hmac
 import ipaddress
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, render_template, request
@@ -26,6 +26,7 @@ from admin_web.auth import current_user
 from admin_web.context import gk
 from admin_web.dashboard import HEALTH_STALE_S
 from admin_web.presenting import mask_name
+from kiosk.codes.base import KIND_HCERT
 from kiosk.messages import Message, message_for
 from kiosk.store import Event, KioskHealth
 
@@ -111,11 +112,41 @@ def gate_fault(health: KioskHealth | None, now: datetime) -> bool:
     return bool(health.fault)
 
 
+def _day_month_year(iso_date: str | None) -> str:
+    """``YYYY-MM-DD`` as ``dd/mm/yyyy``, the way a Vietnamese ID card prints it."""
+    if not iso_date:
+        return ""
+    try:
+        return date.fromisoformat(iso_date).strftime("%d/%m/%Y")
+    except ValueError:
+        return iso_date
+
+
+def hcert_identity(event: Event) -> dict[str, str] | None:
+    """The full name, the Latin name and the date of birth of a verified HC1:
+    certificate's holder; None for every other kind.
+
+    A deliberate exception to the masked name: the signature proves the
+    certificate, not that the person holding the phone is its holder, so the
+    guard compares these with an ID card (the issue "EU Digital COVID
+    Certificates and Vietnam's vaccine passport"). The queue can read them
+    too; other kinds, a CCCD included, keep the masked name only.
+    """
+    if event.kind != KIND_HCERT:
+        return None
+    return {
+        "name": event.display_name or "",
+        "name_latin": event.name_latin or "",
+        "birth_date": _day_month_year(event.birth_date),
+    }
+
+
 def decision_json(event: Event, *, now: datetime) -> dict[str, Any]:
     """One decision as the queue at the gate may see it.
 
     The masked name only: the people queueing behind do not need the ID
-    number, masked or not, nor the kind of code.
+    number, masked or not, nor the kind of code. The exception is
+    ``identity``, for HC1: certificates only (see :func:`hcert_identity`).
     """
     message = message_for(event.reason)
     warning = message_for(event.warning) if event.warning else None
@@ -123,6 +154,7 @@ def decision_json(event: Event, *, now: datetime) -> dict[str, Any]:
         "decision": event.decision,
         "direction": event.direction,
         "masked_name": mask_name(event.display_name),
+        "identity": hcert_identity(event),
         "reason": event.reason,
         "message": {"vi": message.vi, "en": message.en},
         "warning": None if warning is None else {"vi": warning.vi, "en": warning.en},

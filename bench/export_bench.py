@@ -6,7 +6,9 @@ in its own process so that peak memory is that task's alone:
 
 (a) the ``sqlite3`` shell: ``sqlite3 -csv -header DB "SELECT ..." > file``,
     the floor for "rows out of SQLite into a CSV file";
-(b) our CSV (``kiosk.export.write_csv``);
+(b) our CSV through Events (``kiosk.export.write_csv`` over ``Store.iter_events``);
+(b') our CSV straight from the store (``kiosk.export.write_store_csv``), the
+     same bytes with the cells formatted by SQLite;
 (c) our XLSX (``kiosk.export.write_xlsx``);
 
 plus "read Events only", which iterates and builds the events of (b) and (c)
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kiosk.export import write_csv, write_xlsx
+from kiosk.export import write_csv, write_store_csv, write_xlsx
 from kiosk.store import Event, EventFilter, Store
 
 REPORT_PATH = Path(__file__).resolve().parent / "report-export.json"
@@ -176,6 +178,9 @@ def run_child(task: str, db: Path, out: Path, tmpdir: Path) -> None:
     elif task == "csv":
         with out.open("wb") as stream:
             rows = write_csv(iter_events(db), stream, tz=tz)
+    elif task == "fast-csv":
+        with Store.open(db, read_only=True) as store, out.open("wb") as stream:
+            rows = write_store_csv(store, EventFilter(), stream, tz=tz)
     else:
         rows = write_xlsx(iter_events(db), out, tz=tz, tmpdir=tmpdir)
     print(json.dumps({"rows": rows, "export_s": time.perf_counter() - start}))
@@ -228,7 +233,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="events in the database")
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=2021)
-    parser.add_argument("--child", choices=("read", "csv", "xlsx"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=("read", "csv", "fast-csv", "xlsx"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,19 +244,36 @@ def main() -> None:
         run_child(args.child, args.db, args.out, args.out.parent)
         return
 
-    with tempfile.TemporaryDirectory(prefix="export-bench-", dir=args.dir) as work_dir:
+    report = run_export_bench(args.rows, seed=args.seed, work_parent=args.dir)
+    REPORT_PATH.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(render(report))
+
+
+TASK_CSV = "our CSV (Events)"
+TASK_FAST_CSV = "our CSV (store fast path)"
+
+
+def run_export_bench(
+    rows: int, *, seed: int = 2021, work_parent: Path | None = None
+) -> dict[str, Any]:
+    """Populate a database with ``rows`` events and time every exporter on it, each alone.
+
+    Also checks that the fast CSV path wrote the same bytes as the Events path.
+    """
+    with tempfile.TemporaryDirectory(prefix="export-bench-", dir=work_parent) as work_dir:
         work = Path(work_dir)
         db = work / "events.db"
         start = time.perf_counter()
-        populate(db, args.rows, seed=args.seed)
+        populate(db, rows, seed=seed)
         populate_s = time.perf_counter() - start
-        print(f"database: {args.rows:,} events in {populate_s:.1f} s", file=sys.stderr)
+        print(f"database: {rows:,} events in {populate_s:.1f} s", file=sys.stderr)
 
         me = [sys.executable, str(Path(__file__).resolve())]
         tasks = (
             (SHELL_TASK, [SQLITE_SHELL, "-csv", "-header", str(db), QUERY], "shell.csv"),
             ("read Events only", [*me, "--child", "read", "--db", str(db)], "read.none"),
-            ("our CSV", [*me, "--child", "csv", "--db", str(db)], "ours.csv"),
+            (TASK_CSV, [*me, "--child", "csv", "--db", str(db)], "ours.csv"),
+            (TASK_FAST_CSV, [*me, "--child", "fast-csv", "--db", str(db)], "fast.csv"),
             ("our XLSX", [*me, "--child", "xlsx", "--db", str(db)], "ours.xlsx"),
         )
         results = []
@@ -259,12 +283,14 @@ def main() -> None:
                 argv = [*argv, "--out", str(out)]
             print(f"running {task} ...", file=sys.stderr)
             results.append(measure(task, argv, out))
-            out.unlink()
+            if name not in ("ours.csv", "fast.csv"):
+                out.unlink()
+        same_bytes = _same_file(work / "ours.csv", work / "fast.csv")
 
     by_task = {r.task: r for r in results}
-    shell, ours_csv = by_task[SHELL_TASK], by_task["our CSV"]
-    report = {
-        "rows": args.rows,
+    shell = by_task[SHELL_TASK]
+    return {
+        "rows": rows,
         "populate_s": populate_s,
         "machine": (
             f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
@@ -273,10 +299,20 @@ def main() -> None:
             [SQLITE_SHELL, "--version"], capture_output=True, text=True, check=True
         ).stdout.split()[0],
         "results": [asdict(r) for r in results],
-        "csv_time_ratio_ours_to_shell": ours_csv.wall_s / shell.wall_s,
+        "csv_time_ratio_ours_to_shell": by_task[TASK_CSV].wall_s / shell.wall_s,
+        "fast_csv_time_ratio_to_shell": by_task[TASK_FAST_CSV].wall_s / shell.wall_s,
+        "fast_csv_same_bytes_as_events_csv": same_bytes,
     }
-    REPORT_PATH.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(render(report))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            chunk_a, chunk_b = fa.read(1 << 20), fb.read(1 << 20)
+            if chunk_a != chunk_b:
+                return False
+            if not chunk_a:
+                return True
 
 
 def render(report: dict[str, Any]) -> str:
@@ -293,7 +329,12 @@ def render(report: dict[str, Any]) -> str:
             f"| {r['task']} | {r['wall_s']:.2f} | {export} | "
             f"{r['peak_rss_mb']:.0f} | {r['output_mb']:.0f} |"
         )
-    lines += ["", f"Our CSV time / shell CSV time: {report['csv_time_ratio_ours_to_shell']:.1f}x"]
+    lines += [
+        "",
+        f"Our CSV time / shell CSV time: {report['csv_time_ratio_ours_to_shell']:.1f}x "
+        f"(Events path), {report['fast_csv_time_ratio_to_shell']:.2f}x (store fast path; "
+        f"same bytes: {report['fast_csv_same_bytes_as_events_csv']})",
+    ]
     return "\n".join(lines)
 
 

@@ -102,9 +102,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "decoder",
         "backend",
-        "zxing",
-        "QR decoder: zxing (zxing-cpp) or zbar (libzbar).",
-        choices=("zxing", "zbar"),
+        "pipeline",
+        "QR decoder: pipeline (zxing-cpp plus cheap retries), zxing or zbar (libzbar).",
+        choices=("pipeline", "zxing", "zbar"),
     ),
     Setting(
         "scan",

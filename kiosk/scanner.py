@@ -38,7 +38,7 @@ from gate_controller.errors import GateControllerError
 from kiosk.camera import Frame, FrameSource
 from kiosk.clock import Clock
 from kiosk.codes import Registry
-from kiosk.codes.base import Credential, Identified
+from kiosk.codes.base import KIND_HCERT, Credential, Identified
 from kiosk.codes.sitecodes import DEFAULT_SKEW_S
 from kiosk.decoder import Code, Decoder
 from kiosk.errors import ConfigError, GateError, StoreError
@@ -300,6 +300,10 @@ class Scanner:
         self, identified: Identified, decision: Decision, hashed: str | None, at: datetime
     ) -> NewEvent:
         credential = identified if isinstance(identified, Credential) else None
+        # The holder's date of birth and Latin name are kept for a verified
+        # HC1: certificate only, so a guard can compare them with an ID card;
+        # other kinds (a CCCD carries a date of birth too) keep the minimum.
+        hcert = credential if credential is not None and credential.kind == KIND_HCERT else None
         return NewEvent(
             gate_id=self.settings.gate_id,
             at=at,
@@ -314,6 +318,8 @@ class Scanner:
             masked_id=credential.masked_id if credential else None,
             id_number=credential.id_number if credential and self.settings.store_full_id else None,
             warning=decision.warning,
+            birth_date=hcert.birth_date.isoformat() if hcert and hcert.birth_date else None,
+            name_latin=dict(hcert.attributes).get("transliterated_name") if hcert else None,
         )
 
     def _utc_offset_min(self, at: datetime) -> int:

@@ -56,7 +56,7 @@ DECISIONS = ("allow", "deny")
 _EVENT_COLUMNS = (
     "id, boot_id, seq, gate_id, at_utc, utc_offset_min, clock_synced, direction, decision, "
     "reason, kind, subject_hash, display_name, masked_id, id_number, override, warning, "
-    "actor, note"
+    "actor, note, birth_date, name_latin"
 )
 
 # Fixed width: every stored time has exactly this shape, so text order = time order.
@@ -99,6 +99,11 @@ class NewEvent:
     """The guard or manager who admitted someone by hand."""
     note: str | None = None
     """The reason a guard gave for a manual admission."""
+    birth_date: str | None = None
+    """The date of birth (ISO ``YYYY-MM-DD``) of a verified HC1: certificate's
+    holder, so a guard can compare it with an ID card; None for other kinds."""
+    name_latin: str | None = None
+    """The transliterated (ICAO, Latin) name of an HC1: certificate's holder."""
 
     def __post_init__(self) -> None:
         # Fail at construction, in the caller's code, rather than as a CHECK
@@ -141,6 +146,8 @@ class Event:
     warning: str | None = None
     actor: str | None = None
     note: str | None = None
+    birth_date: str | None = None
+    name_latin: str | None = None
 
     @classmethod
     def of(cls, new: NewEvent, *, id: str, boot_id: str, seq: int) -> Event:
@@ -582,6 +589,13 @@ def _m0005_trust(db: Database) -> None:
     db.table("trusted_certificates").create_index(["kid"], index_name="idx_trusted_kid")
 
 
+def _m0006_event_identity(db: Database) -> None:
+    """The HC1: holder's date of birth and transliterated name, for the guard
+    (other kinds leave them NULL)."""
+    db.execute("ALTER TABLE events ADD COLUMN birth_date TEXT")
+    db.execute("ALTER TABLE events ADD COLUMN name_latin TEXT")
+
+
 Migration = tuple[str, Callable[[Database], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -591,6 +605,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0003_site_codes", _m0003_site_codes),
     ("0004_site_code_text", _m0004_site_code_text),
     ("0005_trust", _m0005_trust),
+    ("0006_event_identity", _m0006_event_identity),
 )
 
 
@@ -716,8 +731,8 @@ class Store:
             INSERT INTO events (
                 id, gate_id, at_utc, utc_offset_min, boot_id, seq, clock_synced,
                 direction, decision, reason, kind, subject_hash, display_name,
-                masked_id, id_number, override, warning, actor, note
-            ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                masked_id, id_number, override, warning, actor, note, birth_date, name_latin
+            ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             (
                 event_id,
@@ -739,6 +754,8 @@ class Store:
                 event.warning,
                 event.actor,
                 event.note,
+                event.birth_date,
+                event.name_latin,
             ),
         )
         if event.decision == "allow" and event.subject_hash is not None:
@@ -1488,7 +1505,7 @@ class Store:
         self,
         where: EventFilter,
         *,
-        unusable: Callable[[list[str]], list[int]],
+        unusable: Callable[[list[str | None]], list[int]],
         local_offset_min: int | None,
         local_span: tuple[str, str] = ("0000", "9999"),
         batch: int = 2000,
@@ -1497,7 +1514,7 @@ class Store:
 
         The fast path of the CSV export (:func:`kiosk.export.write_store_csv`):
         one Python string per event instead of an :class:`Event`. A line is
-        the export's sixteen cells joined by U+001F (unit separator), in the
+        the export's eighteen cells joined by U+001F (unit separator), in the
         order of ``kiosk.export.EXPORT_COLUMNS``:
 
         * local time ``YYYY-MM-DD HH:MM:SS``: the UTC time (fraction dropped)
@@ -1508,6 +1525,9 @@ class Store:
         * UTC time as stored (``YYYY-MM-DDTHH:MM:SS.ffffffZ``);
         * text as stored (NULL as empty), ``override`` and ``clock_synced`` as
           ``TRUE``/``FALSE``, ``seq`` as digits.
+
+        A line is None where a free-text cell holds a NUL character, which
+        SQLite's printf() would cut short.
 
         Lines come in tuples of up to ``batch``. ``unusable(lines)`` gives the
         positions in such a list of the lines the caller cannot use as they
@@ -1533,10 +1553,19 @@ class Store:
             "warning",
             "CASE WHEN clock_synced THEN 'TRUE' ELSE 'FALSE' END",
             *("boot_id", "seq", "id"),
+            *("birth_date", "name_latin"),  # HC1: identity, NULL (empty) for other kinds
         )
+        free_text = (
+            *("gate_id", "reason", "kind", "display_name", "masked_id", "id_number"),
+            *("warning", "birth_date", "name_latin"),
+        )
+        has_nul = " OR ".join(f"instr({c}, char(0))" for c in free_text)
         # printf builds the line in one allocation (|| would copy it per cell); %s of NULL is "".
         line = f"printf('{chr(0x1F).join(['%s'] * len(cells))}', {', '.join(cells)})"
-        query = f"SELECT {line}, rowid FROM events WHERE {sql} ORDER BY at_utc, boot_id, seq"
+        query = (
+            f"SELECT CASE WHEN {has_nul} THEN NULL ELSE {line} END, rowid FROM events "
+            f"WHERE {sql} ORDER BY at_utc, boot_id, seq"
+        )
         with _store_errors("export events"):
             conn = sqlite3.connect(
                 f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
@@ -1700,6 +1729,8 @@ def _event_from_row(row: tuple[Any, ...]) -> Event:
         warning,
         actor,
         note,
+        birth_date,
+        name_latin,
     ) = row
     return Event(
         id=event_id,
@@ -1721,6 +1752,8 @@ def _event_from_row(row: tuple[Any, ...]) -> Event:
         warning=warning,
         actor=actor,
         note=note,
+        birth_date=birth_date,
+        name_latin=name_latin,
     )
 
 

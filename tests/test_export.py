@@ -22,14 +22,17 @@ from kiosk.export import (
     EXCEL_MAX_ROWS,
     EXPORT_COLUMNS,
     UTF8_BOM,
+    fixed_offset_span,
     header_row,
     iter_csv,
+    iter_store_csv,
     local_time_label,
     neutralise,
     write_csv,
+    write_store_csv,
     write_xlsx,
 )
-from kiosk.store import Event
+from kiosk.store import Event, EventFilter, Store
 
 SAIGON = ZoneInfo("Asia/Ho_Chi_Minh")
 LONDON = ZoneInfo("Europe/London")
@@ -153,7 +156,7 @@ def test_header_names_a_daylight_saving_zone_without_an_offset() -> None:
 
 def test_header_row_follows_the_export_columns() -> None:
     labels = header_row(SAIGON)
-    assert len(labels) == len(EXPORT_COLUMNS) == 16
+    assert len(labels) == len(EXPORT_COLUMNS) == 18
     assert labels[0] == "Local time (Asia/Ho_Chi_Minh, UTC+07:00)"
     assert labels[1:] == [column.label for column in EXPORT_COLUMNS[1:]]
 
@@ -198,6 +201,8 @@ def test_csv_row_has_local_and_utc_times_and_every_field() -> None:
         "5f0c6e7a9b8d4c3e2f1a0b9c8d7e6f5a",
         "1",
         f"{1:032x}",
+        "",
+        "",
     ]
 
 
@@ -290,7 +295,7 @@ def test_xlsx_has_a_bold_frozen_header_naming_the_zone(tmp_path: Path) -> None:
     assert header == header_row(SAIGON)
     assert all(cell.font.b for cell in sheet[1])
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:P2"
+    assert sheet.auto_filter.ref == "A1:R2"
     assert sheet.column_dimensions["H"].width > 20
 
 
@@ -322,6 +327,7 @@ def test_xlsx_row_has_typed_cells(tmp_path: Path) -> None:
     assert cells[14].value == 1
     assert cells[14].data_type == "n"
     assert cells[15].value == f"{1:032x}"
+    assert [cell.value for cell in cells[16:18]] == [None, None]
 
 
 def test_xlsx_leaves_missing_values_blank(tmp_path: Path) -> None:
@@ -395,3 +401,149 @@ def test_xlsx_leaves_no_file_when_the_events_fail_half_way(tmp_path: Path) -> No
     with pytest.raises(OSError, match="disk gone"):
         write_xlsx(failing(), path, tz=SAIGON)
     assert not path.exists()
+
+
+# --------------------------------------------------------------------------- HC1: identity
+
+
+def hcert_event(seq: int, **changes: object) -> Event:
+    """An event of a verified HC1: certificate, with the holder's identity."""
+    values: dict[str, object] = {
+        "kind": "hcert",
+        "masked_id": None,
+        "id_number": None,
+        "display_name": "Nguyễn Thị Mai",
+        "birth_date": "1990-04-12",
+        "name_latin": "NGUYEN THI MAI",
+    }
+    values.update(changes)
+    return make_event(seq, **values)
+
+
+def test_hcert_identity_is_in_the_last_two_columns(tmp_path: Path) -> None:
+    assert [c.label for c in EXPORT_COLUMNS[-2:]] == ["Date of birth", "Name (Latin)"]
+    events = [hcert_event(1), make_event(2)]
+    rows = read_csv(export_csv(events))
+    assert rows[1][-2:] == ["1990-04-12", "NGUYEN THI MAI"]
+    assert rows[2][-2:] == ["", ""]
+    sheet = export_xlsx(tmp_path, events).active
+    assert [cell.value for cell in sheet[2][16:18]] == ["1990-04-12", "NGUYEN THI MAI"]
+    assert [cell.value for cell in sheet[3][16:18]] == [None, None]
+
+
+def test_hcert_identity_cells_are_neutralised() -> None:
+    rows = read_csv(export_csv([hcert_event(1, name_latin="=HYPERLINK(1)")]))
+    assert rows[1][-1] == "'=HYPERLINK(1)"
+
+
+# --------------------------------------------------------------------------- CSV from the store
+
+
+def store_with(tmp_path: Path, events: list[Event]) -> Store:
+    store = Store.open(tmp_path / "gate.db", boot_id="5f0c6e7a9b8d4c3e2f1a0b9c8d7e6f5a")
+    for event in events:
+        store.record(event.as_new())
+    return store
+
+
+def both_exports(
+    store: Store, tz: ZoneInfo, where: EventFilter | None = None
+) -> tuple[bytes, bytes]:
+    where = where or EventFilter()
+    events_path, fast_path = io.BytesIO(), io.BytesIO()
+    rows = write_csv(store.iter_events(where), events_path, tz=tz)
+    assert write_store_csv(store, where, fast_path, tz=tz) == rows
+    return events_path.getvalue(), fast_path.getvalue()
+
+
+def awkward_events() -> list[Event]:
+    """Hostile names; every first character in and around the ranges the fast
+    path lets through unneutralised (U+00C0-U+024F, U+1E00-U+1EFF) before a
+    formula; quotes and commas in every free-text column; times outside
+    2000-2049; a DST change; NUL and unit separator characters."""
+    around_the_letters_let_through = (*range(0x300), *range(0x1DF0, 0x1F10), *range(0x2000, 0x2070))
+    firsts = [*map(chr, around_the_letters_let_through), "\u3000", "\ufeff", "＝", "\U0001f600"]
+    events = hostile_events()
+    events += [
+        make_event(100 + i, display_name=f"{first}=1+1", masked_id=f"{first}x")
+        for i, first in enumerate(firsts)
+    ]
+    events += [
+        make_event(5000, gate_id="gate,1", reason='re"ason', kind="-kind", warning="a\r\nb"),
+        make_event(5001, masked_id="", id_number="", display_name=None, warning=""),
+        make_event(5002, at=datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)),
+        make_event(5003, at=datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        make_event(5004, at=datetime(2050, 1, 1, tzinfo=UTC)),
+        make_event(5005, at=datetime(2026, 3, 29, 0, 59, 59, 999999, tzinfo=UTC)),
+        make_event(5006, at=datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),
+        make_event(5007, display_name="name\x1fwith\x1funit separators", override=True),
+        make_event(5008, kind="hcert", name_latin="=HYPERLINK(1)", birth_date="1990-01-31"),
+        make_event(5009, kind="hcert", name_latin="NGUYEN<<AN", birth_date="1990-01-31"),
+        make_event(5010, display_name="nul\x00inside", warning="w\x00"),
+    ]
+    return events
+
+
+@pytest.mark.parametrize("tz", [SAIGON, LONDON, ZoneInfo("UTC"), ZoneInfo("Asia/Kolkata")])
+def test_store_csv_is_byte_identical_to_the_events_csv(tmp_path: Path, tz: ZoneInfo) -> None:
+    with store_with(tmp_path, awkward_events()) as store:
+        events_csv, fast_csv = both_exports(store, tz)
+    assert fast_csv == events_csv
+    assert len(read_csv(fast_csv)) == 1 + len(awkward_events())
+
+
+def test_store_csv_follows_the_filter_like_the_events_csv(tmp_path: Path) -> None:
+    events = [make_event(i, display_name=f"Nguyễn {i}", direction="in") for i in range(1, 200)]
+    with store_with(tmp_path, events) as store:
+        where = EventFilter(
+            start=AT + timedelta(minutes=20), end=AT + timedelta(minutes=90), text="nguyen 5"
+        )
+        events_csv, fast_csv = both_exports(store, SAIGON, where)
+        empty = both_exports(store, SAIGON, EventFilter(kind="nothing"))
+    assert fast_csv == events_csv
+    # seq 21..90 are in the window; "Nguyễn 50" to "Nguyễn 59" match the text
+    assert len(read_csv(fast_csv)) == 1 + 10
+    assert empty[1] == empty[0] == events_csv[: events_csv.index(b"\r\n") + 2]
+
+
+def test_iter_store_csv_chunks_join_to_the_written_bytes(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(1, 3001)]
+    with store_with(tmp_path, events) as store:
+        chunks = list(iter_store_csv(store, EventFilter(), tz=SAIGON))
+        events_csv, fast_csv = both_exports(store, SAIGON)
+    assert len(chunks) > 3
+    assert b"".join(chunks) == fast_csv == events_csv
+    assert not any(chunk.startswith(UTF8_BOM) for chunk in chunks[1:])
+
+
+def test_fixed_offset_span_only_for_zones_without_offset_changes() -> None:
+    assert fixed_offset_span(SAIGON) == (
+        420,
+        ("2000-01-01T00:00:00.000000Z", "2050-01-01T00:00:00.000000Z"),
+    )
+    assert fixed_offset_span(LONDON) is None
+    assert fixed_offset_span(ZoneInfo("Asia/Kolkata")) is not None
+
+
+def test_store_csv_writes_the_identity_columns_as_the_events_path_does(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "gate.db", boot_id="boot-1") as store:
+        for event in (
+            hcert_event(1),
+            make_event(2),
+            hcert_event(3, name_latin="=CMD"),
+            hcert_event(4, birth_date=None, name_latin=None),
+            make_event(5),
+        ):
+            store.record(event.as_new())
+        fast, slow = io.BytesIO(), io.BytesIO()
+        assert write_store_csv(store, EventFilter(), fast, tz=SAIGON) == 5
+        write_csv(store.iter_events(EventFilter()), slow, tz=SAIGON)
+    assert fast.getvalue() == slow.getvalue()
+    rows = read_csv(fast.getvalue())
+    assert [row[-2:] for row in rows[1:]] == [
+        ["1990-04-12", "NGUYEN THI MAI"],
+        ["", ""],
+        ["1990-04-12", "'=CMD"],
+        ["", ""],
+        ["", ""],
+    ]

@@ -20,7 +20,10 @@ from gate_controller.pins import PinConfig
 from kiosk.camera import Frame, SourceState, SyntheticSource
 from kiosk.clock import FakeClock
 from kiosk.codes import Registry, default_formats
+from kiosk.codes.hcert import HcertFormat, HcertRules
+from kiosk.compose import trust_list_for
 from kiosk.decoder import Code, ZxingDecoder
+from kiosk.demo_codes import demo_vaccine_passport
 from kiosk.policy import PolicyRules
 from kiosk.privacy import subject_hash
 from kiosk.samples import VISITOR_CCCD, VISITOR_DENYLISTED, VISITOR_UNRECOGNISED
@@ -84,6 +87,7 @@ def make_gate(store: Store) -> Iterator[Callable[..., Gate]]:
         rules: PolicyRules | None = None,
         settings: ScanSettings = SETTINGS,
         gate_store: Store | None = None,
+        registry: Registry | None = None,
     ) -> Gate:
         clock = FakeClock()
         factory = MockFactory()
@@ -93,7 +97,7 @@ def make_gate(store: Store) -> Iterator[Callable[..., Gate]]:
         scanner = Scanner(
             source=source,
             decoder=ZxingDecoder(),
-            registry=Registry(default_formats()),
+            registry=registry or Registry(default_formats()),
             store=gate_store or store,
             signals=signals,
             clock=clock,
@@ -240,6 +244,22 @@ def test_full_id_number_is_stored_only_when_the_site_turns_it_on(make_gate):
     gate.run_to_end()
     [event] = all_events(gate.store)
     assert event.id_number == "079201000123"
+
+
+def test_hcert_records_the_holders_birth_date_and_latin_name_a_cccd_does_not(make_gate, store):
+    clock = FakeClock()  # the gate's clock starts at the same instant
+    passport = demo_vaccine_passport(store, now=clock.now())
+    registry = Registry(
+        [HcertFormat(trust_list_for(store), HcertRules(), skew_s=300), *default_formats()]
+    )
+    gate = make_gate(visit(passport, VISITOR_CCCD.payload), registry=registry)
+    gate.run_to_end()
+    hcert_event, cccd_event = all_events(gate.store)
+    assert (hcert_event.kind, hcert_event.decision) == ("hcert", "allow")
+    assert hcert_event.display_name == "Nguyễn Thị Mai"
+    assert (hcert_event.birth_date, hcert_event.name_latin) == ("1990-04-12", "NGUYEN THI MAI")
+    assert cccd_event.kind == "cccd"
+    assert (cccd_event.birth_date, cccd_event.name_latin) == (None, None)
 
 
 def test_health_is_recorded_for_the_dashboard(make_gate):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiosk.errors import StoreError
-from kiosk.store import MIGRATIONS, Event, KioskHealth, NewEvent, SiteCode, Store
+from kiosk.store import MIGRATIONS, Event, EventFilter, KioskHealth, NewEvent, SiteCode, Store
 
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)  # 08:00 in Hanoi
 BOOT_A = "boot-a"
@@ -533,3 +533,45 @@ def test_issued_codes_are_kept_revoked_once_and_purged_after_expiry(db_path: Pat
         assert [c.id for c in store.site_codes("declaration", now=now)] == ["d2"]
         assert store.purge_site_codes_before(now) == 1
         assert store.site_code("d1") is None
+
+
+# --------------------------------------------------------------------------- HC1: identity
+
+
+def test_hcert_identity_is_stored_and_read_back_everywhere(store: Store, db_path: Path) -> None:
+    hcert = scan(kind="hcert", birth_date="1990-04-12", name_latin="NGUYEN THI MAI")
+    recorded = store.record(hcert)
+    plain = store.record(scan(at=T0 + timedelta(seconds=1), subject_hash=BOB))
+    assert (recorded.birth_date, recorded.name_latin) == ("1990-04-12", "NGUYEN THI MAI")
+    assert store.event_by_id(recorded.id) == recorded
+    assert store.recent_events(2) == [plain, recorded]
+    assert [e.birth_date for e in store.iter_events(EventFilter())] == ["1990-04-12", None]
+    assert recorded.as_new() == hcert
+    with other_connection(db_path) as conn:
+        rows = conn.execute("SELECT birth_date, name_latin FROM events ORDER BY seq").fetchall()
+    assert rows == [("1990-04-12", "NGUYEN THI MAI"), (None, None)]
+
+
+def test_identity_migration_keeps_an_existing_log(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kiosk.store as store_module
+
+    before = tuple(m for m in MIGRATIONS if m[0] != "0006_event_identity")
+    monkeypatch.setattr(store_module, "MIGRATIONS", before)
+    Store.open(db_path, boot_id=BOOT_A).close()
+    monkeypatch.undo()
+    with other_connection(db_path) as conn:
+        assert "birth_date" not in {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        conn.execute(
+            "INSERT INTO events (id, gate_id, at_utc, utc_offset_min, boot_id, seq, clock_synced, "
+            "direction, decision, reason, kind) VALUES ('old', 'gate-1', "
+            "'2026-01-05T00:00:00.000000Z', 420, 'boot-a', 1, 1, 'in', 'allow', 'ok', 'cccd')"
+        )
+    with Store.open(db_path, boot_id=BOOT_A) as migrated:
+        assert migrated.applied_migrations() == [name for name, _ in MIGRATIONS]
+        old = migrated.event_by_id("old")
+        assert old is not None
+        assert (old.birth_date, old.name_latin) == (None, None)
+        event = migrated.record(scan(kind="hcert", birth_date="1990-04-12", name_latin="A B"))
+        assert (event.seq, migrated.recent_events(1)) == (2, [event])

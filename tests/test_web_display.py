@@ -345,3 +345,40 @@ def test_page_stays_vietnamese_first_in_english_admin_language(client: FlaskClie
     text = client.get("/display").get_data(as_text=True)
     assert text.index("Đưa mã QR vào camera") < text.index("Hold your QR code to the camera")
     assert "Đang ở trong" in text
+
+
+# --------------------------------------------------------------- HC1: identity for the guard
+
+
+def test_hcert_decision_shows_the_full_name_latin_name_and_birth_date(
+    client: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    record(
+        web_store,
+        clock,
+        kind="hcert",
+        display_name="Nguyễn Thị Mai",
+        masked_id=None,
+        birth_date="1990-04-12",
+        name_latin="NGUYEN THI MAI",
+    )
+    event = state(client)["event"]
+    assert event["identity"] == {
+        "name": "Nguyễn Thị Mai",
+        "name_latin": "NGUYEN THI MAI",
+        "birth_date": "12/04/1990",
+    }
+    assert event["masked_name"] == "N. T. Mai"
+
+
+def test_cccd_decision_keeps_the_masked_name_only(
+    client: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    record(web_store, clock, kind="cccd", birth_date="1990-03-15", name_latin="NGUYEN VAN AN")
+    event = state(client)["event"]
+    assert event["identity"] is None
+    assert event["masked_name"] == "N. V. An"
+    body = client.get("/display/state").get_data(as_text=True)
+    assert "Nguyễn Văn An" not in body
+    assert "1990" not in body
+    assert "NGUYEN" not in body

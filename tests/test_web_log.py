@@ -22,6 +22,7 @@ from admin_web.exports import export_to_file
 from admin_web.forms import parse_local
 from kiosk.clock import FakeClock
 from kiosk.errors import StoreError
+from kiosk.export import EXPORT_COLUMNS
 from kiosk.messages import message_for
 from kiosk.store import Event, EventFilter, Store
 from tests.web import csrf_token, record
@@ -29,6 +30,8 @@ from tests.web import csrf_token, record
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 """2026-01-05 00:00 UTC, which is 07:00 in Ho Chi Minh City."""
+
+EVENT_ID = [c.key for c in EXPORT_COLUMNS].index("event_id")
 
 
 def page(response: TestResponse) -> str:
@@ -515,7 +518,7 @@ def test_csv_export_holds_the_filtered_rows(
     header, *rows = parse_csv(response.get_data())
     assert header[0] == "Local time (Asia/Ho_Chi_Minh, UTC+07:00)"
     expected = ids_of(mixed_log, direction="in", decision="allow")
-    assert {row[-1] for row in rows} == expected
+    assert {row[EVENT_ID] for row in rows} == expected
     assert all(row[3] == "in" and row[4] == "allow" for row in rows)
     names = [row[7] for row in rows]
     assert '\'=HYPERLINK("http://evil","x")' in names
@@ -578,7 +581,7 @@ def test_xlsx_export_holds_the_filtered_rows(
     workbook.close()
     header, *data = rows
     assert header[0] == "Local time (Asia/Ho_Chi_Minh, UTC+07:00)"
-    assert {row[-1] for row in data} == ids_of(mixed_log, decision="deny")
+    assert {row[EVENT_ID] for row in data} == ids_of(mixed_log, decision="deny")
     assert all(row[4] == "deny" for row in data)
     audit = mixed_log.audit_entries(limit=1)[0]
     assert (audit.action, audit.row_count) == ("export", 2)
@@ -695,3 +698,28 @@ def test_export_to_file_refuses_an_unknown_format(filled_store: Store, tmp_path:
             at=DAY,
         )
     assert list(tmp_path.glob("*x.pdf*")) == []
+
+
+def test_event_detail_shows_the_hcert_holders_birth_date_and_latin_name(
+    manager: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    record(
+        web_store,
+        clock,
+        kind="hcert",
+        display_name="Nguyễn Thị Mai",
+        masked_id=None,
+        birth_date="1990-04-12",
+        name_latin="NGUYEN<script>",
+    )
+    record(web_store, clock, subject_hash="b" * 32)
+    cccd, hcert = sorted(web_store.find_events(EventFilter(), limit=2), key=lambda e: e.kind)
+    html = page(manager.get(f"/log/{hcert.id}"))
+    assert "Date of birth" in html
+    assert "1990-04-12" in html
+    assert "Name (Latin)" in html
+    assert "NGUYEN&lt;script&gt;" in html
+    assert "<script>" not in html
+    other = page(manager.get(f"/log/{cccd.id}"))
+    assert 'id="birth-date"' not in other
+    assert 'id="name-latin"' not in other

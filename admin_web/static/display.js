@@ -38,14 +38,40 @@
     body.dataset.state = fault ? "fault" : "idle";
   }
 
+  // The line under the name for an HC1: certificate's Latin name and date of
+  // birth, made once (the page's markup stays that of every other kind).
+  function identityLine() {
+    var line = byId("identity");
+    if (!line) {
+      line = document.createElement("p");
+      line.id = "identity";
+      line.className = "name identity";
+      line.hidden = true;
+      byId("name").insertAdjacentElement("afterend", line);
+    }
+    return line;
+  }
+
   function show(e) {
     var warned = e.decision === "allow" && e.warning;
     body.dataset.state = e.decision !== "allow" ? "deny" : (warned ? "warn" : "allow");
     body.dataset.direction = e.direction === "out" ? "out" : "in";
     setText("message-vi", e.message.vi);
     setText("message-en", e.message.en);
-    setText("name", e.masked_name);
-    byId("name").hidden = !e.masked_name;
+    // A deliberate exception to the masked name: for an HC1: certificate the
+    // server sends the holder's full name, Latin name and date of birth
+    // (dd/mm/yyyy), so the guard can compare them with an ID card. Every
+    // other kind has no identity and keeps the masked name.
+    var identity = e.identity || null;
+    var name = identity ? identity.name : e.masked_name;
+    setText("name", name);
+    byId("name").hidden = !name;
+    var details = identity
+      ? [identity.name_latin, identity.birth_date].filter(Boolean).join(" · ")
+      : "";
+    var line = identityLine();
+    line.textContent = details;
+    line.hidden = !details;
     byId("warning").hidden = !warned;
     setText("warning-vi", warned ? e.warning.vi : "");
     setText("warning-en", warned ? e.warning.en : "");
