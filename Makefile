@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench bootstrap clean test-install
+.PHONY: demo test lint typecheck unit bench fuzz bootstrap clean test-install
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -28,6 +28,12 @@ unit: $(TEST_STAMP)
 # 1,000,000-event export. Writes bench/report.md and bench/report.json.
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.run
+
+# Coverage-guided fuzzing of every payload parser and verifier (atheris),
+# 200,000 runs per target; writes bench/report-fuzz.md.
+fuzz: $(TEST_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	$(BIN)/python bench/fuzz_codes.py --runs-per-target 200000
 
 # The installer, end to end in a fresh Debian chroot (root, ~1.5 minutes;
 # not part of `make test`).

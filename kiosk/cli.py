@@ -828,8 +828,8 @@ def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None
 @cli.command()
 @click.option(
     "--backend",
-    type=click.Choice(["zxing", "zbar"]),
-    default="zxing",
+    type=click.Choice(["pipeline", "zxing", "zbar"]),
+    default="pipeline",
     show_default=True,
     help="QR decoder to use.",
 )
