@@ -354,6 +354,35 @@ def test_gate_screen_follows_the_kiosk(page: Page, gate: Gate, watch: PageWatch)
     watch.assert_clean()
 
 
+def test_gate_screen_shows_a_vaccine_passport_holders_identity(
+    page: Page, gate: Gate, watch: PageWatch
+) -> None:
+    page.goto(gate.url + "display")
+    body = page.locator("body")
+    expect(body).to_have_attribute("data-state", "idle", timeout=UI_TIMEOUT_MS)
+
+    # HC1: the guard compares the full name, Latin name and birth date with an ID card.
+    gate.record(
+        "Nguyễn Thị Mai",
+        kind="hcert",
+        masked_id=None,
+        birth_date="1990-04-12",
+        name_latin="NGUYEN THI MAI",
+    )
+    expect(body).to_have_attribute("data-state", "allow", timeout=SCREEN_TIMEOUT_MS)
+    expect(page.locator("#name")).to_have_text("Nguyễn Thị Mai", timeout=SCREEN_TIMEOUT_MS)
+    expect(page.locator("#identity")).to_have_text("NGUYEN THI MAI · 12/04/1990")
+    expect(page.locator("#identity")).to_be_visible()
+
+    # Any other kind: the masked name only, and no identity line.
+    gate.record("Lê Văn Cường")
+    expect(page.locator("#name")).to_have_text("L. V. Cường", timeout=SCREEN_TIMEOUT_MS)
+    expect(page.locator("#identity")).to_be_hidden()
+
+    watch.collect_csp_events(page)
+    watch.assert_clean()
+
+
 def test_content_security_policy_holds(page: Page, gate: Gate, watch: PageWatch) -> None:
     seed_day(gate)
     logged_in(page, gate)
