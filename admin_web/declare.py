@@ -400,22 +400,31 @@ def index() -> Any:
     )
 
 
-@bp.post("/declarations/<code_id>/revoke")
-@login_required("manager")
-def revoke(code_id: str) -> Response:
+def revoke_issued(code_id: str, kind: str) -> tuple[SiteCode, bool]:
+    """Revoke a declaration or pass of ``kind`` for the logged-in manager,
+    audited; (the code, whether it was revoked now). 404 if there is none."""
     code = gk().store.site_code(code_id)
-    if code is None or code.kind != KIND_DECLARATION:
+    if code is None or code.kind != kind:
         abort(404)
     user = _user()
     now = gk().clock.now()
-    if gk().store.revoke_site_code(code.id, by=user.name, at=now):
+    revoked = gk().store.revoke_site_code(code.id, by=user.name, at=now)
+    if revoked:
         gk().store.audit(
             actor=user.name,
             action="revoke",
             detail={"code": code.id, "kind": code.kind, "name": code.name},
             at=now,
         )
-        log.info("%s revoked declaration %s", user.name, code.id)
+        log.info("%s revoked %s %s", user.name, code.kind, code.id)
+    return code, revoked
+
+
+@bp.post("/declarations/<code_id>/revoke")
+@login_required("manager")
+def revoke(code_id: str) -> Response:
+    code, revoked = revoke_issued(code_id, KIND_DECLARATION)
+    if revoked:
         flash(
             _("The declaration of %(name)s is revoked: the gate refuses it.", name=code.name),
             "success",

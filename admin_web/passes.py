@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.wrappers.response import Response
 
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
-from admin_web.declare import qr_data_url, site_name
+from admin_web.declare import qr_data_url, revoke_issued, site_name
 from admin_web.presenting import local
 from kiosk.codes.base import KIND_STAFF_PASS
 from kiosk.codes.sitecodes import MAX_ORGANISATION_CHARS
@@ -227,19 +227,8 @@ def issue() -> Any:
 @bp.post("/passes/<code_id>/revoke")
 @login_required("manager")
 def revoke(code_id: str) -> Response:
-    code = gk().store.site_code(code_id)
-    if code is None or code.kind != KIND_STAFF_PASS:
-        abort(404)
-    user = _user()
-    now = gk().clock.now()
-    if gk().store.revoke_site_code(code.id, by=user.name, at=now):
-        gk().store.audit(
-            actor=user.name,
-            action="revoke",
-            detail={"code": code.id, "kind": code.kind, "name": code.name},
-            at=now,
-        )
-        log.info("%s revoked staff pass %s", user.name, code.id)
+    code, revoked = revoke_issued(code_id, KIND_STAFF_PASS)
+    if revoked:
         flash(_("The pass of %(name)s is revoked: the gate refuses it.", name=code.name), "success")
     else:
         flash(_("That pass was already revoked."), "info")
