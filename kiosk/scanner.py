@@ -391,7 +391,17 @@ class Scanner:
             self._on_outcome(outcome)
         return outcome
 
-    def _new_override_event(self, at: datetime) -> NewEvent:
+    def _new_override_event(
+        self,
+        at: datetime,
+        *,
+        reason: str = "override",
+        kind: str = KIND_OVERRIDE,
+        display_name: str | None = None,
+        actor: str | None = None,
+        note: str | None = None,
+    ) -> NewEvent:
+        """An entry admitted by hand, with no code read (the button, or the web)."""
         return NewEvent(
             gate_id=self.settings.gate_id,
             at=at,
@@ -399,12 +409,14 @@ class Scanner:
             clock_synced=self.clock.synchronised(),
             direction="in",
             decision="allow",
-            reason="override",
-            kind=KIND_OVERRIDE,
+            reason=reason,
+            kind=kind,
             subject_hash=None,
-            display_name=None,
+            display_name=display_name,
             masked_id=None,
             override=True,
+            actor=actor,
+            note=note,
         )
 
     # -- the site's business, through the database -------------------------
@@ -553,19 +565,11 @@ class Scanner:
         return outcome
 
     def _new_admit_event(self, request: AdmitRequest, at: datetime) -> NewEvent:
-        return NewEvent(
-            gate_id=self.settings.gate_id,
-            at=at,
-            utc_offset_min=self._utc_offset_min(at),
-            clock_synced=self.clock.synchronised(),
-            direction="in",
-            decision="allow",
+        return self._new_override_event(
+            at,
             reason="manual-admit",
             kind=KIND_MANUAL,
-            subject_hash=None,
             display_name=request.display_name or None,
-            masked_id=None,
-            override=True,
             actor=request.actor,
             note=request.reason,
         )
