@@ -73,6 +73,7 @@ def current_user() -> User | None:
             candidate is not None
             and not candidate.disabled
             and session.get("pwv") == candidate.password_changed_at.isoformat()
+            and session.get("sev") == candidate.session_epoch
         ):
             user = candidate
     if user is None and "uid" in session:
@@ -136,6 +137,7 @@ def login() -> Any:
     session.clear()
     session["uid"] = user.id
     session["pwv"] = user.password_changed_at.isoformat()
+    session["sev"] = user.session_epoch
     if lang:
         session["lang"] = lang
     session.permanent = True
@@ -145,6 +147,11 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Response:
+    user = current_user()
+    if user is not None:
+        # The cookie lives in the browser: clearing it is not enough if a copy
+        # was taken. A new epoch makes every earlier copy worthless.
+        gk().store.end_sessions(user.id)
     lang = session.get("lang")
     session.clear()
     if lang:

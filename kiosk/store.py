@@ -307,6 +307,9 @@ class User:
     disabled: bool
     created_at: datetime
     password_changed_at: datetime
+    session_epoch: int = 0
+    """Sessions carry the epoch they began in; logging out bumps it, so a
+    cookie copied before the logout no longer works."""
 
 
 @dataclass(frozen=True)
@@ -596,6 +599,11 @@ def _m0006_event_identity(db: Database) -> None:
     db.execute("ALTER TABLE events ADD COLUMN name_latin TEXT")
 
 
+def _m0007_session_epoch(db: Database) -> None:
+    """Logging out ends every copy of the user's session cookie."""
+    db.execute("ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0")
+
+
 Migration = tuple[str, Callable[[Database], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -606,6 +614,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0004_site_code_text", _m0004_site_code_text),
     ("0005_trust", _m0005_trust),
     ("0006_event_identity", _m0006_event_identity),
+    ("0007_session_epoch", _m0007_session_epoch),
 )
 
 
@@ -1200,6 +1209,13 @@ class Store:
         with self._write("update the user") as conn:
             conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
 
+    def end_sessions(self, user_id: int) -> None:
+        """Invalidate every session of this user (logout, everywhere)."""
+        with self._write("end the user's sessions") as conn:
+            conn.execute(
+                "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = ?", (user_id,)
+            )
+
     def set_password(self, user_id: int, password_hash: str, *, at: datetime) -> None:
         with self._write("change the password") as conn:
             conn.execute(
@@ -1757,7 +1773,10 @@ def _event_from_row(row: tuple[Any, ...]) -> Event:
     )
 
 
-_USER_COLUMNS = "id, name, role, password_hash, disabled, created_at_utc, password_changed_at_utc"
+_USER_COLUMNS = (
+    "id, name, role, password_hash, disabled, created_at_utc, password_changed_at_utc, "
+    "session_epoch"
+)
 
 
 def _user_from_row(row: tuple[Any, ...]) -> User:
@@ -1769,6 +1788,7 @@ def _user_from_row(row: tuple[Any, ...]) -> User:
         disabled=bool(row[4]),
         created_at=_from_text(row[5]),
         password_changed_at=_from_text(row[6]),
+        session_epoch=int(row[7]),
     )
 
 

@@ -557,7 +557,8 @@ def test_identity_migration_keeps_an_existing_log(
 ) -> None:
     import kiosk.store as store_module
 
-    before = tuple(m for m in MIGRATIONS if m[0] != "0006_event_identity")
+    names = [name for name, _ in MIGRATIONS]
+    before = MIGRATIONS[: names.index("0006_event_identity")]
     monkeypatch.setattr(store_module, "MIGRATIONS", before)
     Store.open(db_path, boot_id=BOOT_A).close()
     monkeypatch.undo()
