@@ -218,26 +218,43 @@ def _csv_row(event: Event, tz: ZoneInfo) -> list[str]:
     ]
 
 
+class _CsvChunks:
+    """A CSV writer over a text buffer that hands out encoded chunks of about
+    CSV_CHUNK_CHARS; the first chunk starts with the BOM and the header row."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        self.writer.writerow([neutralise(label) for label in header_row(tz)])
+        self._prefix = UTF8_BOM
+
+    def _take(self) -> bytes:
+        # errors="replace": a lone surrogate (impossible from SQLite, possible from a
+        # hand-made Event) costs one character, not the whole export.
+        chunk = self._prefix + self.buffer.getvalue().encode("utf-8", "replace")
+        self._prefix = b""
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        return chunk
+
+    def full_chunk(self) -> bytes | None:
+        return self._take() if self.buffer.tell() >= CSV_CHUNK_CHARS else None
+
+    def last_chunk(self) -> bytes | None:
+        return self._take() if self.buffer.tell() or self._prefix else None
+
+
 def _csv_chunks(events: Iterable[Event], tz: ZoneInfo) -> Generator[bytes, None, int]:
     """Encoded CSV chunks (the first starts with the BOM); returns the number of rows."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    writer.writerow([neutralise(label) for label in header_row(tz)])
-    prefix = UTF8_BOM
+    out = _CsvChunks(tz)
     rows = 0
     for event in events:
-        writer.writerow(_csv_row(event, tz))
+        out.writer.writerow(_csv_row(event, tz))
         rows += 1
-        if buffer.tell() >= CSV_CHUNK_CHARS:
-            # errors="replace": a lone surrogate (impossible from SQLite, possible from a
-            # hand-made Event) costs one character, not the whole export.
-            yield prefix + buffer.getvalue().encode("utf-8", "replace")
-            prefix = b""
-            buffer.seek(0)
-            buffer.truncate()
-    tail = buffer.getvalue()
-    if tail or prefix:
-        yield prefix + tail.encode("utf-8", "replace")
+        if chunk := out.full_chunk():
+            yield chunk
+    if chunk := out.last_chunk():
+        yield chunk
     return rows
 
 
@@ -360,10 +377,7 @@ def _store_csv_chunks(
         local_span=fixed[1],
         batch=_STORE_CSV_BATCH,
     )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    writer.writerow([neutralise(label) for label in header_row(tz)])
-    prefix = UTF8_BOM
+    out = _CsvChunks(tz)
     count = 0
     for batch in batches:
         count += len(batch)
@@ -372,18 +386,14 @@ def _store_csv_chunks(
             if isinstance(line, str):
                 run.append(line)
                 continue
-            _write_lines(buffer, run)
+            _write_lines(out.buffer, run)
             run = []
-            writer.writerow(_csv_row(line, tz))
-        _write_lines(buffer, run)
-        if buffer.tell() >= CSV_CHUNK_CHARS:
-            yield prefix + buffer.getvalue().encode("utf-8", "replace")
-            prefix = b""
-            buffer.seek(0)
-            buffer.truncate()
-    tail = buffer.getvalue()
-    if tail or prefix:
-        yield prefix + tail.encode("utf-8", "replace")
+            out.writer.writerow(_csv_row(line, tz))
+        _write_lines(out.buffer, run)
+        if chunk := out.full_chunk():
+            yield chunk
+    if chunk := out.last_chunk():
+        yield chunk
     return count
 
 
