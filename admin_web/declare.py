@@ -119,6 +119,22 @@ def _user() -> User:
 # ----------------------------------------------------------------------------- the form
 
 
+def name_problem(name: str, *, missing: str) -> str | None:
+    """Why a typed name cannot be signed into a code, or None if it can."""
+    if not name.strip():
+        return missing
+    try:
+        clean_name(name)
+    except DeclarationError:
+        return str(
+            _(
+                "A name has letters and spaces only (also ' - .), up to %(count)d characters.",
+                count=NAME_MAX_CHARS,
+            )
+        )
+    return None
+
+
 @dataclass
 class Declaring:
     """What was typed into the declaration form, and what is wrong with it."""
@@ -147,16 +163,8 @@ class Declaring:
 
     def check(self, questions: Sequence[Question]) -> None:
         """Fill :attr:`problems` with one message per field that cannot be accepted."""
-        if not self.name.strip():
-            self.problems["name"] = _("Enter your full name.")
-        else:
-            try:
-                clean_name(self.name)
-            except DeclarationError:
-                self.problems["name"] = _(
-                    "A name has letters and spaces only (also ' - .), up to %(count)d characters.",
-                    count=NAME_MAX_CHARS,
-                )
+        if problem := name_problem(self.name, missing=_("Enter your full name.")):
+            self.problems["name"] = problem
         if not self.phone.strip():
             self.problems["phone"] = _("Enter your phone number.")
         else:

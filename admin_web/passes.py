@@ -21,11 +21,17 @@ from werkzeug.wrappers.response import Response
 
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
-from admin_web.declare import qr_data_url, revoke_issued, site_name
+from admin_web.declare import (
+    NAME_MAX_CHARS,
+    name_problem,
+    qr_data_url,
+    revoke_issued,
+    site_name,
+)
 from admin_web.presenting import local
 from kiosk.codes.base import KIND_STAFF_PASS
 from kiosk.codes.sitecodes import MAX_ORGANISATION_CHARS
-from kiosk.declarations import MAX_PASS_DAYS, DeclarationError, clean_name, issue_staff_pass
+from kiosk.declarations import MAX_PASS_DAYS, DeclarationError, issue_staff_pass
 from kiosk.keys import KeysError
 from kiosk.store import SiteCode, User
 
@@ -33,7 +39,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("passes", __name__)
 
-NAME_MAX_CHARS = 100
 STAFF_ID_MAX_CHARS = 32
 _STAFF_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 """As signed codes carry it (kiosk.codes.sitecodes)."""
@@ -127,16 +132,8 @@ class PassForm:
         return start, end
 
     def check(self) -> tuple[datetime, datetime] | None:
-        if not self.name.strip():
-            self.problems["name"] = _("Enter the name.")
-        else:
-            try:
-                clean_name(self.name)
-            except DeclarationError:
-                self.problems["name"] = _(
-                    "A name has letters and spaces only (also ' - .), up to %(count)d characters.",
-                    count=NAME_MAX_CHARS,
-                )
+        if problem := name_problem(self.name, missing=_("Enter the name.")):
+            self.problems["name"] = problem
         if not self.staff_id:
             self.problems["staff_id"] = _("Enter the staff ID.")
         elif not _STAFF_ID.fullmatch(self.staff_id):
