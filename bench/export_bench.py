@@ -45,7 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kiosk.export import write_csv, write_store_csv, write_xlsx
-from kiosk.store import Event, EventFilter, Store
+from kiosk.store import LOG_ORDER, Event, EventFilter, Store
 
 REPORT_PATH = Path(__file__).resolve().parent / "report-export.json"
 SQLITE_SHELL = "/usr/bin/sqlite3"
@@ -53,12 +53,12 @@ GNU_TIME = "/usr/bin/time"
 SHELL_TASK = "sqlite3 shell CSV"
 SITE_TZ = "Asia/Ho_Chi_Minh"
 
-# The same query for every exporter: the order of Store.events_between.
+# The same query for every exporter: the log's order (kiosk.store.LOG_ORDER).
 COLUMNS = (
     "id, boot_id, seq, gate_id, at_utc, utc_offset_min, clock_synced, direction, decision, "
     "reason, kind, subject_hash, display_name, masked_id, id_number, override, warning"
 )
-QUERY = f"SELECT {COLUMNS} FROM events ORDER BY at_utc, boot_id, seq"
+QUERY = f"SELECT {COLUMNS} FROM events ORDER BY {LOG_ORDER}"
 
 FAMILY = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi")
 MIDDLE = ("Văn", "Thị", "Hữu", "Đức", "Thành", "Minh", "Ngọc", "Thu", "Quang", "Xuân")

@@ -59,6 +59,12 @@ _EVENT_COLUMNS = (
     "actor, note, birth_date, name_latin"
 )
 
+LOG_ORDER = "boot_ordinal, seq"
+"""The order events happened in, whatever the wall clock said: boots in the
+order the database first saw them, then the per-boot sequence. Times are
+filtered on, never sorted on (a Pi has no real-time clock)."""
+LOG_ORDER_NEWEST_FIRST = "boot_ordinal DESC, seq DESC"
+
 # Fixed width: every stored time has exactly this shape, so text order = time order.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -123,8 +129,9 @@ class Event:
 
     ``id`` is a random uuid4 hex, unique across gates and boots; it carries no
     time, because the clock it would carry may be wrong (a Pi has no RTC).
-    Order that survives a wrong clock is ``(boot_id, seq)``: ``seq`` counts
-    1, 2, 3 ... within one boot of the machine, across process restarts.
+    Order that survives a wrong clock is the boot, then ``seq`` (see
+    :data:`LOG_ORDER`): ``seq`` counts 1, 2, 3 ... within one boot of the
+    machine, across process restarts.
     """
 
     id: str
@@ -604,6 +611,35 @@ def _m0007_session_epoch(db: Database) -> None:
     db.execute("ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0")
 
 
+def _m0008_boot_order(db: Database) -> None:
+    """The log's order that survives a wrong clock: boots numbered in the order
+    this database first saw them, then ``seq`` within a boot.
+
+    A boot id is random, so on its own it orders nothing; a Pi without a
+    real-time clock can start a later boot at an earlier wall-clock time.
+    Existing boots are numbered by their first row's position in the file.
+    """
+    db.execute(
+        """
+        CREATE TABLE boots (
+            ordinal        INTEGER PRIMARY KEY,
+            boot_id        TEXT NOT NULL UNIQUE,
+            first_seen_utc TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "INSERT INTO boots (boot_id, first_seen_utc) "
+        "SELECT boot_id, min(at_utc) FROM events GROUP BY boot_id ORDER BY min(rowid)"
+    )
+    db.execute("ALTER TABLE events ADD COLUMN boot_ordinal INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE events SET boot_ordinal = "
+        "(SELECT ordinal FROM boots WHERE boots.boot_id = events.boot_id)"
+    )
+    db.execute("CREATE INDEX idx_events_log_order ON events (boot_ordinal, seq)")
+
+
 Migration = tuple[str, Callable[[Database], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -615,6 +651,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0005_trust", _m0005_trust),
     ("0006_event_identity", _m0006_event_identity),
     ("0007_session_epoch", _m0007_session_epoch),
+    ("0008_boot_order", _m0008_boot_order),
 )
 
 
@@ -736,18 +773,26 @@ class Store:
         ).fetchone()
         seq = int(last_seq) + 1
         conn.execute(
+            "INSERT OR IGNORE INTO boots (boot_id, first_seen_utc) VALUES (?, ?)",
+            (self.boot_id, at_utc),
+        )
+        conn.execute(
             """
             INSERT INTO events (
-                id, gate_id, at_utc, utc_offset_min, boot_id, seq, clock_synced,
+                id, gate_id, at_utc, utc_offset_min, boot_id, boot_ordinal, seq, clock_synced,
                 direction, decision, reason, kind, subject_hash, display_name,
                 masked_id, id_number, override, warning, actor, note, birth_date, name_latin
-            ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ) VALUES (
+                ?, ?, ?, ?, ?, (SELECT ordinal FROM boots WHERE boot_id = ?),
+                ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+            )
             """,
             (
                 event_id,
                 event.gate_id,
                 at_utc,
                 event.utc_offset_min,
+                self.boot_id,
                 self.boot_id,
                 seq,
                 int(event.clock_synced),
@@ -801,11 +846,10 @@ class Store:
         )
 
     def recent_events(self, limit: int = 20) -> list[Event]:
-        """The latest ``limit`` events, newest first (by time, then boot and sequence)."""
+        """The latest ``limit`` events, newest first (in :data:`LOG_ORDER`, not by clock)."""
         rows = self._read(
             "read recent events",
-            f"SELECT {_EVENT_COLUMNS} FROM events "
-            "ORDER BY at_utc DESC, boot_id DESC, seq DESC LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY {LOG_ORDER_NEWEST_FIRST} LIMIT ?",
             (limit,),
         )
         return [_event_from_row(row) for row in rows]
@@ -819,7 +863,7 @@ class Store:
         rows = self._read(
             "read events",
             f"SELECT {_EVENT_COLUMNS} FROM events "
-            "WHERE at_utc >= ? AND at_utc < ? ORDER BY at_utc, boot_id, seq",
+            f"WHERE at_utc >= ? AND at_utc < ? ORDER BY {LOG_ORDER}",
             (_to_text(start), _to_text(end)),
         )
         return [_event_from_row(row) for row in rows]
@@ -1015,7 +1059,7 @@ class Store:
         rows = self._read(
             "search events",
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE {sql} "
-            "ORDER BY at_utc DESC, boot_id DESC, seq DESC LIMIT ? OFFSET ?",
+            f"ORDER BY {LOG_ORDER_NEWEST_FIRST} LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
         return [_event_from_row(row) for row in rows]
@@ -1036,8 +1080,7 @@ class Store:
             with _store_errors("export events"):
                 conn.execute("BEGIN")  # one read snapshot for the whole export
                 cursor = conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE {sql} "
-                    "ORDER BY at_utc, boot_id, seq",
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE {sql} ORDER BY {LOG_ORDER}",
                     params,
                 )
                 while rows := cursor.fetchmany(batch):
@@ -1099,7 +1142,7 @@ class Store:
             "read visits",
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE decision = 'allow' "
             "AND subject_hash IS NOT NULL AND at_utc >= ? AND at_utc < ? "
-            "ORDER BY at_utc, boot_id, seq",
+            f"ORDER BY {LOG_ORDER}",
             # Exits up to one expiry after the window still close visits in it.
             (_to_text(start - expiry), _to_text(end + expiry)),
         )
@@ -1580,7 +1623,7 @@ class Store:
         line = f"printf('{chr(0x1F).join(['%s'] * len(cells))}', {', '.join(cells)})"
         query = (
             f"SELECT CASE WHEN {has_nul} THEN NULL ELSE {line} END, rowid FROM events "
-            f"WHERE {sql} ORDER BY at_utc, boot_id, seq"
+            f"WHERE {sql} ORDER BY {LOG_ORDER}"
         )
         with _store_errors("export events"):
             conn = sqlite3.connect(

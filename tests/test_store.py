@@ -10,12 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiosk.errors import StoreError
+from kiosk.export import iter_store_csv
 from kiosk.store import MIGRATIONS, Event, EventFilter, KioskHealth, NewEvent, SiteCode, Store
 
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)  # 08:00 in Hanoi
@@ -331,11 +333,14 @@ instants = st.datetimes(
 )
 @given(ats=st.lists(instants, min_size=1, max_size=8))
 def test_stored_text_order_is_time_order(tmp_path: Path, ats: list[datetime]) -> None:
-    with Store.open(tmp_path / f"{uuid.uuid4().hex}.db", boot_id=BOOT_A) as store:
-        for at in ats:
-            store.record(scan(at=at))
+    path = tmp_path / f"{uuid.uuid4().hex}.db"
+    with Store.open(path, boot_id=BOOT_A) as store:
+        ids = {store.record(scan(at=at)).id: at for at in ats}
         found = store.events_between(min(ats), max(ats) + timedelta(microseconds=1))
-    assert [e.at for e in found] == sorted(ats)
+    assert {e.id for e in found} == set(ids)  # the window's bounds compare as times
+    with other_connection(path) as conn:
+        by_text = [ids[row[0]] for row in conn.execute("SELECT id FROM events ORDER BY at_utc")]
+    assert by_text == sorted(ats)
 
 
 # --------------------------------------------------------------------------- presence
@@ -576,3 +581,66 @@ def test_identity_migration_keeps_an_existing_log(
         assert (old.birth_date, old.name_latin) == (None, None)
         event = migrated.record(scan(kind="hcert", birth_date="1990-04-12", name_latin="A B"))
         assert (event.seq, migrated.recent_events(1)) == (2, [event])
+
+
+# --------------------------------------------------------------------------- order without a clock
+
+
+def test_log_keeps_sequence_order_when_the_wall_clock_jumps_back(store: Store) -> None:
+    # NTP (or a guard setting the date) steps the clock back an hour mid-shift.
+    first = store.record(scan(at=T0, clock_synced=False))
+    second = store.record(scan(at=T0 + timedelta(minutes=5), clock_synced=False))
+    after_jump = store.record(scan(at=T0 - timedelta(hours=1), clock_synced=True))
+    recorded = [first.id, second.id, after_jump.id]
+
+    assert [e.id for e in store.recent_events(10)] == recorded[::-1]
+    assert [e.id for e in store.find_events(EventFilter(), limit=10)] == recorded[::-1]
+    assert [e.id for e in store.iter_events(EventFilter())] == recorded
+    whole_day = (T0 - timedelta(hours=2), T0 + timedelta(hours=2))
+    assert [e.id for e in store.events_between(*whole_day)] == recorded
+    csv_text = b"".join(iter_store_csv(store, EventFilter(), tz=ZoneInfo("Asia/Ho_Chi_Minh")))
+    assert [i for i in recorded if i in csv_text.decode()] == recorded
+    assert sorted(recorded, key=csv_text.decode().index) == recorded
+
+
+def test_a_later_boot_sorts_after_an_earlier_one_whatever_its_clock(db_path: Path) -> None:
+    # A Pi without a real-time clock boots at the time it last saved, or 1970.
+    with Store.open(db_path, boot_id=BOOT_B) as before_reboot:
+        last_night = before_reboot.record(scan(at=T0))
+    with Store.open(db_path, boot_id=BOOT_A) as after_reboot:
+        stale_clock = after_reboot.record(scan(at=T0 - timedelta(days=300), clock_synced=False))
+        synced = after_reboot.record(scan(at=T0 + timedelta(hours=1)))
+        newest_first = [e.id for e in after_reboot.recent_events(10)]
+        oldest_first = [e.id for e in after_reboot.iter_events(EventFilter())]
+    assert newest_first == [synced.id, stale_clock.id, last_night.id]
+    assert oldest_first == newest_first[::-1]
+    # The boot id alone would have put boot-a first.
+    assert BOOT_A < BOOT_B
+
+
+def test_boot_order_migration_numbers_existing_boots_by_first_row(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kiosk.store as store_module
+
+    names = [name for name, _ in MIGRATIONS]
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[: names.index("0008_boot_order")])
+    Store.open(db_path, boot_id=BOOT_A).close()
+    monkeypatch.undo()
+    rows = [  # boot-z first, then boot-a with an earlier clock: the file's order is the truth
+        ("z1", "2026-01-05T03:00:00.000000Z", "boot-z", 1),
+        ("z2", "2026-01-05T03:01:00.000000Z", "boot-z", 2),
+        ("a1", "2025-02-01T00:00:00.000000Z", "boot-a", 1),
+    ]
+    with other_connection(db_path) as conn:
+        conn.executemany(
+            "INSERT INTO events (id, gate_id, at_utc, utc_offset_min, boot_id, seq, clock_synced, "
+            "direction, decision, reason, kind) VALUES (?, 'gate-1', ?, 420, ?, ?, 0, 'in', "
+            "'allow', 'ok', 'cccd')",
+            rows,
+        )
+    with Store.open(db_path, boot_id=BOOT_A) as migrated:
+        assert [e.id for e in migrated.iter_events(EventFilter())] == ["z1", "z2", "a1"]
+        # The running boot continues its own sequence and sorts last.
+        newer = migrated.record(scan(at=T0 - timedelta(days=400)))
+        assert (newer.seq, migrated.recent_events(1)) == (2, [newer])
