@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask
 
 from admin_web.context import WebContext
+from admin_web.routing import RowIdConverter
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
 from kiosk.privacy import load_or_create_key
@@ -61,8 +62,9 @@ def create_app(
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         BABEL_DEFAULT_LOCALE="vi",
         BABEL_TRANSLATION_DIRECTORIES="translations",
-        JSON_AS_ASCII=False,
     )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Vietnamese names as UTF-8
+    app.url_map.converters["rowid"] = RowIdConverter
     if test_config:
         app.config.update(test_config)
     context = WebContext(

@@ -455,7 +455,7 @@ def _lockout_problem(actor: User, target: User) -> str | None:
     return None
 
 
-@bp.post("/users/<int:user_id>/disable")
+@bp.post("/users/<rowid:user_id>/disable")
 @login_required("manager")
 def users_disable(user_id: int) -> Any:
     actor, target = _user(), _target(user_id)
@@ -475,7 +475,7 @@ def users_disable(user_id: int) -> Any:
     return redirect(url_for("admin.users"))
 
 
-@bp.post("/users/<int:user_id>/enable")
+@bp.post("/users/<rowid:user_id>/enable")
 @login_required("manager")
 def users_enable(user_id: int) -> Response:
     actor, target = _user(), _target(user_id)
@@ -491,7 +491,7 @@ def users_enable(user_id: int) -> Response:
     return redirect(url_for("admin.users"))
 
 
-@bp.post("/users/<int:user_id>/password")
+@bp.post("/users/<rowid:user_id>/password")
 @login_required("manager")
 def users_password(user_id: int) -> Any:
     actor, target = _user(), _target(user_id)

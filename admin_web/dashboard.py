@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, abort, jsonify, render_template, request
 from flask_babel import gettext as _
 
 from admin_web.auth import login_required
 from admin_web.charts import HourlyLabels, OccupancyLabels, hourly_bars_svg, occupancy_line_svg
 from admin_web.context import gk
 from admin_web.presenting import event_json, local
+from admin_web.routing import ROWID_MAX
 from kiosk.store import KioskHealth, Visit
 
 bp = Blueprint("dashboard", __name__)
@@ -131,12 +132,34 @@ def index() -> str:
     )
 
 
+_ROWID_DIGITS = len(str(ROWID_MAX))
+
+
+def cursor_arg(name: str = "after") -> int | None:
+    """The request's cursor argument, None if absent.
+
+    Anything but plain ASCII decimal digits within a rowid's range is a 400:
+    a cursor only ever comes from a previous answer, so a malformed one is a
+    client's bug (or a probe), not a request for the whole log.
+    """
+    text = request.args.get(name)
+    if text is None:
+        return None
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(digits) > _ROWID_DIGITS:
+        abort(400)
+    value = int(digits)
+    if value > ROWID_MAX:
+        abort(400)
+    return value
+
+
 @bp.get("/api/live")
 @login_required()
 def live() -> Any:
     """Events recorded after ``after`` (a cursor from a previous answer) and the
     day's figures; the dashboard polls this twice a second."""
-    after = request.args.get("after", type=int)
+    after = cursor_arg()
     store = gk().store
     if after is None:
         after = store.latest_cursor()

@@ -115,7 +115,7 @@ def admit() -> Any:
     return redirect(url_for("guard.admit_status", request_id=request_id))
 
 
-@bp.get("/admit/<int:request_id>")
+@bp.get("/admit/<rowid:request_id>")
 @login_required("guard", "manager")
 def admit_status(request_id: int) -> Any:
     admit = _own_request(request_id)
@@ -132,7 +132,7 @@ def admit_status(request_id: int) -> Any:
     )
 
 
-@bp.get("/api/admit/<int:request_id>")
+@bp.get("/api/admit/<rowid:request_id>")
 @login_required("guard", "manager")
 def admit_status_json(request_id: int) -> Any:
     """What the status page polls until the request is no longer pending."""
