@@ -13,7 +13,7 @@ from admin_web.charts import HourlyLabels, OccupancyLabels, hourly_bars_svg, occ
 from admin_web.context import gk
 from admin_web.presenting import event_json, local
 from admin_web.routing import ROWID_MAX
-from kiosk.store import KioskHealth, Visit
+from kiosk.store import EventFilter, KioskHealth, Visit
 
 bp = Blueprint("dashboard", __name__)
 
@@ -108,6 +108,7 @@ def index() -> str:
         summary=summary(),
         events=context.store.recent_events(limit=20),
         cursor=context.store.latest_cursor(),
+        unsynced=context.store.count_events(EventFilter(clock_synced=False)),
         hourly_svg=hourly_bars_svg(
             entries,
             exits,

@@ -31,8 +31,11 @@ KINDS = (
 )
 """Code kinds the log's filter offers."""
 
-FILTER_FIELDS = ("from", "to", "direction", "decision", "reason", "kind", "q")
+FILTER_FIELDS = ("from", "to", "direction", "decision", "reason", "kind", "clock", "q")
 """Query-string names of the filter, in the order links carry them."""
+
+CLOCK_STATES = ("synced", "unsynced")
+"""The log filter's ``clock`` values: events recorded with or without a synchronised clock."""
 
 MAX_SEARCH_CHARS = 100
 
@@ -123,6 +126,7 @@ def parse_filter(args: Mapping[str, str], tz: ZoneInfo) -> ParsedFilter:
     direction = choice("direction", DIRECTIONS, _("Unknown direction; it is ignored."))
     decision = choice("decision", DECISIONS, _("Unknown decision; it is ignored."))
     kind = choice("kind", KINDS, _("Unknown code kind; it is ignored."))
+    clock = choice("clock", CLOCK_STATES, _("Unknown clock state; it is ignored."))
 
     reason = (args.get("reason") or "").strip() or None
     if reason is not None:
@@ -152,6 +156,7 @@ def parse_filter(args: Mapping[str, str], tz: ZoneInfo) -> ParsedFilter:
         reason=reason,
         kind=kind,
         text=text,
+        clock_synced=None if clock is None else clock == "synced",
     )
     ordered = {name: values[name] for name in FILTER_FIELDS if name in values}
     return ParsedFilter(where=where, values=ordered, problems=problems)

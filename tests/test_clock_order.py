@@ -134,3 +134,38 @@ def test_xlsx_export_keeps_the_order_decided_and_flags_the_unsynchronised(
     _header, *rows = workbook.active.iter_rows(values_only=True)
     assert [row[ID_COLUMN] for row in rows] == recorded
     assert [row[CLOCK_COLUMN] for row in rows] == [False, True, True]
+
+
+def test_dashboard_counts_the_unsynchronised_events_and_links_to_them(
+    recorded: list[str], manager: FlaskClient
+) -> None:
+    dashboard = manager.get("/").get_data(as_text=True)
+    warning = re.search(r'<p [^>]*id="unsynced-events">(.*?)</p>', dashboard, re.S)
+    assert warning, "no warning about unsynchronised events"
+    assert "1 event in the log was recorded while the gate clock was not synchronised" in (
+        warning.group(1)
+    )
+    link = re.search(r'href="([^"]+)"', warning.group(1))
+    assert link, "no link to the unsynchronised events"
+    assert link.group(1) == "/log?clock=unsynced"
+    listed = manager.get(link.group(1)).get_data(as_text=True)
+    assert re.findall(r'href="/log/([0-9a-f]{32})"', listed) == recorded[:1]
+    synced = manager.get("/log?clock=synced").get_data(as_text=True)
+    assert re.findall(r'href="/log/([0-9a-f]{32})"', synced) == recorded[:0:-1]
+    # The filter carries into the downloads.
+    assert 'href="/export.csv?clock=unsynced"' in listed
+    data = manager.get("/export.csv?clock=unsynced").get_data().decode("utf-8-sig")
+    _header, *rows = csv.reader(io.StringIO(data, newline=""))
+    assert [row[ID_COLUMN] for row in rows] == recorded[:1]
+
+
+def test_no_warning_when_every_event_had_a_synchronised_clock(manager: FlaskClient) -> None:
+    assert 'id="unsynced-events"' not in manager.get("/").get_data(as_text=True)
+
+
+def test_an_unknown_clock_state_is_reported_and_ignored(
+    recorded: list[str], manager: FlaskClient
+) -> None:
+    listed = manager.get("/log?clock=sometimes").get_data(as_text=True)
+    assert "Unknown clock state; it is ignored." in listed
+    assert len(re.findall(r'href="/log/([0-9a-f]{32})"', listed)) == len(recorded)
