@@ -644,3 +644,20 @@ def test_boot_order_migration_numbers_existing_boots_by_first_row(
         # The running boot continues its own sequence and sorts last.
         newer = migrated.record(scan(at=T0 - timedelta(days=400)))
         assert (newer.seq, migrated.recent_events(1)) == (2, [newer])
+
+
+def test_a_time_range_with_a_decision_is_searched_by_time(store: Store) -> None:
+    # SQLite has no statistics here; left to itself it picks the (decision,
+    # reason) index and reads half of a large log for one day's refusals.
+    where = EventFilter(start=T0, end=T0 + timedelta(days=1), decision="deny", direction="in")
+    sql, params = where.sql()
+    plan = " ".join(
+        row[3]
+        for row in store._conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT id FROM events WHERE {sql}", params
+        )
+    )
+    assert "idx_events_at_utc" in plan
+    assert [e.id for e in store.find_events(where, limit=5)] == []
+    refused = store.record(scan(decision="deny", reason="denylisted"))
+    assert [e.id for e in store.find_events(where, limit=5)] == [refused.id]
