@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench fuzz load bootstrap clean test-install
+.PHONY: demo test lint typecheck unit bench fuzz load camera-faults bootstrap clean test-install
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -40,6 +40,12 @@ fuzz: $(TEST_STAMP)
 # export at once. Writes bench/report-load.md.
 load: $(TEST_STAMP)
 	$(BIN)/python -m bench.load
+
+# A camera that stalls, errors, vanishes and returns, and a decoder that
+# throws, in real time: seconds to the fault pattern, to the dashboard, and
+# back after the camera returns. About 6 minutes; writes bench/report-camera.md.
+camera-faults: $(TEST_STAMP)
+	$(BIN)/python -m bench.camera_faults
 
 # The installer, end to end in a fresh Debian chroot (root, ~1.5 minutes;
 # not part of `make test`).

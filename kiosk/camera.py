@@ -16,6 +16,22 @@ The two live cameras share :class:`_GrabberSource`: a thread that keeps only
 the newest frame, stall detection, and reopening with exponential backoff, so
 ``read`` never raises because a camera failed; it returns None and ``state``
 says why. :func:`open_source` builds any of them from settings.
+
+Camera faults, and the time budget the defaults are chosen for (the gate
+must show the fault pattern within 2 s of a camera failing and scan again
+within 5 s of it coming back):
+
+- a read that fails or raises, or a device that vanishes (read returns
+  nothing, open fails), wakes the waiting reader at once: ``read`` returns
+  None with ``state.ok`` False, and the scan loop shows the fault;
+- a read that blocks forever (a stall) is failed :data:`STALL_TIMEOUT_S`
+  after the last frame: the reader waits no longer than that deadline;
+- a failed camera is reopened after :data:`CAMERA_BACKOFF`, at most 2 s
+  apart however long it has been gone, so a camera plugged back in is
+  opened within 2 s, and delivering once it has opened;
+- a connection stuck inside the driver is abandoned (a thread cannot be
+  interrupted there); at most :data:`MAX_STUCK_THREADS` such threads are
+  left waiting, so a driver that never returns does not eat the process.
 """
 
 from __future__ import annotations
@@ -106,7 +122,9 @@ class Backoff:
     """How long to wait before reopening a failed camera: ``first_s`` after the
     first failure, multiplied by ``factor`` after each further one, never more
     than ``max_s``. A camera unplugged for an hour is retried every ``max_s``
-    without flooding the log or the USB bus."""
+    without flooding the log (one warning per outage) or the USB bus; ``max_s``
+    also bounds how long a camera plugged back in waits to be opened. The live
+    cameras use :data:`CAMERA_BACKOFF`."""
 
     first_s: float = 0.5
     factor: float = 2.0
@@ -115,6 +133,36 @@ class Backoff:
     def delay_s(self, failures: int) -> float:
         """Seconds to wait after ``failures`` consecutive failures (>= 1)."""
         return min(self.max_s, self.first_s * self.factor ** max(0, failures - 1))
+
+
+CAMERA_BACKOFF = Backoff(first_s=0.5, factor=2.0, max_s=2.0)
+"""The live cameras' reopening schedule: 0.5, 1, 2, 2, ... seconds. The 2 s
+ceiling keeps recovery within 5 s of a camera coming back (up to 2 s until
+the next attempt, then opening and the first frame, about a second); an
+attempt on a missing device costs one failed ``open``."""
+
+STALL_TIMEOUT_S = 1.0
+"""A streaming camera silent this long (seconds) has stalled: it is reported
+and reopened. The fault pattern shows this long after the last frame, well
+inside the 2 s allowed; it is 15 frame intervals at 15 fps, 5 at the 5 fps a
+webcam may fall to in dim light, so a slow camera is not taken for a stalled
+one (and never fewer than :data:`STALL_MIN_FRAMES` intervals at the fps asked)."""
+
+STALL_MIN_FRAMES = 3.0
+"""The stall timeout is at least this many frame intervals at the fps asked of
+the camera, so a camera set to 1 fps is not failed between two frames."""
+
+START_TIMEOUT_S = 5.0
+"""How long (seconds) a connection may take to open the device, and then to
+deliver its first frame, before it is abandoned as stuck. Longer than a stall:
+a USB webcam takes up to a second or two to open and start streaming, the Pi
+camera about one, and failing a slow but working start would retry it forever.
+A connection only starts at boot or while the fault is already showing."""
+
+MAX_STUCK_THREADS = 3
+"""Connections abandoned inside a driver call that have not returned yet; with
+this many, no new one is started until one returns (a new open of a hung
+device would hang too), so threads do not pile up for as long as it is hung."""
 
 
 def to_grey(image: npt.NDArray[Any]) -> GreyImage:
@@ -141,6 +189,11 @@ def _convertible_to_grey(image: npt.NDArray[Any]) -> bool:
     if image.dtype != np.uint8:
         return False
     return image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))
+
+
+_WAKE_SLACK_S = 0.005
+"""A reader waiting for a stall deadline wakes this much after it, so that the
+clock has surely passed the deadline when it looks."""
 
 
 class _Closing:
@@ -185,11 +238,14 @@ class _GrabberSource(_Closing):
     which may block or raise), reads until the device fails, and closes it.
     The consumer's ``read`` supervises: if no connection is alive and the
     backoff has passed, it starts a new one; if the live connection has shown
-    no progress (opened, or delivered a frame) for ``stall_timeout_s`` on the
-    clock, it abandons it -- the thread cannot be interrupted inside a driver
-    call, so it closes its device whenever that call returns -- and schedules
-    a reopen. All waiting for frames is on a condition variable; all timing
-    decisions use the clock, so a :class:`~kiosk.clock.FakeClock` drives them.
+    no progress for too long on the clock -- ``stall_timeout_s`` since its last
+    frame once it delivers, ``start_timeout_s`` to open and then to deliver its
+    first frame -- it abandons it (the thread cannot be interrupted inside a
+    driver call, so it closes its device whenever that call returns) and
+    schedules a reopen. While ``max_stuck_threads`` abandoned threads are still
+    inside the driver, no new connection is started. All waiting for frames is
+    on a condition variable; all timing decisions use the clock, so a
+    :class:`~kiosk.clock.FakeClock` drives them.
 
     Frames are converted to grey in ``read``, once per frame returned, not in
     the thread for every frame captured (a 30 fps webcam read at 10 fps).
@@ -205,21 +261,29 @@ class _GrabberSource(_Closing):
         clock: Clock,
         stall_timeout_s: float,
         backoff: Backoff,
+        start_timeout_s: float = START_TIMEOUT_S,
+        max_stuck_threads: int = MAX_STUCK_THREADS,
         join_timeout_s: float = 2.0,
     ) -> None:
         if stall_timeout_s <= 0:
             raise ValueError(f"stall_timeout_s must be positive, got {stall_timeout_s}")
+        if max_stuck_threads < 1:
+            raise ValueError(f"max_stuck_threads must be at least 1, got {max_stuck_threads}")
         self._name = name
         self._open_device = open_device
         self._clock = clock
         self._stall_timeout_s = stall_timeout_s
+        self._start_timeout_s = max(start_timeout_s, stall_timeout_s)
+        self._max_stuck_threads = max_stuck_threads
         self._backoff = backoff
         self._join_timeout_s = join_timeout_s
         self._cond = threading.Condition()
         # Everything below is guarded by self._cond.
         self._generation = 0  # the live connection's number; older threads are abandoned
         self._live = False  # a connection of the current generation is running
+        self._delivering = False  # ... and it has delivered a frame
         self._progress_mono = clock.monotonic()
+        self._stuck_reported = False  # warned that connections are stuck in the driver
         self._failures = 0  # consecutive failures since the last good frame
         self._failure_seq = 0  # bumped on every failure, wakes waiting readers
         self._retry_at: float | None = None
@@ -250,11 +314,18 @@ class _GrabberSource(_Closing):
             if self._latest is None and not self._closed:
                 if self._live:
                     seq = self._failure_seq
+                    wait_s = timeout_s
+                    if self._delivering:
+                        # Wake at the stall deadline at the latest: a stall is
+                        # then failed, and the fault shown, on time rather
+                        # than up to one read timeout late.
+                        deadline = self._progress_mono + self._stall_timeout_s
+                        wait_s = min(wait_s, deadline - self._clock.monotonic() + _WAKE_SLACK_S)
                     self._cond.wait_for(
                         lambda: (
                             self._latest is not None or self._closed or self._failure_seq != seq
                         ),
-                        timeout=max(0.0, timeout_s),
+                        timeout=max(0.0, wait_s),
                     )
                 elif self._retry_at is not None:
                     # Nothing to wait for but the backoff; sleep through it (or
@@ -270,7 +341,7 @@ class _GrabberSource(_Closing):
 
     def close(self) -> None:
         """Stop the grabber and release the device; waits up to ``join_timeout_s``
-        for a thread stuck in a driver call, then leaves it (it is a daemon)."""
+        in all for threads stuck in a driver call, then leaves them (daemons)."""
         with self._cond:
             if self._closed:
                 return
@@ -279,8 +350,9 @@ class _GrabberSource(_Closing):
             self._live = False
             self._cond.notify_all()
             threads = list(self._threads)
+        give_up_at = self._clock.monotonic() + self._join_timeout_s
         for thread in threads:
-            thread.join(self._join_timeout_s)
+            thread.join(max(0.0, give_up_at - self._clock.monotonic()))
             if thread.is_alive():
                 log.warning(
                     "camera %s: grabber thread %s is stuck in the driver; leaving it",
@@ -294,19 +366,46 @@ class _GrabberSource(_Closing):
         if self._closed:
             return
         now = self._clock.monotonic()
-        if self._live and now - self._progress_mono > self._stall_timeout_s:
-            self._generation += 1  # abandon the stuck thread
-            self._live = False
-            self._fail_locked(f"no frame for {now - self._progress_mono:.1f} s", now)
+        silent_s = now - self._progress_mono
+        if self._live:
+            if self._delivering and silent_s >= self._stall_timeout_s:
+                self._abandon_locked(f"no frame for {silent_s:.1f} s", now)
+            elif not self._delivering and silent_s >= self._start_timeout_s:
+                self._abandon_locked(f"not started after {silent_s:.1f} s", now)
         if not self._live and self._retry_at is not None and now >= self._retry_at:
+            stuck = sum(1 for thread in self._threads if thread.is_alive())
+            if stuck >= self._max_stuck_threads:
+                self._wait_for_stuck_locked(stuck, now)
+                return
             self._reopen_attempts += 1
             self._retry_at = None
             log.debug("camera %s: reopen attempt %d", self._name, self._reopen_attempts)
             self._start_connection_locked()
 
+    def _abandon_locked(self, detail: str, now: float) -> None:
+        self._generation += 1  # the stuck thread's results are ignored from now on
+        self._live = False
+        self._fail_locked(detail, now)
+
+    def _wait_for_stuck_locked(self, stuck: int, now: float) -> None:
+        """Too many abandoned threads are still inside the driver: try again
+        later rather than start another that would hang beside them."""
+        self._retry_at = now + self._backoff.max_s
+        self._set_state_locked(
+            ok=False, detail=f"{stuck} connections stuck in the driver; waiting for one to return"
+        )
+        if not self._stuck_reported:
+            self._stuck_reported = True
+            log.warning(
+                "camera %s: %d connections stuck in the driver; no new one until one returns",
+                self._name,
+                stuck,
+            )
+
     def _start_connection_locked(self) -> None:
         self._generation += 1
         self._live = True
+        self._delivering = False
         self._progress_mono = self._clock.monotonic()
         self._threads = [t for t in self._threads if t.is_alive()]
         thread = threading.Thread(
@@ -385,6 +484,7 @@ class _GrabberSource(_Closing):
             self._latest = (image, now, self._captured)
             self._captured += 1
             self._progress_mono = now
+            self._delivering = True
             if not self._state.ok:
                 log.info(
                     "camera %s delivering again after %d reopen attempts",
@@ -394,6 +494,7 @@ class _GrabberSource(_Closing):
             if not self._state.ok or self._state.detail:
                 self._failures = 0
                 self._reopen_attempts = 0
+                self._stuck_reported = False
                 self._set_state_locked(ok=True, detail="")
             self._cond.notify_all()
             return True
@@ -404,6 +505,24 @@ class _GrabberSource(_Closing):
                 return
             self._live = False
             self._fail_locked(detail, self._clock.monotonic())
+
+
+def _stall_timeout_for(name: str, stall_timeout_s: float, fps: float) -> float:
+    """``stall_timeout_s``, raised to :data:`STALL_MIN_FRAMES` frame intervals
+    at ``fps`` if shorter (a camera slower than the timeout would be failed
+    between every two frames)."""
+    floor_s = STALL_MIN_FRAMES / fps if fps > 0 else stall_timeout_s
+    if stall_timeout_s >= floor_s:
+        return stall_timeout_s
+    log.warning(
+        "camera %s: stall timeout %.2f s is under %.0f frames at %.1f fps; using %.2f s",
+        name,
+        stall_timeout_s,
+        STALL_MIN_FRAMES,
+        fps,
+        floor_s,
+    )
+    return floor_s
 
 
 class _CaptureDevice:
@@ -452,8 +571,9 @@ class V4l2Source(_GrabberSource):
         clock: Clock,
         size: tuple[int, int] = (640, 480),
         fps: float = 15.0,
-        stall_timeout_s: float = 2.0,
-        backoff: Backoff = Backoff(),
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+        start_timeout_s: float = START_TIMEOUT_S,
+        backoff: Backoff = CAMERA_BACKOFF,
         fourcc: str | None = None,
         open_capture: Callable[[], CaptureLike] | None = None,
         join_timeout_s: float = 2.0,
@@ -465,16 +585,24 @@ class V4l2Source(_GrabberSource):
         self.fps = fps
         self._fourcc = fourcc
         self._open_capture = open_capture or self._open_cv2_capture
+        name = f"v4l2:{device}"
         super().__init__(
-            name=f"v4l2:{device}",
+            name=name,
             open_device=self._open,
             clock=clock,
-            stall_timeout_s=stall_timeout_s,
+            stall_timeout_s=_stall_timeout_for(name, stall_timeout_s, fps),
+            start_timeout_s=start_timeout_s,
             backoff=backoff,
             join_timeout_s=join_timeout_s,
         )
 
     def _open_cv2_capture(self) -> CaptureLike:
+        # Look for the device node first: OpenCV prints two warnings to stderr
+        # (the journal) for every failed open, and a camera unplugged for an
+        # hour is tried every two seconds.
+        node = Path(f"/dev/video{self.device}" if isinstance(self.device, int) else self.device)
+        if not node.exists():
+            raise CameraError(f"no such device {node}")
         return cv2.VideoCapture(self.device, cv2.CAP_V4L2)
 
     def _open(self) -> Device:
@@ -558,18 +686,21 @@ class Picamera2Source(_GrabberSource):
         size: tuple[int, int] = (640, 480),
         fps: float = 15.0,
         camera_num: int = 0,
-        stall_timeout_s: float = 2.0,
-        backoff: Backoff = Backoff(),
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+        start_timeout_s: float = START_TIMEOUT_S,
+        backoff: Backoff = CAMERA_BACKOFF,
         join_timeout_s: float = 2.0,
     ) -> None:
         module = _import_picamera2()
         self.size = size
         self.fps = fps
+        name = f"picamera2:{camera_num}"
         super().__init__(
-            name=f"picamera2:{camera_num}",
+            name=name,
             open_device=lambda: _Picamera2Device(module, camera_num, size, fps),
             clock=clock,
-            stall_timeout_s=stall_timeout_s,
+            stall_timeout_s=_stall_timeout_for(name, stall_timeout_s, fps),
+            start_timeout_s=start_timeout_s,
             backoff=backoff,
             join_timeout_s=join_timeout_s,
         )

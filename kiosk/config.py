@@ -94,8 +94,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "camera",
         "stall_timeout_s",
-        2.0,
-        "A camera silent this long is reported and reopened.",
+        1.0,
+        "A camera silent this long (at least 3 frame intervals) shows the fault and is reopened.",
         minimum=0.2,
         maximum=60,
     ),

@@ -102,6 +102,7 @@ class Gate:
     log_path: Path
     _stop: threading.Event = field(default_factory=threading.Event)
     _heartbeat: threading.Thread | None = None
+    _health: dict[str, Any] = field(default_factory=dict)
 
     def record(self, name: str | None, *, at: datetime | None = None, **fields: Any) -> Event:
         """Record one event as the kiosk would: an allowed entry unless ``fields`` say otherwise."""
@@ -125,23 +126,27 @@ class Gate:
         return self.store.record(NewEvent(**values))
 
     def beat(self) -> None:
-        """Write the kiosk's health row now: running, camera fine, no fault."""
+        """Write the kiosk's health row now: running, and as :meth:`report` last said
+        (camera fine, no fault unless told otherwise)."""
         now = datetime.now(UTC)
-        self.store.write_health(
-            KioskHealth(
-                gate_id=GATE_ID,
-                updated_at=now,
-                last_frame_at=now,
-                fps=15.0,
-                camera="synthetic",
-                camera_ok=True,
-                camera_detail="",
-                decoder="zxing",
-                pin_backend="mock",
-                clock_synced=True,
-                fault=None,
-            )
-        )
+        values: dict[str, Any] = {
+            "last_frame_at": now,
+            "fps": 15.0,
+            "camera": "synthetic",
+            "camera_ok": True,
+            "camera_detail": "",
+            "decoder": "zxing",
+            "pin_backend": "mock",
+            "clock_synced": True,
+            "fault": None,
+            **self._health,
+        }
+        self.store.write_health(KioskHealth(gate_id=GATE_ID, updated_at=now, **values))
+
+    def report(self, **health: Any) -> None:
+        """From now on the kiosk reports these health fields (e.g. a camera fault)."""
+        self._health = health
+        self.beat()
 
     def start_heartbeat(self) -> None:
         """Keep the health row fresh from a thread, as the running kiosk does."""

@@ -230,6 +230,35 @@ def test_log_in_and_watch_the_live_feed(page: Page, gate: Gate, watch: PageWatch
     watch.assert_clean()
 
 
+def test_dashboard_shows_a_camera_fault_as_it_happens(
+    page: Page, gate: Gate, watch: PageWatch
+) -> None:
+    gate.start_heartbeat()
+    logged_in(page, gate)
+    state, camera = page.locator("#health-state"), page.locator("#health-camera")
+    expect(state).to_have_attribute("data-fault", "", timeout=UI_TIMEOUT_MS)
+    expect(state).to_have_class("good")
+    ready = state.inner_text()
+
+    # The camera cable is pulled while the page is open: no reload needed.
+    gate.report(camera_ok=False, camera_detail="no frame for 1.0 s", fault="camera")
+    expect(state).to_have_attribute("data-fault", "camera", timeout=LIVE_TIMEOUT_MS)
+    expect(state).to_have_class("bad")
+    expect(camera).to_have_text("synthetic (no frame for 1.0 s)", timeout=LIVE_TIMEOUT_MS)
+    expect(camera).to_have_class("bad")
+    live_text = state.inner_text()
+    page.reload()  # what the page itself says, in the same words
+    expect(state).to_have_text(live_text, timeout=UI_TIMEOUT_MS)
+    assert live_text != ready
+
+    gate.report()  # plugged back in
+    expect(state).to_have_attribute("data-fault", "", timeout=LIVE_TIMEOUT_MS)
+    expect(state).to_have_text(ready)
+    expect(camera).to_have_class("good")
+    watch.collect_csp_events(page)
+    watch.assert_clean()
+
+
 def test_log_filters_by_decision_and_text(page: Page, gate: Gate, watch: PageWatch) -> None:
     seed_log(gate)
     logged_in(page, gate)

@@ -45,6 +45,31 @@
     if (el) { el.textContent = String(value); }
   }
 
+  // The kiosk's state as the page renders it: a camera unplugged while the
+  // page is open shows as a fault within a poll, and clears the same way.
+  var health = document.getElementById("health");
+  var healthLabels = health ? JSON.parse(health.dataset.labels) : null;
+
+  function showHealth(h) {
+    var state = document.getElementById("health-state");
+    if (!state || !healthLabels || !h) { return; }
+    var fault = h.running ? (h.fault || "") : "";
+    if (!h.running) {
+      state.textContent = healthLabels.not_running;
+    } else if (fault) {
+      state.textContent = healthLabels.fault.replace("WHAT", healthLabels.parts[fault] || fault);
+    } else {
+      state.textContent = healthLabels.ready;
+    }
+    state.className = h.running && !fault ? "good" : "bad";
+    state.dataset.fault = fault;
+    var camera = document.getElementById("health-camera");
+    if (camera && h.camera) {
+      camera.textContent = h.camera + (h.camera_detail ? " (" + h.camera_detail + ")" : "");
+      camera.className = h.camera_ok ? "good" : "bad";
+    }
+  }
+
   function poll() {
     fetch(table.dataset.url + "?after=" + encodeURIComponent(cursor), {credentials: "same-origin"})
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
@@ -56,6 +81,7 @@
         setText("exits", s.exits);
         setText("occupancy", s.occupancy);
         setText("refused", s.refused);
+        showHealth(s.health);
       })
       .catch(function () { /* the next poll tries again */ })
       .finally(function () { window.setTimeout(poll, 500); });

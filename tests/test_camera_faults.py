@@ -1,0 +1,725 @@
+"""Camera faults at the gate: a camera that stalls, errors, vanishes and comes
+back, and a decoder that throws.
+
+What the gate must do (issue 6): show the fault pattern within 2 s, report
+it on the dashboard, scan again within 5 s of the camera coming back, and
+never stop (no exception out of the loop, the systemd heartbeat going on
+while the fault is reported).
+
+The camera is a real :class:`V4l2Source` (grabber thread, stall detection,
+reopening with backoff) on a fake device the test drives; the loop is a real
+:class:`Scanner` with the real zxing-cpp decoder on a rendered CCCD, a real
+SQLite store and gpiozero's MockFactory pins. Time is a FakeClock advanced in
+ticks; after every step the test waits (through the fake device, never by
+sleeping a set time) until each grabber thread is parked inside the device
+or has ended, so every timing decision is taken at a known fake time. Real-
+time figures are measured by ``bench/camera_faults.py``.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from gpiozero.pins.mock import MockFactory
+
+from gate_controller.gpio import GpiozeroSignals
+from gate_controller.pins import PinConfig
+from kiosk.camera import (
+    CAMERA_BACKOFF,
+    MAX_STUCK_THREADS,
+    STALL_TIMEOUT_S,
+    START_TIMEOUT_S,
+    V4l2Source,
+)
+from kiosk.clock import FakeClock
+from kiosk.codes import Registry, default_formats
+from kiosk.decoder import Code, ZxingDecoder
+from kiosk.errors import StoreError
+from kiosk.policy import PolicyRules
+from kiosk.samples import VISITOR_CCCD
+from kiosk.scanner import HEALTH_MIN_GAP_S, Outcome, Scanner, ScanSettings
+from kiosk.store import KioskHealth, Store
+from kiosk.synthetic import render_code_frame
+from tests.waiting import wait_until
+
+WAIT_S = 10.0
+"""Generous real-time limit for a grabber thread to park (a loaded CI box)."""
+
+TICK_S = 0.1
+"""Fake time between two steps of the loop: a 10 fps camera."""
+
+FAULT_WITHIN_S = 2.0
+RECOVER_WITHIN_S = 5.0
+
+KEY = b"k" * 32
+GATE = "gate-1"
+PINS = PinConfig(
+    green=17, red=27, buzzer=22, relay=23, button=24, status=25, relay_pulse_ms=30, light_ms=60
+)
+RED, STATUS = 27, 25
+
+_names = itertools.count()
+
+
+# --------------------------------------------------------------------------
+# The fake device
+
+
+class FakeCamera:
+    """The webcam behind the device node, as the test drives it.
+
+    Modes: ``streaming`` -- the newest connection's read returns one frame
+    each time the test calls :meth:`offer` and waits in between (an older
+    connection's read fails: its stream ended with it); ``stalled`` -- every
+    read blocks (a hung driver; opens still succeed); ``error`` -- reads raise
+    ``OSError(EIO)``; ``gone`` -- unplugged: reads fail, opens find nothing.
+    A change of mode wakes every blocked read.
+    """
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.mode = "streaming"
+        self.opens = 0
+        self.captures: list[FakeCapture] = []
+        self.parked = 0  # reads blocked inside the device, not woken since
+        self.epoch = 0  # bumped by every change of mode, which wakes them all
+        self.pending = 0  # frames offered, not yet read
+        self.cond = threading.Condition()
+
+    def open(self) -> FakeCapture:
+        """What ``cv2.VideoCapture(device)`` finds."""
+        with self.cond:
+            self.opens += 1
+            capture = FakeCapture(self, opened=self.mode != "gone")
+            if capture.opened:
+                self.captures.append(capture)
+            return capture
+
+    def set_mode(self, mode: str) -> None:
+        with self.cond:
+            self.mode = mode
+            # Every blocked read is woken to act on the new mode: none counts
+            # as parked any more, even before its thread has run.
+            self.epoch += 1
+            self.parked = 0
+            self.cond.notify_all()
+
+    def offer(self) -> bool:
+        """If streaming and the current connection waits for a frame, give it
+        one and wait until the grabber handed it over: it reads again, or it
+        let the device go (an abandoned connection drops the frame and ends)."""
+        with self.cond:
+            newest = self.captures[-1] if self.captures else None
+            if self.mode != "streaming" or newest is None or not newest.waiting:
+                return False
+            served = newest.served
+            self.pending = 1
+            self.cond.notify_all()
+            assert self.cond.wait_for(
+                lambda: newest.served > served and (newest.waiting or newest.released), WAIT_S
+            )
+            return True
+
+
+class FakeCapture:
+    """One ``cv2.VideoCapture`` on the fake camera."""
+
+    def __init__(self, camera: FakeCamera, *, opened: bool) -> None:
+        self.camera = camera
+        self.opened = opened
+        self.waiting = False
+        self.served = 0
+        self.released = False
+
+    def isOpened(self) -> bool:
+        return self.opened
+
+    def set(self, prop_id: int, value: float) -> bool:
+        return True
+
+    def read(self) -> tuple[bool, Any]:
+        camera = self.camera
+        with camera.cond:
+            while True:
+                if camera.mode == "gone":
+                    return False, None
+                if camera.mode == "error":
+                    raise OSError(errno.EIO, "VIDIOC_DQBUF: Input/output error")
+                if camera.mode == "streaming":
+                    if self is not camera.captures[-1]:
+                        return False, None
+                    if camera.pending:
+                        camera.pending -= 1
+                        self.served += 1
+                        return True, camera.image
+                self.waiting = True
+                camera.parked += 1
+                epoch = camera.epoch
+                camera.cond.notify_all()
+                camera.cond.wait()
+                if camera.epoch == epoch:
+                    camera.parked -= 1
+                self.waiting = False
+
+    def release(self) -> None:
+        with self.camera.cond:
+            self.released = True
+            self.camera.cond.notify_all()
+
+
+def grabber_threads(source: V4l2Source) -> list[threading.Thread]:
+    prefix = f"v4l2:{source.device}-grabber-"
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def settle(camera: FakeCamera, source: V4l2Source) -> None:
+    """Wait until every grabber thread is parked in the device or has ended:
+    then nothing changes until the test acts."""
+
+    def parked() -> bool:
+        alive = len(grabber_threads(source))
+        with camera.cond:
+            return alive == camera.parked
+
+    wait_until(parked, WAIT_S)
+
+
+FRAME = render_code_frame(VISITOR_CCCD.payload)
+
+
+@pytest.fixture
+def webcam() -> Iterator[Callable[..., tuple[V4l2Source, FakeCamera, FakeClock]]]:
+    """A V4l2Source with the default timeouts and backoff on a fake camera;
+    closed at the end, its threads checked gone."""
+    made: list[tuple[V4l2Source, FakeCamera]] = []
+
+    def build(**kw: Any) -> tuple[V4l2Source, FakeCamera, FakeClock]:
+        clock = FakeClock()
+        camera = FakeCamera(FRAME)
+        source = V4l2Source(
+            f"fake{next(_names)}",
+            clock=clock,
+            open_capture=camera.open,
+            join_timeout_s=WAIT_S,
+            **kw,
+        )
+        made.append((source, camera))
+        settle(camera, source)
+        return source, camera, clock
+
+    yield build
+    for source, camera in made:
+        camera.set_mode("gone")  # wakes every blocked read
+        source.close()
+        assert not grabber_threads(source)
+
+
+# --------------------------------------------------------------------------
+# The camera on its own
+
+
+def test_default_timeouts_leave_room_for_the_two_second_budget() -> None:
+    # The stall deadline is the only wait between a camera falling silent and
+    # the fault; the backoff ceiling is the longest wait for a camera back.
+    assert STALL_TIMEOUT_S <= FAULT_WITHIN_S / 2
+    assert CAMERA_BACKOFF.delay_s(1000) <= RECOVER_WITHIN_S / 2
+    assert START_TIMEOUT_S > STALL_TIMEOUT_S
+
+
+def test_streaming_camera_that_stalls_is_failed_one_stall_timeout_after_its_last_frame(webcam):
+    source, camera, clock = webcam()
+    assert camera.offer()
+    assert source.read(0.0) is not None
+    camera.set_mode("stalled")
+    settle(camera, source)
+
+    clock.advance(STALL_TIMEOUT_S - 0.05)
+    assert source.read(0.0) is None
+    assert source.state.ok  # late, not yet stalled
+
+    clock.advance(0.1)
+    assert source.read(0.0) is None
+    assert not source.state.ok
+    assert "no frame for 1.1 s" in source.state.detail
+
+
+def test_camera_slow_to_start_is_given_the_start_timeout_not_the_stall_timeout(webcam):
+    source, camera, clock = webcam()  # opened, no frame yet
+    clock.advance(START_TIMEOUT_S - 0.5)  # a USB webcam waking up
+    assert source.read(0.0) is None
+    assert source.state.ok
+    assert camera.offer()
+    frame = source.read(0.0)
+    assert frame is not None
+    assert camera.opens == 1
+
+
+def test_camera_that_never_delivers_a_first_frame_is_abandoned_after_the_start_timeout(webcam):
+    source, camera, clock = webcam()
+    camera.set_mode("stalled")
+    clock.advance(START_TIMEOUT_S)
+    assert source.read(0.0) is None
+    assert not source.state.ok
+    assert "not started after" in source.state.detail
+
+
+def test_camera_set_to_one_fps_is_not_failed_between_two_frames(webcam):
+    source, camera, clock = webcam(fps=1.0)
+    for _ in range(3):
+        assert camera.offer()
+        assert source.read(0.0) is not None
+        clock.advance(1.0)  # one frame a second, as asked
+    assert source.state.ok
+    camera.set_mode("stalled")
+    settle(camera, source)
+    clock.advance(1.95)
+    assert source.read(0.0) is None
+    assert source.state.ok
+    clock.advance(0.1)  # three frame intervals since the last frame
+    assert source.read(0.0) is None
+    assert not source.state.ok
+
+
+def tick_source(source: V4l2Source, camera: FakeCamera, clock: FakeClock) -> bool:
+    """One tick of fake time for a source on its own; whether a frame came."""
+    clock.advance(TICK_S)
+    camera.offer()
+    frame = source.read(0.0)
+    settle(camera, source)
+    return frame is not None
+
+
+def test_camera_gone_for_a_minute_is_retried_every_two_seconds_and_back_within_them(webcam):
+    source, camera, clock = webcam()
+    assert camera.offer()
+    assert source.read(0.0) is not None
+    camera.set_mode("gone")
+    settle(camera, source)
+    for _ in range(600):  # a minute unplugged
+        assert not tick_source(source, camera, clock)
+    assert not source.state.ok
+    # 0.5 + 1 + 2 s, then every 2 s: about 30 attempts, not one a tick.
+    assert 27 <= camera.opens <= 32
+
+    camera.set_mode("streaming")  # plugged back in
+    back_at = clock.monotonic()
+    while not tick_source(source, camera, clock):
+        assert clock.monotonic() - back_at <= CAMERA_BACKOFF.max_s + TICK_S
+    assert source.state.ok
+    assert source.state.reopen_attempts == 0
+
+
+def test_connections_stuck_in_the_driver_do_not_pile_up(webcam):
+    source, camera, clock = webcam()
+    assert camera.offer()
+    assert source.read(0.0) is not None
+    camera.set_mode("stalled")  # every read hangs, every reopen hangs again
+    for _ in range(1200):  # two minutes of fake time
+        tick_source(source, camera, clock)
+
+    assert len(grabber_threads(source)) == MAX_STUCK_THREADS
+    assert camera.opens == MAX_STUCK_THREADS
+    assert not source.state.ok
+    assert f"{MAX_STUCK_THREADS} connections stuck in the driver" in source.state.detail
+
+    camera.set_mode("streaming")  # the driver lets go: the stuck reads fail
+    back_at = clock.monotonic()
+    while not tick_source(source, camera, clock):
+        assert clock.monotonic() - back_at <= CAMERA_BACKOFF.max_s + TICK_S
+    assert source.state.ok
+    assert len(grabber_threads(source)) == 1
+
+
+def test_missing_device_node_fails_the_open_without_asking_opencv(capfd):
+    # OpenCV prints two warnings for every open of a missing device; a camera
+    # unplugged for an hour is retried 1800 times.
+    clock = FakeClock()
+    source = V4l2Source("/dev/video-gatekiosk-absent", clock=clock, join_timeout_s=WAIT_S)
+    try:
+        assert source.read(WAIT_S) is None  # woken by the failure
+        state = source.state
+    finally:
+        source.close()
+    assert not state.ok
+    assert "no such device /dev/video-gatekiosk-absent" in state.detail
+    assert "VIDEOIO" not in capfd.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# The gate: scanner, decoder, store, pins
+
+
+class BreakableDecoder:
+    """The real zxing-cpp decoder, throwing on the frames ``throws`` picks."""
+
+    name = "zxing"
+
+    def __init__(self) -> None:
+        self._zxing = ZxingDecoder()
+        self.throws: Callable[[int], bool] = lambda call: False
+        self.calls = 0
+        self.read_codes = 0  # frames in which it read a code
+
+    def decode(self, grey: np.ndarray) -> list[Code]:
+        self.calls += 1
+        if self.throws(self.calls):
+            raise RuntimeError("decoder bug")
+        codes = self._zxing.decode(grey)
+        self.read_codes += bool(codes)
+        return codes
+
+
+class CountingStore(Store):
+    """The real store, counting the health rows written (or tried, while
+    ``failing`` makes that write fail as a full disk would)."""
+
+    health_writes = 0
+    failing = False
+
+    def write_health(self, health: KioskHealth) -> None:
+        self.health_writes += 1
+        if self.failing:
+            raise StoreError("database or disk is full")
+        super().write_health(health)
+
+
+@dataclass
+class Rig:
+    clock: FakeClock
+    camera: FakeCamera
+    source: V4l2Source
+    decoder: BreakableDecoder
+    scanner: Scanner
+    store: CountingStore
+    factory: MockFactory
+    heartbeats: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    on_beat: Callable[[], None] | None = None
+
+    def beat(self) -> None:
+        self.heartbeats += 1
+        if self.on_beat is not None:
+            self.on_beat()
+
+    def tick(self) -> bool:
+        """One step of the loop TICK_S after the last, the camera streaming if
+        it can; whether the step sent the systemd heartbeat."""
+        self.clock.advance(TICK_S)
+        self.camera.offer()
+        before = self.heartbeats
+        self.outcomes += self.scanner.step()
+        settle(self.camera, self.source)
+        return self.heartbeats > before
+
+    def ticks_until(self, condition: Callable[[], object], *, limit_s: float) -> float:
+        """Tick until ``condition``; the fake seconds it took. Every step on
+        the way must have sent the heartbeat or processed a frame."""
+        start = self.clock.monotonic()
+        while not condition():
+            assert self.clock.monotonic() - start < limit_s + 10 * TICK_S, "never happened"
+            self.tick()
+        return self.clock.monotonic() - start
+
+    def health(self) -> KioskHealth:
+        health = self.store.read_health(GATE)
+        assert health is not None
+        return health
+
+
+def pin_mark(factory: MockFactory) -> tuple[int, int]:
+    return len(factory.pin(STATUS).states), len(factory.pin(RED).states)
+
+
+def fault_pattern_since(factory: MockFactory, mark: tuple[int, int]) -> bool:
+    """The status LED blinking (toggled twice) and the red light lit (its
+    slow blink started) since ``mark``."""
+    status = factory.pin(STATUS).states[mark[0] :]
+    red = factory.pin(RED).states[mark[1] :]
+    return len(status) >= 2 and any(s.state for s in red)
+
+
+def ready_pattern(factory: MockFactory) -> bool:
+    """Status steady on, red off, and staying so (no blink thread running)."""
+    status, red = factory.pin(STATUS), factory.pin(RED)
+    before = (len(status.states), len(red.states))
+    return bool(status.state) and not red.state and before == pin_mark(factory)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    clock = FakeClock()
+    camera = FakeCamera(FRAME)
+    factory = MockFactory()
+    signals = GpiozeroSignals(PINS, pin_factory=factory)
+    store = CountingStore.open(tmp_path / "gate.db", boot_id="boot-1")
+    assert isinstance(store, CountingStore)
+    source = V4l2Source(
+        f"fake{next(_names)}", clock=clock, open_capture=camera.open, join_timeout_s=WAIT_S
+    )
+    decoder = BreakableDecoder()
+    holder: list[Rig] = []
+    scanner = Scanner(
+        source=source,
+        decoder=decoder,
+        registry=Registry(default_formats()),
+        store=store,
+        signals=signals,
+        clock=clock,
+        rules=PolicyRules(),
+        settings=ScanSettings(
+            gate_id=GATE, timezone=ZoneInfo("Asia/Ho_Chi_Minh"), read_timeout_s=0.0
+        ),
+        hash_key=KEY,
+        pin_backend="MockFactory",
+        heartbeat=lambda: holder[0].beat(),
+    )
+    built = Rig(clock, camera, source, decoder, scanner, store, factory)
+    holder.append(built)
+    settle(camera, source)
+    yield built
+    camera.set_mode("gone")
+    source.close()
+    signals.close()
+    factory.close()
+    store.close()
+    assert not grabber_threads(source)
+
+
+def stream(rig: Rig, seconds: float) -> None:
+    for _ in range(round(seconds / TICK_S)):
+        assert rig.tick()  # a frame processed: the heartbeat
+
+
+FAULTS = {
+    "stall": "stalled",  # the driver's read blocks forever
+    "error": "error",  # the driver's read raises
+    "vanish": "gone",  # unplugged: reads fail, /dev/video0 is gone
+}
+
+
+@pytest.mark.parametrize("kind", list(FAULTS))
+def test_camera_fault_shows_within_two_seconds_is_reported_and_clears_within_five(rig, kind):
+    stream(rig, 3.0)
+    assert rig.scanner.fault is None
+    assert rig.decoder.read_codes > 0
+    [entry] = rig.outcomes  # the visitor in view was let in once
+    assert entry.decision.verdict == "allow"
+    assert rig.health().fault is None
+    mark = pin_mark(rig.factory)
+
+    rig.camera.set_mode(FAULTS[kind])
+    writes_before = rig.store.health_writes
+    took_s = rig.ticks_until(lambda: rig.scanner.fault == "camera", limit_s=FAULT_WITHIN_S)
+
+    assert took_s <= FAULT_WITHIN_S
+    wait_until(lambda: fault_pattern_since(rig.factory, mark))
+    health = rig.health()  # written at once, not at the next 5 s write
+    assert rig.store.health_writes == writes_before + 1
+    assert (health.fault, health.camera_ok) == ("camera", False)
+    assert health.camera_detail
+
+    # Gone for half a minute: reported and retried, the loop alive throughout.
+    faulted_at = health.updated_at
+    for _ in range(300):
+        assert rig.tick(), "the heartbeat must go on while the fault is reported"
+        assert rig.scanner.fault == "camera"
+    health = rig.health()
+    assert health.updated_at > faulted_at  # the routine writes go on
+    assert (health.fault, health.camera_ok) == ("camera", False)
+
+    rig.camera.set_mode("streaming")
+    took_s = rig.ticks_until(lambda: rig.scanner.fault is None, limit_s=RECOVER_WITHIN_S)
+
+    assert took_s <= RECOVER_WITHIN_S
+    assert ready_pattern(rig.factory)
+    health = rig.health()
+    assert (health.fault, health.camera_ok, health.camera_detail) == (None, True, "")
+    stream(rig, 3.0)  # scanning again: the visitor still in view is decided again
+    assert [o.decision.verdict for o in rig.outcomes] == ["allow", "allow"]
+
+
+def test_fault_state_reaches_the_health_row_in_both_directions_without_waiting(rig):
+    stream(rig, 1.0)  # the routine write was at the first step; the next is due in 5 s
+    writes = rig.store.health_writes
+    rig.camera.set_mode("gone")
+    rig.ticks_until(lambda: rig.scanner.fault == "camera", limit_s=FAULT_WITHIN_S)
+    assert (rig.store.health_writes, rig.health().fault) == (writes + 1, "camera")
+
+    rig.camera.set_mode("streaming")
+    took_s = rig.ticks_until(lambda: rig.scanner.fault is None, limit_s=RECOVER_WITHIN_S)
+    assert took_s < 5.0 - FAULT_WITHIN_S  # so not a routine write either
+    assert (rig.store.health_writes, rig.health().fault) == (writes + 2, None)
+
+
+def test_a_store_fault_is_not_written_at_once_into_the_failing_store(rig):
+    # Showing a fault writes the health row at once, except the store's own:
+    # that write would fail too, after the busy timeout, holding up the loop.
+    stream(rig, 1.0)
+    rig.store.failing = True
+    tried = rig.store.health_writes
+    rig.ticks_until(lambda: rig.scanner.fault == "store", limit_s=5.0)  # the routine write
+    assert rig.store.health_writes == tried + 1
+    stream(rig, 1.0)
+    assert rig.store.health_writes == tried + 1
+
+
+def test_decoder_throwing_on_every_frame_shows_the_fault_and_the_gate_keeps_going(rig, caplog):
+    caplog.set_level(logging.DEBUG, logger="kiosk.scanner")
+    rig.decoder.throws = lambda call: True
+    mark = pin_mark(rig.factory)
+
+    assert rig.tick()
+    assert rig.scanner.fault == "decoder"
+    wait_until(lambda: fault_pattern_since(rig.factory, mark))
+    assert rig.health().fault == "decoder"
+    assert rig.health().camera_ok
+
+    stream(rig, 20.0)  # every frame still read, the heartbeat going on
+    assert rig.scanner.fault == "decoder"
+    health = rig.health()  # the routine writes go on too: the dashboard sees it running
+    assert health.fault == "decoder"
+    assert (rig.clock.now() - health.updated_at).total_seconds() < 5.0 + TICK_S
+    assert rig.outcomes == []
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1  # not one per frame
+
+    rig.decoder.throws = lambda call: False
+    assert rig.tick()
+    assert rig.scanner.fault is None
+    assert ready_pattern(rig.factory)
+    [entry] = rig.outcomes  # the visitor waiting in view is let in
+    assert entry.decision.verdict == "allow"
+    rig.ticks_until(lambda: rig.health().fault is None, limit_s=HEALTH_MIN_GAP_S)
+    assert "decoding again after 201 failed frames" in caplog.text
+
+
+def test_decoder_throwing_once_shows_the_fault_for_that_frame_only(rig):
+    rig.decoder.throws = lambda call: call == 5
+    stream(rig, 0.4)
+    assert rig.tick()
+    assert rig.scanner.fault == "decoder"
+    assert rig.tick()
+    assert rig.scanner.fault is None
+    assert ready_pattern(rig.factory)
+    rig.ticks_until(lambda: rig.health().fault is None, limit_s=HEALTH_MIN_GAP_S)
+    [entry] = rig.outcomes
+    assert entry.decision.verdict == "allow"
+
+
+def test_decoder_failing_on_alternate_frames_does_not_write_health_every_frame(rig):
+    stream(rig, 1.0)
+    before = rig.store.health_writes
+    rig.decoder.throws = lambda call: call % 2 == 0
+    stream(rig, 10.0)  # the fault flaps on every frame
+    writes = rig.store.health_writes - before
+    assert writes <= 10.0 / HEALTH_MIN_GAP_S + 2
+    assert writes >= 10.0 / 5.0  # at least the routine writes
+
+
+def test_scan_loop_runs_through_every_fault_and_stops_only_when_told(rig):
+    """``run`` itself: the camera gone, then erroring, then back with a
+    decoder that throws, then all well; the heartbeat (driving the fake time
+    and the script here) keeps coming, and nothing leaves ``run``."""
+    stop = threading.Event()
+    seen: list[str | None] = []
+    script = {
+        1: lambda: rig.camera.set_mode("gone"),
+        40: lambda: rig.camera.set_mode("error"),
+        80: lambda: setattr(rig.decoder, "throws", lambda call: True),
+        81: lambda: rig.camera.set_mode("streaming"),
+        160: lambda: setattr(rig.decoder, "throws", lambda call: False),
+        200: stop.set,
+    }
+
+    def on_beat() -> None:  # on the scan loop's thread, between reads
+        if rig.heartbeats in script:
+            script[rig.heartbeats]()
+        seen.append(rig.scanner.fault)
+        rig.clock.advance(TICK_S)
+        settle(rig.camera, rig.source)
+        rig.camera.offer()  # the next frame, if the camera is streaming
+
+    rig.on_beat = on_beat
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            rig.scanner.run(stop)
+        except BaseException as exc:  # the failure being tested for
+            errors.append(exc)
+
+    assert rig.camera.offer()  # the first frame: from then on, every step beats
+    thread = threading.Thread(target=run, name="scan-loop", daemon=True)
+    thread.start()
+    thread.join(WAIT_S * 6)
+    stop.set()
+
+    assert not thread.is_alive()
+    assert errors == []
+    assert rig.heartbeats >= 200
+    assert "camera" in seen[1:80]
+    assert "decoder" in seen[90:160]
+    assert seen[-1] is None
+    assert rig.health().fault is None
+
+
+# --------------------------------------------------------------------------
+# The dashboard
+
+
+def test_dashboard_shows_the_camera_fault_as_the_kiosk_reports_it(
+    app: Flask, manager: FlaskClient, clock: FakeClock, tmp_path: Path
+):
+    settings = app.extensions["gatekiosk"].settings
+    camera = FakeCamera(FRAME)
+    factory = MockFactory()
+    signals = GpiozeroSignals(PINS, pin_factory=factory)
+    source = V4l2Source("fake-dashboard", clock=clock, open_capture=camera.open)
+    with Store.open(settings.db_path, boot_id="boot-2") as kiosk_store:
+        scanner = Scanner(
+            source=source,
+            decoder=ZxingDecoder(),
+            registry=Registry(default_formats()),
+            store=kiosk_store,
+            signals=signals,
+            clock=clock,
+            rules=PolicyRules(),
+            settings=ScanSettings(
+                gate_id=settings["gate.id"], timezone=settings.timezone, read_timeout_s=0.0
+            ),
+            hash_key=KEY,
+        )
+        try:
+            settle(camera, source)
+            camera.offer()
+            scanner.step()
+            page = manager.get("/").get_data(as_text=True)
+            assert "Ready" in page
+
+            camera.set_mode("gone")
+            settle(camera, source)
+            clock.advance(TICK_S)
+            scanner.step()
+            page = manager.get("/").get_data(as_text=True)
+            live = manager.get("/api/live").get_json()
+        finally:
+            camera.set_mode("gone")
+            source.close()
+            signals.close()
+            factory.close()
+    assert "Fault: Camera" in page
+    assert "v4l2:fake-dashboard (read failed" in page
+    health = live["summary"]["health"]
+    assert (health["running"], health["fault"], health["camera_ok"]) == (True, "camera", False)
