@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench fuzz load camera-faults bootstrap clean test-install
+.PHONY: demo test lint typecheck unit bench fuzz load camera-faults crash bootstrap clean test-install
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -46,6 +46,13 @@ load: $(TEST_STAMP)
 # back after the camera returns. About 6 minutes; writes bench/report-camera.md.
 camera-faults: $(TEST_STAMP)
 	$(BIN)/python -m bench.camera_faults
+
+# SIGKILL the kiosk 200 times while it decides and the web reads, then kill
+# the web and the CLI mid-export: integrity, every signalled decision has its
+# row, no duplicates, relay off on restart, no files left. About 6 minutes;
+# writes bench/report-crash.md.
+crash: $(TEST_STAMP)
+	$(BIN)/python -m bench.crash_harness --kills 200
 
 # The installer, end to end in a fresh Debian chroot (root, ~1.5 minutes;
 # not part of `make test`).

@@ -15,7 +15,6 @@ towards more data having left, never fewer).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +39,7 @@ from admin_web.context import gk
 from admin_web.forms import parse_filter
 from kiosk.export import iter_csv, write_csv, write_xlsx
 from kiosk.store import Event, EventFilter, Store
+from kiosk.tempfiles import AtomicOutput
 
 bp = Blueprint("exports", __name__)
 
@@ -77,12 +77,14 @@ def export_to_file(
     """Write the events matching ``where`` to ``path`` as ``fmt`` ("csv" or "xlsx"),
     audit it, and return the number of rows written.
 
-    Atomic: the export goes to a temporary file in the same folder, is
-    flushed to disk, and only then renamed to ``path``; a crash or an error
-    leaves either the old file or the complete new one, never a partial one
-    (the temporary file is removed on error). The file is readable by its
-    owner only, as it holds personal data. ``actor`` names who asked, e.g.
-    ``"cli:root"``; ``at`` is the audit time.
+    Atomic, even when the process is killed: the export is written to an
+    unnamed file in the same folder (and the XLSX writer's own temporary
+    file is unnamed too), flushed to disk, and only then linked in at
+    ``path`` (:class:`~kiosk.tempfiles.AtomicOutput`). An error, a crash or
+    a SIGKILL at any moment leaves either the old file or the complete new
+    one, and no temporary file. The file is readable by its owner only, as
+    it holds personal data. ``actor`` names who asked, e.g. ``"cli:root"``;
+    ``at`` is the audit time.
 
     Example::
 
@@ -93,19 +95,9 @@ def export_to_file(
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
     target = Path(path)
-    folder = target.parent
-    descriptor, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            rows = _write(store.iter_events(where), out, fmt=fmt, tz=tz, tmpdir=folder)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    _fsync_folder(folder)
+    with AtomicOutput(target) as output:
+        rows = _write(store.iter_events(where), output.file, fmt=fmt, tz=tz, tmpdir=target.parent)
+        output.commit()
     store.audit(
         actor=actor,
         action="export",
@@ -120,20 +112,6 @@ def _write(events: Iterable[Event], out: IO[bytes], *, fmt: str, tz: ZoneInfo, t
     if fmt == "csv":
         return write_csv(events, out, tz=tz)
     return write_xlsx(events, out, tz=tz, tmpdir=tmpdir)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def audited_stream(
@@ -208,19 +186,21 @@ def export_xlsx() -> Any:
     parsed = parse_filter(request.args, context.tz)
     if parsed.problems:
         return redirect(_log_page())
-    # The workbook goes to a temporary file on the data disk (a Pi's /tmp is RAM),
-    # which is unlinked as soon as it is open: the open file is what is sent, and
-    # nothing is left behind whether the download completes or not.
+    # The workbook is built in an unnamed file on the data disk (a Pi's /tmp is
+    # RAM; O_TMPFILE on Linux), as is the XLSX writer's own temporary file: the
+    # open file is what is sent, and nothing is left behind whether the download
+    # completes or not, even if the process is killed while building it.
     folder = context.settings.data_dir
-    descriptor, temp_name = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".xlsx")
+    sent = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - closed by the response
     try:
-        with os.fdopen(descriptor, "wb") as out:
-            rows = write_xlsx(
-                context.store.iter_events(parsed.where), out, tz=context.tz, tmpdir=folder
-            )
-        sent = open(temp_name, "rb")  # noqa: SIM115 - closed by the response
-    finally:
-        os.unlink(temp_name)
+        rows = write_xlsx(
+            context.store.iter_events(parsed.where), sent, tz=context.tz, tmpdir=folder
+        )
+        size = sent.tell()
+        sent.seek(0)
+    except BaseException:
+        sent.close()
+        raise
     context.store.audit(
         actor=_actor(),
         action="export",
@@ -235,5 +215,6 @@ def export_xlsx() -> Any:
         download_name=_filename("xlsx"),
         max_age=0,
     )
+    response.content_length = size  # so that a client can tell a cut-off download
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -42,9 +42,8 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-import xlsxwriter
-
 from kiosk.store import Event, EventFilter, Store
+from kiosk.tempfiles import UnnamedTempWorkbook
 
 log = logging.getLogger(__name__)
 
@@ -493,9 +492,11 @@ def write_xlsx(
 
     Bounded memory: xlsxwriter runs in ``constant_memory`` mode, where each
     row goes to a temporary file once the next starts (strings are stored
-    in-line rather than in a shared table). The temporary files, about
-    1 KiB per event, go to ``tmpdir`` (default: the system's): on a Pi whose
-    ``/tmp`` is a RAM-backed tmpfs, pass a directory on the SD card.
+    in-line rather than in a shared table). The temporary file, about
+    1 KiB per event, goes to ``tmpdir`` (default: the system's): on a Pi whose
+    ``/tmp`` is a RAM-backed tmpfs, pass a directory on the SD card. It has
+    no name (:class:`~kiosk.tempfiles.UnnamedTempWorkbook`), so a process
+    killed mid-export leaves nothing in ``tmpdir``.
 
     Cells: local time is a real Excel date-time (naive, in ``tz``, formatted
     ``yyyy-mm-dd hh:mm:ss``), the UTC time is ISO 8601 text, the sequence a
@@ -529,7 +530,7 @@ def write_xlsx(
     }
     if tmpdir is not None:
         options["tmpdir"] = os.fspath(tmpdir)
-    workbook = xlsxwriter.Workbook(target, options)
+    workbook = UnnamedTempWorkbook(target, options)
     try:
         sheets = _Sheets(workbook, tz=tz, max_rows_per_sheet=max_rows_per_sheet)
         rows = 0
