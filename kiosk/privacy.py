@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from pathlib import Path
 
 from kiosk.errors import StoreError
+from kiosk.tempfiles import AtomicOutput
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,14 @@ def load_or_create_key(path: Path) -> bytes:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_bytes(KEY_BYTES)
+        # Whole or not at all: a kill or a power cut while creating it must
+        # not leave an empty key file, which would keep the gate from starting.
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with AtomicOutput(path, replace=False) as output:
+                output.file.write(key)
+                output.commit()
         except FileExistsError:  # another process created it first
             return load_or_create_key(path)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-            f.flush()
-            os.fsync(f.fileno())
         log.info("created a new subject-hash key at %s", path)
         return key
     except OSError as exc:
