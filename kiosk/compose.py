@@ -27,7 +27,7 @@ from kiosk.policy import PolicyRules
 from kiosk.privacy import load_or_create_key
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED
 from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
-from kiosk.store import Store, TrustedRow
+from kiosk.store import KIOSK_BUSY_TIMEOUT_MS, Store, TrustedRow
 from kiosk.synthetic import Scene
 from kiosk.trust import (
     ParsedTrustFile,
@@ -282,7 +282,9 @@ class SiteCodes:
 
 
 def open_store(settings: Settings) -> Store:
-    return Store.open(settings.db_path)
+    """The kiosk's store: a write waits at most 1 s for the web's lock, then
+    the gate fails secure (see :data:`~kiosk.store.KIOSK_BUSY_TIMEOUT_MS`)."""
+    return Store.open(settings.db_path, busy_timeout_ms=KIOSK_BUSY_TIMEOUT_MS)
 
 
 LIVE_CAMERAS = ("picamera2", "v4l2")

@@ -3,7 +3,9 @@ event row -> lights and relay. Steppable one frame at a time for tests.
 
 Record before signal: the relay pulses only after the event row is
 committed. If the store fails, the gate fails secure: it refuses, shows the
-fault pattern, and the guard's override still opens the door.
+fault pattern, and the guard's override still opens the door; such an
+override is kept in memory and recorded once the database works again, which
+the loop tries every ``STORE_PROBE_S`` while the fault lasts.
 
 The kiosk and the admin web share nothing but the database, so between
 frames the loop also does the site's business through it, each on its own
@@ -27,9 +29,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -56,6 +59,34 @@ KIND_MANUAL = "manual"
 
 ADMIT_MAX_AGE_S = 30.0
 """A guard's admit request older than this is not carried out: the visitor has gone."""
+
+HEALTH_MIN_GAP_S = 0.25
+"""The health row is written as soon as the fault changes, but not more often
+than this (seconds): a fault flapping on every frame must not turn into 15
+synchronous writes a second. The dashboard polls every 0.5 s."""
+
+DECODER_LOG_EVERY_S = 60.0
+"""A decoder that keeps throwing has its traceback logged this often (seconds)."""
+
+STORE_PROBE_S = 1.0
+"""While the store is faulted, how long after the last try the loop tries a
+real write (or the waiting overrides) again, to find out that the database
+works again. Each try may wait out the store's busy timeout (locked)."""
+
+STORE_FAULT_REMINDER_S = 60.0
+"""While the store stays faulted, how often the log says so again."""
+
+OVERRIDES_WAITING_MAX = 500
+"""Overrides that opened the door while the store failed, kept in memory to be
+recorded when it works again. Far more than a shift of button presses; past
+it, a press still opens the door and the log says it will not be recorded."""
+
+LATE_NOTE = (
+    "Ghi muộn: cơ sở dữ liệu lỗi khi bảo vệ mở cửa; ghi lúc {at} UTC"
+    " / Recorded late: the database failed when the guard opened the door; recorded at {at} UTC"
+)
+"""The note on an override recorded after the database came back; its time
+(``at``) is still the moment the door opened."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +179,15 @@ class _Refusal:
     at_mono: float
 
 
+@dataclass(frozen=True)
+class _WaitingOverride:
+    """An override that opened the door but could not be recorded yet."""
+
+    event: NewEvent
+    """As it would have been recorded, with the time the door opened."""
+    pressed_mono: float
+
+
 class Scanner:
     """Owns one pass of the pipeline per :meth:`step`; :meth:`run` loops it."""
 
@@ -202,6 +242,10 @@ class Scanner:
         self._last_frame_mono: float | None = None
         self._fps_window: list[float] = []
         self._last_health_mono: float | None = None
+        self._health_fault: str | None = None  # the fault in the last health row written
+        self._health_change_mono: float | None = None  # last write for a change of fault
+        self._decoder_failed_frames = 0  # frames the decoder threw on since it last worked
+        self._decoder_logged_mono: float | None = None  # last traceback of a decoder failure
         self._setup_for_site = setup_for_site
         self._retime_relay = retime_relay
         self._refresh_registry = refresh_registry
@@ -212,6 +256,11 @@ class Scanner:
         self._last_admit_poll_mono: float | None = None
         self._last_purge_mono: float | None = None
         self._failed_admits: set[int] = set()
+        self._waiting_overrides: deque[_WaitingOverride] = deque()
+        self._store_fault_cause = ""
+        self._store_fault_since_mono: float | None = None
+        self._last_store_probe_mono: float | None = None
+        self._last_store_reminder_mono: float | None = None
         signals.set_override_handler(self._override_pressed)
 
     # -- the loop -------------------------------------------------------
@@ -221,7 +270,23 @@ class Scanner:
         log.info("scanning at gate %s", self.settings.gate_id)
         while not stop.is_set() and not self.source.exhausted:
             self.step()
+        self._last_chance_for_overrides()
         self._write_health()
+
+    def _last_chance_for_overrides(self) -> None:
+        """On the way out, try once more to record the overrides still waiting
+        for the database; say how many are lost if it still fails."""
+        with self._lock:
+            if not self._waiting_overrides:
+                return
+            try:
+                self._record_waiting_overrides()
+            except StoreError as exc:
+                log.error(
+                    "stopping with %d override(s) that opened the door never recorded: %s",
+                    len(self._waiting_overrides),
+                    exc,
+                )
 
     def step(self) -> list[Outcome]:
         """Do the site's business that is due, then read one frame and act on
@@ -229,6 +294,8 @@ class Scanner:
         outcomes = self._site_business()
         frame = self.source.read(self.settings.read_timeout_s)
         if frame is None:
+            # No frame: a late one (not a fault), or the camera says it failed
+            # (stalled, errored, gone) and is being reopened: show the fault.
             reported = not self.source.exhausted and not self.source.state.ok
             self._set_camera_fault(reported)
             if reported:
@@ -241,13 +308,37 @@ class Scanner:
         try:
             codes = self.decoder.decode(frame.grey)
         except Exception:
-            # A decoder that throws on one frame must not stop the gate.
-            log.exception("decoder %s failed on frame %d", self.decoder.name, frame.index)
-            self._decoder_fault = True
-            self._refresh_fault()
+            # A boundary: a decoder that throws must not stop the gate. The
+            # fault shows from the first frame it throws on until it decodes
+            # one again; the traceback is logged at most every
+            # DECODER_LOG_EVERY_S, so one throwing on every frame (15 a
+            # second) does not fill the journal.
+            self._decoder_failed_frames += 1
+            now = self.clock.monotonic()
+            if _due(self._decoder_logged_mono, DECODER_LOG_EVERY_S, now):
+                self._decoder_logged_mono = now
+                log.exception(
+                    "decoder %s failed on frame %d (%d frames in a row); "
+                    "fault shown until it decodes again",
+                    self.decoder.name,
+                    frame.index,
+                    self._decoder_failed_frames,
+                )
+            else:
+                log.debug("decoder %s failed on frame %d", self.decoder.name, frame.index)
+            if not self._decoder_fault:
+                self._decoder_fault = True
+                self._refresh_fault()
+            self._maybe_write_health()
             return outcomes
         if self._decoder_fault:
+            log.info(
+                "decoder %s decoding again after %d failed frames",
+                self.decoder.name,
+                self._decoder_failed_frames,
+            )
             self._decoder_fault = False
+            self._decoder_failed_frames = 0
             self._refresh_fault()
         outcomes += [
             self._act(code, frame)
@@ -265,18 +356,21 @@ class Scanner:
         hashed = subject_hash(self._hash_key, credential.subject_id) if credential else None
         with self._lock:
             try:
+                # Overrides that waited for the database go first, so the
+                # log and presence follow the order things happened in.
+                self._record_waiting_overrides()
                 view = self._view(hashed, at)
                 decision = decide(identified, rules=self.rules, view=view)
                 event = self.store.record(self._new_event(identified, decision, hashed, at))
             except StoreError as exc:
-                log.error("store failed, refusing: %s", exc)
+                log.error("database fault, this code is refused: %s", exc)
                 decision = Decision(
                     "deny", "in", "store-fault", message_for("store-fault"), warning=None
                 )
                 new_event = self._new_event(identified, decision, hashed, at)
                 self._last_refusal = _Refusal(new_event, self.clock.monotonic())
                 self.signals.deny()
-                self._set_store_fault(True)
+                self._set_store_fault(True, str(exc))
                 return self._outcome(frame, identified, decision, None)
             self._set_store_fault(False)
             if decision.allowed:
@@ -353,7 +447,10 @@ class Scanner:
         recently, open the door for whoever the guard is letting in).
 
         The door opens even when the store is down: the guard is the
-        authority at the gate. The override is recorded when possible.
+        authority at the gate. An override the store cannot take is kept,
+        with the time the door opened, and recorded as soon as the database
+        works again (with a note saying it was recorded late); while a store
+        fault is known, the door opens without trying the store first.
         """
         with self._lock:
             now_mono = self.clock.monotonic()
@@ -376,14 +473,23 @@ class Scanner:
                 )
             else:
                 new_event = self._new_override_event(at)
-            event: Event | None
-            try:
-                event = self.store.record(new_event)
-            except StoreError as exc:
-                log.error("store failed, override not recorded: %s", exc)
-                event = None
-                self._set_store_fault(True)
+            event: Event | None = None
+            failed: StoreError | None = None
+            if self._store_fault or self._waiting_overrides:
+                # A known fault: open the door now rather than after another
+                # busy wait; the probe records it (behind any waiting before it).
+                self._wait_for_store(new_event, self._store_fault_cause)
+            else:
+                try:
+                    event = self.store.record(new_event)
+                except StoreError as exc:
+                    failed = exc
+                    self._wait_for_store(new_event, str(exc))
             self.signals.allow()
+            if failed is not None:
+                # After the door: showing the fault also writes the health
+                # row, which waits out the busy timeout once more.
+                self._set_store_fault(True, str(failed))
         latency_ms = (self.clock.monotonic() - now_mono) * 1000.0
         outcome = Outcome(None, None, decision, event, latency_ms)
         log.info("override by the guard (%s)", "last refused visitor" if refusal else "no subject")
@@ -422,13 +528,21 @@ class Scanner:
     # -- the site's business, through the database -------------------------
 
     def _site_business(self) -> list[Outcome]:
-        """Whatever is due of: live settings, the site's keys, guards'
-        admissions, retention.
+        """Whatever is due of: the store probe (while the store is faulted or
+        overrides wait to be recorded), live settings, the site's keys,
+        guards' admissions, retention.
 
         Each is rate-limited on the monotonic clock, so most frames cost
         four comparisons, no query and no file access.
         """
         now = self.clock.monotonic()
+        if (self._store_fault or self._waiting_overrides) and _due(
+            self._last_store_probe_mono, STORE_PROBE_S, now
+        ):
+            self._probe_store()
+            # From the end of the try: under a long lock each try waits out the
+            # busy timeout, and the loop keeps STORE_PROBE_S for frames between.
+            self._last_store_probe_mono = self.clock.monotonic()
         if self._setup_for_site is not None and _due(
             self._last_settings_poll_mono, self.settings.settings_poll_s, now
         ):
@@ -441,7 +555,14 @@ class Scanner:
             self._refresh_codes()
         admitted: list[Outcome] = []
         admit_poll_s = self.settings.admit_poll_s
-        if admit_poll_s is not None and _due(self._last_admit_poll_mono, admit_poll_s, now):
+        # Not while the store is faulted: reading the requests is a write
+        # transaction that would wait out the busy timeout every poll, and a
+        # request could not be recorded anyway; the probe ends the fault.
+        if (
+            admit_poll_s is not None
+            and not self._store_fault
+            and _due(self._last_admit_poll_mono, admit_poll_s, now)
+        ):
             self._last_admit_poll_mono = now
             admitted = self._carry_out_admits()
         if self.settings.retention_days is not None and _due(
@@ -635,20 +756,142 @@ class Scanner:
                 log.info("camera %s delivering again", state.name)
             self._refresh_fault()
 
-    def _set_store_fault(self, fault: bool) -> None:
-        if fault != self._store_fault:
-            self._store_fault = fault
-            self._refresh_fault()
+    def _set_store_fault(self, fault: bool, cause: str = "") -> None:
+        """Turn the store fault (and with it the fault pattern) on or off,
+        saying so once per change; ``cause`` is the StoreError's message."""
+        if fault and cause:
+            self._store_fault_cause = cause
+        if fault == self._store_fault:
+            return
+        self._store_fault = fault
+        now = self.clock.monotonic()
+        if fault:
+            self._store_fault_since_mono = now
+            self._last_store_probe_mono = now  # the next try in STORE_PROBE_S
+            self._last_store_reminder_mono = now
+            # The cause is in the caller's log line, just before this one.
+            log.error(
+                "store fault: the gate refuses every code until the database works again "
+                "(tried every %.0f s); the override button still opens the door",
+                STORE_PROBE_S,
+            )
+        else:
+            since = self._store_fault_since_mono
+            self._store_fault_cause = ""
+            log.info(
+                "the database works again after %.1f s: store fault cleared",
+                now - since if since is not None else 0.0,
+            )
+        self._refresh_fault()
+
+    # -- overrides waiting for the database ----------------------------------
+
+    def _wait_for_store(self, event: NewEvent, cause: str) -> None:
+        """Keep an override that opened the door to record it later (lock held)."""
+        fault = f"store fault ({cause})" if cause else "store fault"
+        if len(self._waiting_overrides) >= OVERRIDES_WAITING_MAX:
+            log.error(
+                "override during a %s: the door opens, but this override will never be "
+                "recorded: %d overrides already wait for the database",
+                fault,
+                len(self._waiting_overrides),
+            )
+            return
+        self._waiting_overrides.append(_WaitingOverride(event, self.clock.monotonic()))
+        log.error(
+            "override during a %s: the door opens; %d override(s) waiting to be recorded "
+            "when the database works again",
+            fault,
+            len(self._waiting_overrides),
+        )
+
+    def _record_waiting_overrides(self) -> None:
+        """Record the waiting overrides, oldest first, each with its own time
+        and a note saying it was recorded late (the caller holds the lock).
+
+        Raises StoreError when the store still fails; what was recorded
+        before that is not waiting any more, the rest keeps waiting.
+        """
+        if not self._waiting_overrides:
+            return
+        now_mono = self.clock.monotonic()
+        oldest_s = now_mono - self._waiting_overrides[0].pressed_mono
+        recorded = 0
+        try:
+            while self._waiting_overrides:
+                waiting = self._waiting_overrides[0]
+                self.store.record(self._late(waiting.event))
+                self._waiting_overrides.popleft()
+                recorded += 1
+        finally:
+            if recorded:
+                log.info(
+                    "recorded %d override(s) that opened the door while the database failed "
+                    "(the oldest %.1f s late); %d still waiting",
+                    recorded,
+                    oldest_s,
+                    len(self._waiting_overrides),
+                )
+
+    def _late(self, event: NewEvent) -> NewEvent:
+        recorded_at = self.clock.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        note = LATE_NOTE.format(at=recorded_at)
+        return replace(event, note=f"{event.note}\n{note}" if event.note else note)
+
+    def _probe_store(self) -> None:
+        """Find out whether the database works again: record the waiting
+        overrides, or with none waiting make one real write; on success clear
+        the store fault (and so the fault pattern)."""
+        with self._lock:
+            try:
+                if self._waiting_overrides:
+                    self._record_waiting_overrides()
+                else:
+                    self.store.check_writable()
+            except StoreError as exc:
+                self._store_fault_cause = str(exc)
+                self._remind_store_fault(exc)
+                return
+            self._set_store_fault(False)
+
+    def _remind_store_fault(self, exc: StoreError) -> None:
+        now = self.clock.monotonic()
+        if not _due(self._last_store_reminder_mono, STORE_FAULT_REMINDER_S, now):
+            log.debug("database still failing: %s", exc)
+            return
+        self._last_store_reminder_mono = now
+        since = self._store_fault_since_mono
+        log.warning(
+            "database still failing after %.0f s: %s; the gate refuses every code; "
+            "%d override(s) waiting to be recorded",
+            now - since if since is not None else 0.0,
+            exc,
+            len(self._waiting_overrides),
+        )
 
     def _refresh_fault(self) -> None:
+        """Show the fault pattern, or ready, as :attr:`fault` says, and tell the
+        dashboard and the gate screen now rather than at the next routine
+        health write (both when a fault starts and when it clears)."""
         self.signals.set_fault(self.fault is not None)
+        self._maybe_write_health()
 
     def _maybe_write_health(self) -> None:
+        """Write the health row every ``health_every_s``, and as soon as the
+        fault differs from the one last written (such writes at most every
+        :data:`HEALTH_MIN_GAP_S`; a change held back by that is written by a
+        later step). Not at once while the store is at fault: that write
+        would fail too, after waiting out the busy timeout with the loop held."""
         now = self.clock.monotonic()
-        if self._last_health_mono is None or now - self._last_health_mono >= (
-            self.settings.health_every_s
-        ):
+        if _due(self._last_health_mono, self.settings.health_every_s, now):
             self._last_health_mono = now
+            self._write_health()
+        elif (
+            self.fault != self._health_fault
+            and not self._store_fault
+            and _due(self._health_change_mono, HEALTH_MIN_GAP_S, now)
+        ):
+            self._last_health_mono = self._health_change_mono = now
             self._write_health()
 
     def _write_health(self) -> None:
@@ -671,10 +914,13 @@ class Scanner:
             clock_synced=self.clock.synchronised(),
             fault=self.fault,
         )
+        # Marked written even if the write fails: a failing store is the
+        # store fault, and is not retried every step.
+        self._health_fault = health.fault
         try:
             self.store.write_health(health)
         except GateError as exc:
-            log.warning("could not write kiosk health: %s", exc)
+            log.warning("%s", exc)  # the message says it was the health row
             self._set_store_fault(True)
 
 

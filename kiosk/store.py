@@ -31,6 +31,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import sqlite3
 import threading
 import unicodedata
@@ -71,6 +72,28 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # UTC offsets in use on Earth run from UTC-12:00 to UTC+14:00.
 _MIN_OFFSET_MIN = -12 * 60
 _MAX_OFFSET_MIN = 14 * 60
+
+BUSY_TIMEOUT_MS = 5000
+"""How long a write waits for the other process's write lock, by default: the
+admin web and the CLI, where a person waits for a page or a command and a
+slow save is better than a failed one."""
+
+CHECK_MIN_FREE_BYTES = 256 * 1024
+"""Below this much free space, :meth:`Store.check_writable` reports a full
+disk: a few hundred events' worth, so a gate that comes back from a full disk
+does not fall straight back into it."""
+
+KIOSK_BUSY_TIMEOUT_MS = 1000
+"""How long the kiosk waits for the write lock before it refuses with a store
+fault. Every write by the web or a CLI command holds the lock for tens of
+milliseconds (one fsync on an SD card), so 1 s absorbs them all; a lock held
+longer is a fault the gate should show, not wait out. The wait blocks the scan
+loop (and the guard's override, which shares its lock): at 1 s a visitor has
+an answer and the guard an open door within about a second, and one loop step
+(the store probe, the decision, the health row: up to three waits) stays well
+inside the service's 10 s watchdog. Measured under a long lock
+(``python -m bench.storage_faults``): the longest step took 3.2 s at 1 s and
+20 s at 5 s, which the watchdog would end with a restart."""
 
 
 # --------------------------------------------------------------------------- values
@@ -693,6 +716,9 @@ class Store:
         self.boot_id = boot_id
         self._lock = threading.RLock()
         self._closed = False
+        self._reopen_when_writable = False
+        """SQLite opened the file read-only (it or its file system was): the
+        first write after it is writable again reopens the connection."""
 
     @classmethod
     def open(
@@ -700,14 +726,15 @@ class Store:
         path: str | Path,
         *,
         boot_id: str | None = None,
-        busy_timeout_ms: int = 5000,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         read_only: bool = False,
     ) -> Store:
         """Open (creating if needed) the database at ``path`` and migrate it.
 
         ``boot_id`` names this boot of the machine; it defaults to the kernel's
         (see :func:`current_boot_id`). ``busy_timeout_ms`` is how long a write
-        waits for the other process's lock before giving up with StoreError.
+        waits for the other process's lock before giving up with StoreError
+        (the kiosk passes :data:`KIOSK_BUSY_TIMEOUT_MS`).
         ``read_only`` opens an existing database for reading only, without
         creating or migrating anything; every write raises StoreError.
         """
@@ -728,7 +755,7 @@ class Store:
                 uri=read_only,
             )
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
+            raise StoreError(f"cannot open the database: {_describe(exc, path)}") from exc
         try:
             db = Database(conn, execute_plugins=False)
             _add_functions(conn)
@@ -739,11 +766,21 @@ class Store:
                 _migrate(db)
         except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(f"cannot prepare the database: {_describe(exc)}") from exc
+            raise StoreError(f"cannot prepare the database: {_describe(exc, path)}") from exc
         except BaseException:
             conn.close()
             raise
-        return cls(db, boot_id=boot_id if boot_id is not None else current_boot_id(), path=path)
+        store = cls(db, boot_id=boot_id if boot_id is not None else current_boot_id(), path=path)
+        if not read_only and _read_only_file(path):
+            # SQLite quietly opened it for reading (a database left in WAL mode
+            # by a power cut opens so): reads work, every write fails until
+            # the file is writable again, and then _write reopens it.
+            store._reopen_when_writable = True
+            log.error(
+                "the database file or its file system is read-only: opened for reading "
+                "only; every write fails until it is writable again"
+            )
+        return store
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""
@@ -1491,14 +1528,57 @@ class Store:
 
     def _read(self, action: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
         """Run one query and fetch all rows; one statement is one consistent snapshot."""
-        with self._lock, _store_errors(action):
+        with self._lock, _store_errors(action, self.path):
             return self._conn.execute(sql, params).fetchall()
 
     @contextlib.contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
         """One write transaction: lock, BEGIN IMMEDIATE, COMMIT, or ROLLBACK on any error."""
-        with self._lock, _store_errors(action), _immediate_transaction(self._conn):
-            yield self._conn
+        with self._lock, _store_errors(action, self.path):
+            if self._reopen_when_writable:
+                self._reopen_for_writing()
+            with _immediate_transaction(self._conn):
+                yield self._conn
+
+    def _reopen_for_writing(self) -> None:
+        """Replace the read-only connection SQLite gave at open with a
+        read-write one once the file can be written, so the store works again
+        without a restart (which would lose what the kiosk keeps waiting)."""
+        if _read_only_file(self.path):
+            return
+        (timeout_ms,) = self._conn.execute("PRAGMA busy_timeout").fetchone()
+        # Closed first: SQLite shares one mapping of the -shm file among a
+        # process's connections, and the read-only one would be reused.
+        self._conn.close()
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=timeout_ms / 1000
+        )
+        self._conn = conn
+        self._db = Database(conn, execute_plugins=False)
+        _add_functions(conn)
+        _configure(conn, busy_timeout_ms=int(timeout_ms))  # if it fails, the next write retries
+        self._reopen_when_writable = False
+        log.info("the database file is writable again: reopened for writing")
+
+    def check_writable(self) -> None:
+        """Prove that the database takes a durable write now, or raise StoreError.
+
+        The kiosk asks this while it shows a store fault, to clear the fault
+        as soon as the database works again. A real page is rewritten and
+        committed (the settings counter, to its own value: nothing changes and
+        no kiosk reloads), so a lock, a full disk and a read-only file all
+        fail it as they would fail an event. One page can still fit on a disk
+        that has no room for an event (its table and index pages), so less
+        than :data:`CHECK_MIN_FREE_BYTES` free counts as full too.
+        """
+        free = _free_bytes(self.path)
+        if free is not None and free < CHECK_MIN_FREE_BYTES:
+            raise StoreError(
+                f"could not write to the database: disk full: {free // 1024} KiB free, "
+                f"less than the {CHECK_MIN_FREE_BYTES // 1024} KiB the kiosk waits for"
+            )
+        with self._write("write to the database") as conn:
+            conn.execute("UPDATE settings_meta SET version = version WHERE id = 1")
 
     # ----------------------------------------------------------------- the log's reason filter
     # (added with the log area of the admin web)
@@ -1749,18 +1829,89 @@ def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _store_errors(action: str) -> Iterator[None]:
+def _store_errors(action: str, path: Path | None = None) -> Iterator[None]:
     """Turn SQLite's errors into StoreError at this module's boundary."""
     try:
         yield
     except sqlite3.Error as exc:
-        raise StoreError(f"could not {action}: {_describe(exc)}") from exc
+        raise StoreError(f"could not {action}: {_describe(exc, path)}") from exc
 
 
-def _describe(exc: sqlite3.Error) -> str:
-    """SQLite's message and error name; never bound values, so no personal data."""
+# The causes a gate meets in the field, by SQLite's primary result code (the
+# low byte of an extended code), said so that whoever reads the log knows what
+# to fix. SQLite's own words and the code's name follow in parentheses.
+_CAUSES = {
+    sqlite3.SQLITE_BUSY: "the database is locked by another process",
+    sqlite3.SQLITE_LOCKED: "the database is locked by another connection",
+    sqlite3.SQLITE_FULL: "disk full: no space left for the database",
+    sqlite3.SQLITE_READONLY: "the database file is read-only",
+    sqlite3.SQLITE_IOERR: "disk I/O error: the storage failed or became read-only",
+    sqlite3.SQLITE_CORRUPT: "the database file is corrupt",
+    sqlite3.SQLITE_NOTADB: "the database file is corrupt (not a database)",
+    sqlite3.SQLITE_CANTOPEN: "cannot open the database file",
+    sqlite3.SQLITE_PERM: "permission denied on the database file",
+}
+
+_FILE_SYSTEM_CAUSES = (
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PERM,
+)
+
+
+def _describe(exc: sqlite3.Error, path: Path | None = None) -> str:
+    """The cause in plain words, then SQLite's message and error name.
+
+    With the database's ``path``, a full disk also says how much space is
+    left and a file-system error says whether the file system is mounted
+    read-only (an SD card the kernel remounted read-only after errors shows
+    as a disk I/O error on a connection that was open). Never bound values,
+    so no personal data.
+    """
     name = getattr(exc, "sqlite_errorname", None)
-    return f"{exc} ({name})" if name else str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)
+    detail = f"{exc}; {name}" if name else str(exc)
+    cause = _CAUSES.get(code & 0xFF) if code is not None else None
+    if cause is None:
+        return f"{exc} ({name})" if name else str(exc)
+    if path is not None and code is not None:
+        cause += _file_system_state(path, code & 0xFF)
+    return f"{cause} ({detail})"
+
+
+def _free_bytes(path: Path) -> int | None:
+    """Bytes an unprivileged process may still write on ``path``'s file system."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def _read_only_file(path: Path) -> bool:
+    """Whether ``path`` or the file system holding it cannot be written now."""
+    try:
+        read_only_fs = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    return read_only_fs or not os.access(path, os.W_OK)
+
+
+def _file_system_state(path: Path, primary_code: int) -> str:
+    """What the file system holding ``path`` says about a full disk or a
+    file-system error, as a clause to append; empty when it cannot tell."""
+    if primary_code != sqlite3.SQLITE_FULL and primary_code not in _FILE_SYSTEM_CAUSES:
+        return ""
+    try:
+        stats = os.statvfs(path if path.is_dir() else path.parent)
+    except OSError:
+        return ""
+    if primary_code == sqlite3.SQLITE_FULL:
+        return f", {stats.f_bavail * stats.f_frsize // 1024} KiB free"
+    if stats.f_flag & os.ST_RDONLY:
+        return "; its file system is mounted read-only"
+    return ""
 
 
 def _require_aware(value: datetime, name: str) -> None:
