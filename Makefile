@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench fuzz load camera-faults crash bootstrap clean test-install
+.PHONY: demo test lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -46,6 +46,12 @@ load: $(TEST_STAMP)
 # back after the camera returns. About 6 minutes; writes bench/report-camera.md.
 camera-faults: $(TEST_STAMP)
 	$(BIN)/python -m bench.camera_faults
+
+# A long lock, a full disk and a read-only file system under a real gate:
+# decision and override times, and how soon the overrides are recorded once
+# the database is back. About a minute; writes bench/report-storage-faults.md.
+storage-faults: $(TEST_STAMP)
+	$(BIN)/python -m bench.storage_faults --runs 3
 
 # SIGKILL the kiosk 200 times while it decides and the web reads, then kill
 # the web and the CLI mid-export: integrity, every signalled decision has its
