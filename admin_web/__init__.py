@@ -69,7 +69,7 @@ def create_app(
         app.config.update(test_config)
     context = WebContext(
         settings=settings,
-        store=store if store is not None else Store.open(settings.db_path),
+        store=store if store is not None else Store.open(settings.db_path, concurrent_reads=True),
         clock=clock if clock is not None else SystemClock(),
         hash_key=load_or_create_key(settings.key_path),
     )

@@ -82,7 +82,7 @@ def start_demo_web(settings: Settings, *, clock: Clock, port: int) -> DemoWeb:
     from admin_web import create_app
     from admin_web.accounts import add_user, reset_password
 
-    store = Store.open(settings.db_path)
+    store = Store.open(settings.db_path, concurrent_reads=True)
     password = secrets.token_urlsafe(12)
     account = store.user_by_name(DEMO_MANAGER)
     if account is None:

@@ -705,7 +705,11 @@ class Store:
 
     The connection is shared by threads (the scan loop and the health writer),
     so it is opened with ``check_same_thread=False`` and every method holds
-    ``self._lock``: one statement or transaction at a time.
+    ``self._lock``: one statement or transaction at a time. A store opened
+    with ``concurrent_reads`` (the admin web, whose server runs requests on
+    several threads) reads on one connection per thread instead, without the
+    lock: WAL lets readers run beside each other and beside the writer, so a
+    slow page no longer holds up every other request.
     """
 
     def __init__(self, db: Database, *, boot_id: str, path: Path) -> None:
@@ -719,6 +723,10 @@ class Store:
         self._reopen_when_writable = False
         """SQLite opened the file read-only (it or its file system was): the
         first write after it is writable again reopens the connection."""
+        self._concurrent_reads = False
+        self._readers = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._busy_timeout_ms = BUSY_TIMEOUT_MS
 
     @classmethod
     def open(
@@ -728,6 +736,7 @@ class Store:
         boot_id: str | None = None,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         read_only: bool = False,
+        concurrent_reads: bool = False,
     ) -> Store:
         """Open (creating if needed) the database at ``path`` and migrate it.
 
@@ -737,6 +746,8 @@ class Store:
         (the kiosk passes :data:`KIOSK_BUSY_TIMEOUT_MS`).
         ``read_only`` opens an existing database for reading only, without
         creating or migrating anything; every write raises StoreError.
+        ``concurrent_reads`` gives each thread its own connection for reads
+        (see the class docstring); writes still share one.
         """
         path = Path(path)
         if read_only and not path.exists():
@@ -771,6 +782,8 @@ class Store:
             conn.close()
             raise
         store = cls(db, boot_id=boot_id if boot_id is not None else current_boot_id(), path=path)
+        store._concurrent_reads = concurrent_reads
+        store._busy_timeout_ms = busy_timeout_ms
         if not read_only and _read_only_file(path):
             # SQLite quietly opened it for reading (a database left in WAL mode
             # by a power cut opens so): reads work, every write fails until
@@ -788,6 +801,9 @@ class Store:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+                for reader in self._reader_conns:
+                    reader.close()
+                self._reader_conns.clear()
 
     def __enter__(self) -> Self:
         return self
@@ -1528,8 +1544,36 @@ class Store:
 
     def _read(self, action: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
         """Run one query and fetch all rows; one statement is one consistent snapshot."""
+        if self._concurrent_reads:
+            with _store_errors(action, self.path):
+                return self._reader().execute(sql, params).fetchall()
         with self._lock, _store_errors(action, self.path):
             return self._conn.execute(sql, params).fetchall()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection, opened on first use (sqlite3.Error
+        propagates, for _store_errors to describe)."""
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,  # so that close() may close it from any thread
+            timeout=self._busy_timeout_ms / 1000,
+        )
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            _add_functions(conn)
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            self._reader_conns.append(conn)
+        self._readers.conn = conn
+        return conn
 
     @contextlib.contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:

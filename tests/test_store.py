@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -661,3 +662,65 @@ def test_a_time_range_with_a_decision_is_searched_by_time(store: Store) -> None:
     assert [e.id for e in store.find_events(where, limit=5)] == []
     refused = store.record(scan(decision="deny", reason="denylisted"))
     assert [e.id for e in store.find_events(where, limit=5)] == [refused.id]
+
+
+# --------------------------------------------------------------------------- concurrent reads
+
+
+def test_with_concurrent_reads_a_slow_read_does_not_hold_up_other_threads(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The web serves requests on several threads: one slow page (a query held
+    # here inside SQLite) must not make every other request wait behind it.
+    import kiosk.store as store_module
+
+    inside, release = threading.Event(), threading.Event()
+
+    def held(value: str) -> str:
+        inside.set()
+        release.wait(timeout=120)
+        return value
+
+    add_functions = store_module._add_functions
+
+    def with_held(conn: sqlite3.Connection) -> None:
+        add_functions(conn)
+        conn.create_function("held", 1, held)
+
+    monkeypatch.setattr(store_module, "_add_functions", with_held)
+    with Store.open(db_path, boot_id=BOOT_A, concurrent_reads=True) as store:
+        recorded = store.record(scan())
+        slow = threading.Thread(
+            target=store._read, args=("hold", "SELECT held(id) FROM events", ())
+        )
+        slow.start()
+        try:
+            assert inside.wait(timeout=30)
+            answers: list[list[Event]] = []
+            other = threading.Thread(target=lambda: answers.append(store.recent_events(5)))
+            other.start()
+            other.join(timeout=10)  # a deadlock guard, not a timing: it ends at once or never
+            finished_while_held = not other.is_alive()
+            # Writes still work beside the held read (WAL).
+            written = (
+                store.record(scan(at=T0 + timedelta(seconds=1))) if finished_while_held else None
+            )
+        finally:
+            release.set()
+            slow.join()
+            other.join()
+        assert finished_while_held
+        assert answers == [[recorded]]
+        assert written is not None
+        assert [e.id for e in store.recent_events(5)] == [written.id, recorded.id]
+
+
+def test_without_concurrent_reads_one_connection_serves_every_thread(db_path: Path) -> None:
+    with Store.open(db_path, boot_id=BOOT_A) as store:
+        store.record(scan())
+        threads = [threading.Thread(target=store.recent_events) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store._reader_conns == []  # the one shared connection did all
