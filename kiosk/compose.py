@@ -21,13 +21,19 @@ from kiosk.codes.hcert import HcertFormat, HcertRules
 from kiosk.codes.sitecodes import SiteCodeFormat
 from kiosk.config import Settings, with_site_settings
 from kiosk.decoder import Decoder, make_decoder
-from kiosk.errors import GateError
+from kiosk.errors import GateError, StoreError
 from kiosk.keys import MANIFEST_NAME, KeyRing, load_keyring
 from kiosk.policy import PolicyRules
 from kiosk.privacy import load_or_create_key
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED
 from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
-from kiosk.store import KIOSK_BUSY_TIMEOUT_MS, Store, TrustedRow
+from kiosk.store import (
+    KIOSK_BUSY_TIMEOUT_MS,
+    OPEN_RETRY_S,
+    ReopeningStore,
+    Store,
+    TrustedRow,
+)
 from kiosk.synthetic import Scene
 from kiosk.trust import (
     ParsedTrustFile,
@@ -185,7 +191,9 @@ class SiteCodes:
         """Reads the keys now: an empty ring if there are none yet, KeysError
         if they exist but cannot be read. With a ``store``, also the HC1:
         trust list (reloaded when the database's settings version changes:
-        every trust list change bumps it)."""
+        every trust list change bumps it). A store that cannot be read now
+        (the kiosk's database did not open) gives an empty trust list, with
+        a warning, and :meth:`refresh` reads it once the store works."""
         self.keys_dir = keys_dir
         self._is_revoked = is_revoked
         self._site_id = site_id
@@ -194,8 +202,20 @@ class SiteCodes:
         self._hcert_rules = hcert_rules or HcertRules()
         self._stamp = self._manifest_stamp()
         self.keyring = KeyRing() if self._stamp is None else load_keyring(keys_dir)
-        self._trust_version = store.settings_version() if store is not None else None
-        self.trust = trust_list_for(store)
+        self._trust_version: int | None = None
+        self.trust = TrustList()
+        self._trust_failing = False
+        if store is not None:
+            try:
+                self._trust_version = store.settings_version()
+                self.trust = trust_list_for(store)
+            except StoreError as exc:
+                self._trust_failing = True
+                log.warning(
+                    "could not read the trust list at start-up, starting without one "
+                    "(HC1: certificates are refused) until the database can be read: %s",
+                    exc,
+                )
         self.registry = self._build()
 
     @classmethod
@@ -257,10 +277,17 @@ class SiteCodes:
                 return False
             trust = trust_list_for(self._store)
         except GateError as exc:
-            log.warning("could not read the trust list, keeping the current one: %s", exc)
+            # Once per failure, not every keys poll: a database that cannot
+            # be opened fails here until it can, and the scanner says so too.
+            if not self._trust_failing:
+                log.warning("could not read the trust list, keeping the current one: %s", exc)
+            self._trust_failing = True
             return False
         self._trust_version = version
+        recovered, self._trust_failing = self._trust_failing, False
         if [c.der for c in trust.certificates] == [c.der for c in self.trust.certificates]:
+            if recovered:
+                log.info("trust list read again: %d signing certificates", len(trust))
             return False
         self.trust = trust
         log.info("trust list reloaded: %d signing certificates", len(trust))
@@ -281,10 +308,28 @@ class SiteCodes:
         return Registry([site_format, hcert_format, *default_formats()])
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, *, clock: Clock) -> Store:
     """The kiosk's store: a write waits at most 1 s for the web's lock, then
-    the gate fails secure (see :data:`~kiosk.store.KIOSK_BUSY_TIMEOUT_MS`)."""
-    return Store.open(settings.db_path, busy_timeout_ms=KIOSK_BUSY_TIMEOUT_MS)
+    the gate fails secure (see :data:`~kiosk.store.KIOSK_BUSY_TIMEOUT_MS`).
+
+    A database that cannot be opened does not stop the kiosk (systemd would
+    restart it in a loop, with the override button dead): the store keeps
+    trying (see :class:`~kiosk.store.ReopeningStore`), the gate refuses every
+    code with ``store-fault`` meanwhile, and works as soon as it opens.
+    """
+    store = ReopeningStore(
+        settings.db_path, monotonic=clock.monotonic, busy_timeout_ms=KIOSK_BUSY_TIMEOUT_MS
+    )
+    if store.open_error is not None:
+        log.error(
+            "cannot open the database %s at start-up: %s; the gate starts anyway and refuses "
+            "every code (store fault) until it opens, trying again every %.0f s; the override "
+            "button still opens the door, and its overrides are recorded once the database works",
+            settings.db_path,
+            store.open_error,
+            OPEN_RETRY_S,
+        )
+    return store
 
 
 LIVE_CAMERAS = ("picamera2", "v4l2")
@@ -352,6 +397,12 @@ def build_gate(
     issued codes past retention, and picks up rotated or retired site keys.
     Pass ``live=False`` for anything that is not the site's gate (a replay
     into the site's database must not take a guard's admission).
+
+    A live gate starts even when its database cannot be opened (see
+    :func:`open_store`): it refuses every code until the database opens,
+    with the file's settings and no HC1: trust list meanwhile; the scanner's
+    polls pick up the database's settings and trust list once it does. A
+    gate that is not live raises StoreError instead.
     """
     with ExitStack() as stack:
         if pin_factory is None:
@@ -361,7 +412,10 @@ def build_gate(
             factory = pin_factory
         signals = GpiozeroSignals(settings.pin_config(), pin_factory=factory)
         stack.callback(signals.close)
-        store = open_store(settings)
+        if live:
+            store = open_store(settings, clock=clock)
+        else:  # a replay into a database it cannot open has nothing to do
+            store = Store.open(settings.db_path, busy_timeout_ms=KIOSK_BUSY_TIMEOUT_MS)
         stack.callback(store.close)
         key = load_or_create_key(settings.key_path)
         if source is None:

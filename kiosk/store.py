@@ -2079,3 +2079,120 @@ def _site_code_from_row(row: tuple[Any, ...]) -> SiteCode:
         revoked_by=row[12],
         text=row[13],
     )
+
+
+# --------------------------------------------------------------------------- the kiosk's store
+
+OPEN_RETRY_S = 1.0
+"""While the database cannot be opened, how long (seconds) a
+:class:`ReopeningStore` waits after one try before it tries again; calls in
+between fail at once with the last cause, without touching the file."""
+
+
+class ReopeningStore(Store):
+    """The kiosk's store, which starts even when the database cannot be opened.
+
+    A kiosk that exits because its database will not open (the SD card's file
+    system mounted read-only after a power cut, a disk too full to migrate, a
+    lock held for long) is restarted by systemd in a loop, and its override
+    button is dead all the while. This one keeps the cause instead: every
+    call first tries :meth:`Store.open` again (at most every
+    :data:`OPEN_RETRY_S` after the last try ended, on ``monotonic``, in
+    seconds) and, while that fails, raises StoreError with the cause, so the
+    scanner fails secure as for any store fault; once the open succeeds,
+    every call goes to the opened store and the gate works normally, without
+    a restart.
+
+    Every query of :class:`Store` goes through ``_read`` and ``_write``, so
+    overriding those two reaches all of them; only the exports
+    (:meth:`~Store.iter_events`, :meth:`~Store.iter_export_lines`, the web's)
+    read through a connection of their own on the same path.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        monotonic: Callable[[], float],
+        boot_id: str | None = None,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
+        """Tries to open the database now; never raises StoreError (see
+        :attr:`open_error`)."""
+        self.path = Path(path)
+        self.boot_id = boot_id if boot_id is not None else current_boot_id()
+        self._lock = threading.RLock()
+        self._closed = False
+        self._busy_timeout_ms = busy_timeout_ms
+        self._monotonic = monotonic
+        self._opened: Store | None = None
+        self._open_error: StoreError | None = None
+        self._first_try_mono = monotonic()
+        self._last_try_mono = self._first_try_mono
+        self._tries = 0
+        with contextlib.suppress(StoreError):
+            self._try_open()
+
+    @property
+    def open_error(self) -> StoreError | None:
+        """Why the database could not be opened at the last try; None once open."""
+        return self._open_error
+
+    def _try_open(self) -> Store:
+        self._tries += 1
+        try:
+            store = Store.open(
+                self.path, boot_id=self.boot_id, busy_timeout_ms=self._busy_timeout_ms
+            )
+        except StoreError as exc:
+            self._open_error = exc
+            log.debug("the database still cannot be opened: %s", exc)
+            raise
+        finally:
+            # From the end of the try: a lock makes each try wait out the busy
+            # timeout, and the loop must get on between tries.
+            self._last_try_mono = self._monotonic()
+        self._opened, self._open_error = store, None
+        if self._tries > 1:
+            log.info(
+                "the database opened after %.1f s (%d tries)",
+                self._last_try_mono - self._first_try_mono,
+                self._tries,
+            )
+        return store
+
+    def _store(self) -> Store:
+        """The opened store, opening it if a try is due; else StoreError with the cause."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the database is closed")
+            if self._opened is not None:
+                return self._opened
+            if self._monotonic() - self._last_try_mono < OPEN_RETRY_S:
+                assert self._open_error is not None
+                raise StoreError(str(self._open_error))
+            return self._try_open()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The opened store's connection (benchmarks and tests look at it);
+        StoreError while the database cannot be opened."""
+        return self._store()._conn
+
+    @_conn.setter
+    def _conn(self, conn: sqlite3.Connection) -> None:
+        self._store()._conn = conn
+
+    def _read(self, action: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._store()._read(action, sql, params)
+
+    @contextlib.contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._store()._write(action) as conn:
+            yield conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._opened is not None:
+                self._opened.close()
