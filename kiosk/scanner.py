@@ -586,7 +586,10 @@ class Scanner:
                 return
             site = self.store.site_settings()
         except StoreError as exc:
-            log.warning("could not read the site settings, keeping the current ones: %s", exc)
+            # During a store fault the reminder already repeats the cause once a minute.
+            (log.debug if self._store_fault else log.warning)(
+                "could not read the site settings, keeping the current ones: %s", exc
+            )
             return  # the version is not marked seen: the next poll tries again
         self._settings_version = version
         try:
@@ -920,7 +923,9 @@ class Scanner:
         try:
             self.store.write_health(health)
         except GateError as exc:
-            log.warning("%s", exc)  # the message says it was the health row
+            # The message says it was the health row; during a store fault the
+            # reminder already repeats the cause once a minute.
+            (log.debug if self._store_fault else log.warning)("%s", exc)
             self._set_store_fault(True)
 
 
