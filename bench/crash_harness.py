@@ -39,14 +39,18 @@ committed, each signal *before* it reaches the pins, and each outcome (see
 **The web, killed mid-export.** On a database of ``--rows`` generated
 events, the harness downloads CSV and XLSX exports from ``gatekiosk web``
 (with ``TMPDIR`` pointed at a folder of its own) and kills the web process
-with SIGKILL while the workbook is being built or once the first bytes
-arrived; and kills ``gatekiosk export -o FILE`` (the command-line export) at
-random moments. After each kill: no file left in the data folder (beyond
-SQLite's own ``-wal``/``-shm``), its subfolders, or the process's temp
-folder; the database's integrity; every export audit row whole; the target of
-a killed command-line export either absent, still the old file, or the
-complete new one. The web is then started again for the next kill, and at
-the end serves a complete CSV and XLSX export.
+with SIGKILL while the workbook is being built (by the web's worker process,
+``kiosk.export_worker``) or once the first bytes arrived; and kills
+``gatekiosk export -o FILE`` (the command-line export) at random moments.
+After each kill: no file left in the data folder (beyond SQLite's own
+``-wal``/``-shm``), its subfolders, or the process's temp folder; the
+database's integrity; every export audit row whole; a killed download that
+had reached the web left exactly one audit row, still incomplete unless the
+web had handed out the whole export (then with all its rows); no export
+worker of the killed web still running 10 s later; the target of a killed
+command-line export either absent, still the old file, or the complete new
+one. The web is then started again for the next kill, and at the end serves
+a complete CSV and XLSX export.
 """
 
 from __future__ import annotations
@@ -92,6 +96,8 @@ KILL_WEIGHTS = (1, 3, 2, 2, 2)
 WAIT_LINE_S = 20.0
 """The longest wait for the kiosk to reach a kill moment (a decision takes about 1 s)."""
 SQLITE_OWN = ("-wal", "-shm", "-journal")
+WORKER_GONE_S = 10.0
+"""How long the web's export workers may outlive it (they should go at once)."""
 
 Log = Callable[[str], None]
 
@@ -812,6 +818,10 @@ class ExportKill:
     """What the kill interrupted: building, sending, writing, or nothing (already done)."""
     leftovers: list[str] = field(default_factory=list)
     audit_rows: int = 0
+    workers_at_kill: int = 0
+    """The web's child processes (export workers) running when it was killed."""
+    workers_left: int = 0
+    """Those still running WORKER_GONE_S after the kill."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -852,6 +862,8 @@ class ExportRun:
             "csv_killed_while_sending_audited": sum(
                 1 for k in of("web") if k.fmt == "csv" and k.landed == "sending" and k.audit_rows
             ),
+            "export_workers_at_kills": sum(k.workers_at_kill for k in of("web")),
+            "export_workers_outliving_the_web": sum(k.workers_left for k in of("web")),
             "calibration_xlsx_s": round(self.calibration_xlsx_s, 2),
             "calibration_csv_s": round(self.calibration_csv_s, 2),
             "cli_xlsx_s": round(self.cli_xlsx_s, 2),
@@ -952,11 +964,12 @@ def run_export_kills(
             before_files = snapshot(data)
             before_audit = export_audit(db)
             kill = ExportKill("web", fmt, moment)
-            kill.landed = _kill_web_export(web, session, fmt, moment, rng, run, [data, tmp])
+            kill.landed = _kill_web_export(web, session, kill, rng, run, [data, tmp])
             kill.leftovers = new_files(before_files, data) + [
                 f"TMPDIR/{name}" for name in sorted(snapshot(tmp))
             ]
             _check_after_export_kill(kill, db, before_audit)
+            _check_web_kill_audit(kill, db, before_audit, rows)
             run.kills.append(kill)
             log(
                 f"web kill {number + 1}/{web_kills}: {fmt} {moment} -> {kill.landed}, "
@@ -1057,16 +1070,52 @@ def wait_open_files(pid: int, folders: list[Path], *, timeout_s: float) -> bool:
     return False
 
 
+def child_processes(pid: int) -> list[tuple[int, str]]:
+    """(pid, start time) of every process whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = _proc_stat(int(entry.name))
+                if int(fields[1]) == pid:
+                    found.append((int(entry.name), fields[19]))
+    return found
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name: [0] is the state, [1] the
+    parent, [19] the start time (fields 3, 4 and 22 of proc(5))."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def still_running(processes: list[tuple[int, str]], *, timeout_s: float) -> list[int]:
+    """Poll until none of ``processes`` runs (gone, or a zombie nobody reaps);
+    the pids still running after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        running = []
+        for pid, started in processes:
+            with contextlib.suppress(OSError, IndexError):
+                fields = _proc_stat(pid)
+                if fields[19] == started and fields[0] not in ("Z", "X"):
+                    running.append(pid)
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.01)
+
+
 def _kill_web_export(
     web: Child,
     session: WebSession,
-    fmt: str,
-    moment: str,
+    kill: ExportKill,
     rng: random.Random,
     run: ExportRun,
     folders: list[Path],
 ) -> str:
-    """Start a download and SIGKILL the web at ``moment``; what the kill interrupted."""
+    """Start a download and SIGKILL the web at ``kill.moment``; what the kill
+    interrupted. Counts the web's export workers running then, and those that
+    outlive it by WORKER_GONE_S (killed then, and reported)."""
+    fmt, moment = kill.fmt, kill.moment
     path = f"/export.{fmt}"
     state = {"headers": False, "done": False}
 
@@ -1084,7 +1133,7 @@ def _kill_web_export(
         cut = False
         with session.open(path, timeout_s=600) as response:
             first = response.read(1)
-            web.kill()
+            _kill_web_and_workers(web, kill)
             try:
                 response.read()  # a body cut short raises (chunked or Content-Length)
             except (OSError, http.client.HTTPException):
@@ -1104,13 +1153,49 @@ def _kill_web_export(
         time.sleep(rng.uniform(0.05, max(0.1, estimate * 0.9)))
     sent = bool(state["headers"])
     building = bool(open_files(web.proc.pid, folders))
-    web.kill()
+    _kill_web_and_workers(web, kill)
     thread.join(30)
     if state["done"]:
         return "after the download"
     if sent:
         return "sending"
     return "building (temporary file open)" if building else "before building"
+
+
+def _kill_web_and_workers(web: Child, kill: ExportKill) -> None:
+    """SIGKILL the web; its workers must end with it (kiosk.export_worker)."""
+    workers = child_processes(web.proc.pid)
+    web.kill()
+    kill.workers_at_kill = len(workers)
+    left = still_running(workers, timeout_s=WORKER_GONE_S)
+    kill.workers_left = len(left)
+    for pid in left:
+        kill.problems.append(f"export worker {pid} still ran {WORKER_GONE_S:.0f} s after the web")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _check_web_kill_audit(
+    kill: ExportKill, db: Path, before_audit: list[tuple[int, Any, Any]], rows: int
+) -> None:
+    """A download that reached the web left one audit row from its start: still
+    incomplete, unless the web had handed out the whole export."""
+    known = {row_id for row_id, _, _ in before_audit}
+    new = [row for row in export_audit(db) if row[0] not in known]
+    if kill.landed == "before building" and not new:
+        return  # killed before the request reached the export
+    if len(new) != 1:
+        kill.problems.append(f"the killed download left {len(new)} audit rows, not 1")
+        return
+    _, detail, row_count = new[0]
+    if not isinstance(detail, dict) or detail.get("format") != kill.fmt:
+        kill.problems.append(f"the killed download's audit row is not a {kill.fmt}: {detail!r}")
+    elif detail.get("complete") is True and row_count != rows:
+        kill.problems.append(f"audited complete with {row_count} rows, not {rows}")
+    elif not isinstance(row_count, int) or not 0 <= row_count <= rows:
+        kill.problems.append(f"audited with {row_count!r} rows of {rows}")
+    elif kill.landed.startswith("building") and detail.get("complete") is not False:
+        kill.problems.append("a workbook killed while building was audited complete")
 
 
 def _check_after_export_kill(kill: ExportKill, db: Path, before_audit: list[Any]) -> None:
@@ -1280,6 +1365,8 @@ def render(report: dict[str, Any]) -> str:
         f"| what they interrupted | {_pairs(e['web_kills_landed'])} |",
         f"| export audit rows the killed downloads left | "
         f"{_pairs(e['audit_rows_of_killed_web_exports'])} |",
+        f"| export workers running at the kills, still running {WORKER_GONE_S:.0f} s later | "
+        f"{e['export_workers_at_kills']}, {e['export_workers_outliving_the_web']} |",
         f"| command-line export kills | {e['cli_kills']} |",
         f"| what they interrupted | {_pairs(e['cli_kills_landed'])} |",
         f"| files left behind | {e['leftover_files']} |",
@@ -1295,9 +1382,7 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             "Note: of the CSV downloads killed while rows were being sent, "
             f"{e['csv_killed_while_sending_audited']} of {e['csv_killed_while_sending']} left an "
-            "audit row. A streamed CSV is audited when its stream ends or is abandoned; a "
-            "SIGKILL ends neither, so rows that left the server are not in the audit log. "
-            "(An XLSX is audited once built, before it is sent.)",
+            "audit row, although every web export is audited when it starts.",
             "",
         ]
     lines += [

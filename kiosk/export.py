@@ -36,7 +36,7 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -243,17 +243,34 @@ class _CsvChunks:
         return self._take() if self.buffer.tell() or self._prefix else None
 
 
-def _csv_chunks(events: Iterable[Event], tz: ZoneInfo) -> Generator[bytes, None, int]:
-    """Encoded CSV chunks (the first starts with the BOM); returns the number of rows."""
+CountedChunks = Iterator[tuple[bytes, int]]
+"""CSV chunks, each with the number of data rows in it and in every chunk before it.
+
+A chunk holds whole rows only, and at least the header comes out, so the
+count beside the last chunk is the export's number of rows; beside any chunk,
+it is exactly the rows handed out with it and before it (what an audit of a
+download cut short counts)."""
+
+
+def _csv_chunks(events: Iterable[Event], tz: ZoneInfo) -> CountedChunks:
+    """Encoded CSV chunks (the first starts with the BOM), counted (see :data:`CountedChunks`)."""
     out = _CsvChunks(tz)
     rows = 0
     for event in events:
         out.writer.writerow(_csv_row(event, tz))
         rows += 1
         if chunk := out.full_chunk():
-            yield chunk
+            yield chunk, rows
     if chunk := out.last_chunk():
-        yield chunk
+        yield chunk, rows
+
+
+def _write_chunks(chunks: CountedChunks, out: IO[bytes]) -> int:
+    """Write the chunks to ``out``; the number of data rows."""
+    rows = 0
+    for chunk, rows in chunks:  # noqa: B007 - the last count is the total
+        out.write(chunk)
+    log.info("exported %d events as CSV", rows)
     return rows
 
 
@@ -266,7 +283,7 @@ def iter_csv(events: Iterable[Event], *, tz: ZoneInfo) -> Iterator[bytes]:
 
         return Response(iter_csv(events, tz=tz), mimetype="text/csv")
     """
-    return _csv_chunks(events, tz)
+    return (chunk for chunk, _ in _csv_chunks(events, tz))
 
 
 def write_csv(events: Iterable[Event], out: IO[bytes], *, tz: ZoneInfo) -> int:
@@ -281,15 +298,7 @@ def write_csv(events: Iterable[Event], out: IO[bytes], *, tz: ZoneInfo) -> int:
     raises, the exception propagates and ``out`` holds a partial export,
     which the caller discards.
     """
-    chunks = _csv_chunks(events, tz)
-    while True:
-        try:
-            chunk = next(chunks)
-        except StopIteration as done:
-            rows: int = done.value
-            log.info("exported %d events as CSV", rows)
-            return rows
-        out.write(chunk)
+    return _write_chunks(_csv_chunks(events, tz), out)
 
 
 # --------------------------------------------------------------------------- CSV from the store
@@ -362,13 +371,13 @@ def _block_usable(block: str, count: int) -> bool:
     )
 
 
-def _store_csv_chunks(
-    store: Store, where: EventFilter, tz: ZoneInfo
-) -> Generator[bytes, None, int]:
-    """The bytes of :func:`_csv_chunks` for the store's events, from lines SQLite formatted."""
+def _store_csv_chunks(store: Store, where: EventFilter, tz: ZoneInfo) -> CountedChunks:
+    """The bytes of :func:`_csv_chunks` for the store's events, from lines SQLite formatted;
+    counted the same way (see :data:`CountedChunks`)."""
     fixed = fixed_offset_span(tz)
     if fixed is None:  # a zone with daylight saving time: local time is Python's to compute
-        return (yield from _csv_chunks(store.iter_events(where), tz))
+        yield from _csv_chunks(store.iter_events(where), tz)
+        return
     batches = store.iter_export_lines(
         where,
         unusable=_unusable_lines,
@@ -390,10 +399,9 @@ def _store_csv_chunks(
             out.writer.writerow(_csv_row(line, tz))
         _write_lines(out.buffer, run)
         if chunk := out.full_chunk():
-            yield chunk
+            yield chunk, count
     if chunk := out.last_chunk():
-        yield chunk
-    return count
+        yield chunk, count
 
 
 def _write_lines(buffer: io.StringIO, lines: list[str]) -> None:
@@ -411,6 +419,19 @@ def iter_store_csv(store: Store, where: EventFilter, *, tz: ZoneInfo) -> Iterato
     :func:`fixed_offset_span`) and only rows with a cell that could need
     neutralising pass through :func:`neutralise`. Lazy, like :func:`iter_csv`.
     """
+    return (chunk for chunk, _ in _store_csv_chunks(store, where, tz))
+
+
+def iter_store_csv_counted(store: Store, where: EventFilter, *, tz: ZoneInfo) -> CountedChunks:
+    """The chunks of :func:`iter_store_csv`, each with the number of data rows in it
+    and in the chunks before it (:data:`CountedChunks`): for a streamed download
+    whose audit must say how many rows left, even when it is cut short.
+
+    Example::
+
+        for chunk, rows in iter_store_csv_counted(store, where, tz=tz):
+            send(chunk)  # ``rows`` rows have now been sent
+    """
     return _store_csv_chunks(store, where, tz)
 
 
@@ -420,15 +441,7 @@ def write_store_csv(store: Store, where: EventFilter, out: IO[bytes], *, tz: Zon
     The bytes are those of :func:`write_csv` for ``store.iter_events(where)``;
     see :func:`iter_store_csv` for why it is faster.
     """
-    chunks = _store_csv_chunks(store, where, tz)
-    while True:
-        try:
-            chunk = next(chunks)
-        except StopIteration as done:
-            rows: int = done.value
-            log.info("exported %d events as CSV", rows)
-            return rows
-        out.write(chunk)
+    return _write_chunks(_store_csv_chunks(store, where, tz), out)
 
 
 # --------------------------------------------------------------------------- XLSX

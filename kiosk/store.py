@@ -1375,14 +1375,33 @@ class Store:
         detail: dict[str, Any],
         at: datetime,
         row_count: int | None = None,
-    ) -> None:
-        """Record who did what (exports, settings, users, denylist)."""
+    ) -> int:
+        """Record who did what (exports, settings, users, denylist); the new row's id.
+
+        The id is for :meth:`update_audit`: a long export is audited when it
+        starts, so that a process killed midway still leaves its row.
+        """
         with self._write("write the audit log") as conn:
-            conn.execute(
+            cursor = conn.execute(
                 "INSERT INTO audit (at_utc, actor, action, detail, row_count) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (_to_text(at), actor, action, json.dumps(detail, ensure_ascii=False), row_count),
             )
+            return int(cursor.lastrowid or 0)
+
+    def update_audit(self, audit_id: int, *, detail: dict[str, Any], row_count: int | None) -> None:
+        """Replace the detail and row count of the audit row ``audit_id`` (its actor,
+        action and time stay): how an export audited at its start ends.
+
+        Raises StoreError if there is no such row.
+        """
+        with self._write("update the audit log") as conn:
+            cursor = conn.execute(
+                "UPDATE audit SET detail = ?, row_count = ? WHERE id = ?",
+                (json.dumps(detail, ensure_ascii=False), row_count, audit_id),
+            )
+            if cursor.rowcount != 1:
+                raise StoreError(f"could not update the audit log: no entry {audit_id}")
 
     def audit_entries(self, *, limit: int = 200) -> list[AuditEntry]:
         rows = self._read(

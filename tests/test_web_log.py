@@ -552,6 +552,7 @@ def test_interrupted_csv_download_is_audited_as_incomplete(
     manager: FlaskClient, web_store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("kiosk.export.CSV_CHUNK_CHARS", 1)  # one chunk per row
+    monkeypatch.setattr("kiosk.export._STORE_CSV_BATCH", 1)  # (one line from SQLite at a time)
     for _ in range(5):
         record(web_store, clock)
     response = manager.get("/export.csv")
