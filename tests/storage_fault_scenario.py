@@ -40,6 +40,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -200,6 +201,36 @@ def _run(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+
+
+def run_under_unshare(module: str, args: list[str], what: str) -> dict[str, Any]:
+    """Run ``python -m module args`` in a user and mount namespace of its own
+    (``unshare -rm``, no real root needed), where it may mount a tmpfs and
+    make it full or read-only; its JSON report from stdout. Fails the test
+    with the reason when ``unshare`` is missing or the scenario fails."""
+    import pytest
+
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.fail(
+            "`unshare` is missing: install util-linux (apt-get install util-linux); the "
+            f"{what} test mounts a tmpfs in a private mount namespace"
+        )
+    done = subprocess.run(
+        [unshare, "-rm", sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"the {what} scenario failed under `unshare -rm` (exit {done.returncode}); "
+            "if unshare itself failed, user namespaces may be disabled "
+            f"(sysctl user.max_user_namespaces):\n{done.stderr[-4000:]}"
+        )
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
 
 
 def mount_namespace() -> str:

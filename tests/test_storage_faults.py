@@ -11,12 +11,8 @@ it read-only.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -32,8 +28,6 @@ from kiosk.samples import VISITOR_CCCD, VISITOR_DENYLISTED
 from kiosk.store import NewEvent, Store
 from tests import storage_fault_scenario as scenario
 
-REPO = Path(__file__).resolve().parent.parent
-
 CAUSES = {
     "locked": "the database is locked by another process",
     "disk-full": "disk full: no space left for the database",
@@ -43,30 +37,11 @@ CAUSES = {
 
 def run_in_private_mounts(kind: str, workdir: Path) -> dict[str, Any]:
     """Run a file-system scenario in a mount namespace of its own."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.fail(
-            "`unshare` is missing: install util-linux (apt-get install util-linux); the "
-            "disk-full and read-only tests mount a tmpfs in a private mount namespace"
-        )
-    done = subprocess.run(
-        [
-            *(unshare, "-rm", sys.executable, "-m", "tests.storage_fault_scenario"),
-            *(kind, str(workdir), "--outer-mount-ns", scenario.mount_namespace()),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=600,
+    return scenario.run_under_unshare(
+        "tests.storage_fault_scenario",
+        [kind, str(workdir), "--outer-mount-ns", scenario.mount_namespace()],
+        what=kind,
     )
-    if done.returncode != 0:
-        pytest.fail(
-            f"the {kind} scenario failed under `unshare -rm` (exit {done.returncode}); "
-            f"if unshare itself failed, user namespaces may be disabled "
-            f"(sysctl user.max_user_namespaces):\n{done.stderr[-4000:]}"
-        )
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
 
 
 def stored_time(iso: str) -> str:

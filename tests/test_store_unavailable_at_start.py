@@ -26,9 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
-import subprocess
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -292,28 +289,11 @@ def test_gate_starts_while_a_long_lock_keeps_its_database_from_being_set_up(tmp_
 
 
 def test_gate_starts_on_a_read_only_file_system_and_works_once_it_is_writable(tmp_path):
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.fail(
-            "`unshare` is missing: install util-linux (apt-get install util-linux); this test "
-            "mounts a tmpfs in a private mount namespace"
-        )
-    done = subprocess.run(
-        [
-            *(unshare, "-rm", sys.executable, "-m", "tests.test_store_unavailable_at_start"),
-            *(str(tmp_path), "--outer-mount-ns", scenario.mount_namespace()),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=600,
+    report = scenario.run_under_unshare(
+        "tests.test_store_unavailable_at_start",
+        [str(tmp_path), "--outer-mount-ns", scenario.mount_namespace()],
+        what="read-only start",
     )
-    if done.returncode != 0:
-        pytest.fail(
-            f"the read-only scenario failed under `unshare -rm` (exit {done.returncode}):\n"
-            f"{done.stderr[-4000:]}"
-        )
-    report = json.loads(done.stdout)
     report["refused"] = [tuple(r) for r in report["refused"]]
 
     assert report["files_at_start"] == ["gatekiosk.db", "subject.key"]
