@@ -28,7 +28,7 @@
       var flag = document.createElement("span");
       flag.className = "flag";
       flag.title = labels.unsynced;
-      flag.textContent = " ⏱";
+      flag.textContent = " ⚠";
       first.appendChild(flag);
     }
     cell(row, labels[e.decision] + (e.override ? " (" + labels.by_hand + ")" : ""));
