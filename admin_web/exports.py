@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable, Generator, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -50,9 +50,9 @@ from flask import (
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
 from admin_web.forms import parse_filter
-from kiosk.export import iter_store_csv_counted, write_csv, write_xlsx
+from kiosk.export import iter_store_csv_counted, write_store_csv, write_xlsx
 from kiosk.export_worker import ExportWorkerError, XlsxJob, build_xlsx_in_child
-from kiosk.store import Event, EventFilter, Store
+from kiosk.store import EventFilter, Store
 from kiosk.tempfiles import AtomicOutput
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,10 @@ def export_to_file(
         raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
     target = Path(path)
     with AtomicOutput(target) as output:
-        rows = _write(store.iter_events(where), output.file, fmt=fmt, tz=tz, tmpdir=target.parent)
+        if fmt == "csv":
+            rows = write_store_csv(store, where, output.file, tz=tz)
+        else:
+            rows = write_xlsx(store.iter_events(where), output.file, tz=tz, tmpdir=target.parent)
         output.commit()
     store.audit(
         actor=actor,
@@ -122,12 +125,6 @@ def export_to_file(
         row_count=rows,
     )
     return rows
-
-
-def _write(events: Iterable[Event], out: IO[bytes], *, fmt: str, tz: ZoneInfo, tmpdir: Path) -> int:
-    if fmt == "csv":
-        return write_csv(events, out, tz=tz)
-    return write_xlsx(events, out, tz=tz, tmpdir=tmpdir)
 
 
 def audited_stream(

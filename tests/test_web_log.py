@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -664,20 +664,27 @@ def test_export_to_file_writes_xlsx(filled_store: Store, tmp_path: Path) -> None
     workbook.close()
 
 
+def failing_after_one(real: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """``real``, but the disk fails after its first item."""
+
+    def failing(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        items = cast(Generator[Any, None, None], real(*args, **kwargs))
+        yield next(items)
+        items.close()
+        raise StoreError("disk I/O error")
+
+    return failing
+
+
 def test_failed_export_to_file_leaves_no_partial_file(
     filled_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "log.csv"
     target.write_bytes(b"the previous export")
-    real_iter = filled_store.iter_events
-
-    def failing(where: EventFilter) -> Iterator[Event]:
-        events = cast(Generator[Event, None, None], real_iter(where))
-        yield next(events)
-        events.close()
-        raise StoreError("disk I/O error")
-
-    monkeypatch.setattr(filled_store, "iter_events", failing)
+    # The CSV is read through the store's fast path, the XLSX as events:
+    # either fails after its first batch.
+    for name in ("iter_events", "iter_export_lines"):
+        monkeypatch.setattr(filled_store, name, failing_after_one(getattr(filled_store, name)))
     with pytest.raises(StoreError):
         export_to_file(
             filled_store, EventFilter(), fmt="csv", path=target, tz=HCM, actor="cli:x", at=DAY
