@@ -244,13 +244,13 @@ def test_cli_export_without_o_tmpfile_uses_a_hidden_part_file(
     out.mkdir()
     target = out / "log.csv"
     seen: list[list[str]] = []
-    real = store.iter_events
+    real = store.iter_export_lines  # the CSV export's read
 
-    def watched(where: EventFilter) -> Iterator[Event]:
+    def watched(*args: Any, **kwargs: Any) -> Iterator[Any]:
         seen.append(os.listdir(out))
-        yield from real(where)
+        yield from real(*args, **kwargs)
 
-    monkeypatch.setattr(store, "iter_events", watched)
+    monkeypatch.setattr(store, "iter_export_lines", watched)
     export_to_file(store, EventFilter(), fmt="csv", path=target, tz=HCM, actor="cli:t", at=AT)
     assert len(seen[0]) == 1
     assert seen[0][0].startswith(".log.csv.")
