@@ -261,14 +261,15 @@ class EventFilter:
         if self.end is not None:
             clauses.append("at_utc < ?")
             params.append(_to_text(self.end))
-        # Within a time range, the range is the selective term: "+column"
+        # Within a time range, the range is the selective term: "+decision"
         # keeps SQLite (which has no statistics) from choosing the
         # (decision, reason) index and scanning half the log instead.
-        plain = "+" if self.start is not None or self.end is not None else ""
+        timed = self.start is not None or self.end is not None
         for column in ("direction", "decision", "reason", "kind"):
             value = getattr(self, column)
             if value:
-                clauses.append(f"{plain if column == 'decision' else ''}{column} = ?")
+                plain = "+" if timed and column == "decision" else ""
+                clauses.append(f"{plain}{column} = ?")
                 params.append(value)
         if self.clock_synced is not None:
             # A literal, not a parameter, so SQLite can use the partial index
