@@ -17,8 +17,10 @@ if [ "${1:-}" = "test" ]; then
     # chromium: browser tests; fonts-dejavu-core: Vietnamese glyphs in screenshots;
     # sqlite3: the benchmark compares exports with the shell's own, and the
     # backup script uses it; shellcheck, systemd: the deploy tests check the
-    # scripts and verify the units; debootstrap: `make test-install`.
-    packages="$packages chromium fonts-dejavu-core sqlite3 shellcheck systemd debootstrap"
+    # scripts and verify the units; debootstrap: `make test-install`;
+    # mosquitto: the site tests start a real broker (the hub's, Debian's build)
+    # on a loopback port with a test CA.
+    packages="$packages chromium fonts-dejavu-core sqlite3 shellcheck systemd debootstrap mosquitto"
 fi
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     packages="$packages python3-venv"

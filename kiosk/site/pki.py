@@ -359,8 +359,19 @@ def _issue_client(
     return (
         _end_entity_builder(ca, subject, public_key, now=now, valid=GATE_VALID)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([client_uri(ca.site_id, common_name)]), False)
         .sign(ca.private_key, hashes.SHA256())
     )
+
+
+def client_uri(site_id: str, identity: str) -> x509.UniformResourceIdentifier:
+    """The subjectAltName of a client certificate, ``urn:gatekiosk:<site>:<identity>``.
+
+    Mosquitto reads the common name; strict verifiers (RFC 5280 profiles, as
+    in ``cryptography.x509.verification``) want a subjectAltName too, and
+    this one also says which site the identity belongs to.
+    """
+    return x509.UniformResourceIdentifier(f"urn:gatekiosk:{site_id}:{identity}")
 
 
 def _end_entity_builder(
