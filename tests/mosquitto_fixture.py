@@ -237,7 +237,14 @@ class Client:
     returns its reason codes; received messages are kept in order.
     """
 
-    def __init__(self, broker: RunningBroker, files: ClientFiles, *, client_id: str = "") -> None:
+    def __init__(
+        self,
+        broker: RunningBroker,
+        files: ClientFiles,
+        *,
+        client_id: str = "",
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         self.broker = broker
         self.files = files
         self._mqtt = mqtt.Client(
@@ -246,7 +253,7 @@ class Client:
             protocol=mqtt.MQTTv5,
             reconnect_on_failure=False,
         )
-        self._mqtt.tls_set_context(files.ssl_context())
+        self._mqtt.tls_set_context(context or files.ssl_context())
         self._changed = threading.Condition()
         self.connack: ReasonCode | None = None
         self.disconnected: ReasonCode | None = None
@@ -357,9 +364,11 @@ class Clients:
         self.broker = broker
         self._made: list[Client] = []
 
-    def make(self, files: ClientFiles, *, client_id: str = "") -> Client:
-        """A client, not yet connected."""
-        client = Client(self.broker, files, client_id=client_id)
+    def make(
+        self, files: ClientFiles, *, client_id: str = "", context: ssl.SSLContext | None = None
+    ) -> Client:
+        """A client, not yet connected (``context`` replaces the one ``files`` make)."""
+        client = Client(self.broker, files, client_id=client_id, context=context)
         self._made.append(client)
         return client
 

@@ -9,6 +9,7 @@ opened before; and a signed document goes down through the broker intact.
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,6 +88,25 @@ def test_a_gate_cannot_read_another_gates_events(clients: Clients) -> None:
     assert all(message.payload != b"private event" for message in spy.messages)
 
 
+def test_a_late_subscriber_gets_no_retained_message_of_another_gate(clients: Clients) -> None:
+    topics = clients.broker.site.topics
+    gate = clients.gate("gate-1")
+    gate.publish(topics.gate_status("gate-1"), b"online", retain=True)
+    gate.publish(topics.gate_presence("gate-1"), b"presence", retain=True)
+    hub = clients.hub()
+    hub.subscribe(topics.everything)
+    hub.wait_for_message(topics.gate_status("gate-1"), b"online")  # both are retained
+
+    spy = clients.gate("gate-2")
+    spy.subscribe(topics.everything)
+    # Retained messages are queued with the SUBACK; what the hub publishes
+    # after it comes later on the same connection.
+    hub.publish(topics.document("settings"), b"marker")
+    spy.wait_for_message(topics.document("settings"), b"marker")
+
+    assert [message.payload for message in spy.messages] == [b"presence", b"marker"]
+
+
 def test_a_gate_cannot_take_over_another_gates_client_id(clients: Clients) -> None:
     topics = clients.broker.site.topics
     hub = clients.hub()
@@ -107,6 +127,15 @@ def test_a_certificate_from_another_ca_cannot_connect(clients: Clients) -> None:
 
     assert not rogue.connect()
     assert rogue.connack is None or rogue.connack.is_failure
+
+
+def test_a_client_without_a_certificate_cannot_connect(clients: Clients) -> None:
+    files = clients.broker.site.gates["gate-1"]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(files.ca))
+    anonymous = clients.make(files, context=context)
+
+    assert not anonymous.connect()
 
 
 def test_a_revoked_gate_is_shut_out_after_the_broker_reloads(
