@@ -87,7 +87,9 @@ class BrokerConfig:
     None listens on every address. ``persistence_dir`` None turns
     persistence off (the default; see the module docstring); otherwise
     Mosquitto saves retained messages there. ``log_dest`` is Mosquitto's own
-    syntax: ``"stderr"`` (systemd's journal), ``"file /path"``, ``"syslog"``.
+    syntax: ``"stderr"`` (systemd's journal; unbuffered), ``"file /path"``
+    (buffered by 2.0.11: the file lags, and a test reading it misses lines),
+    ``"syslog"``.
     ``run_as_user``: the user Mosquitto switches to when started as root
     (it must be able to read the server key, the CA and the CRL).
     """
@@ -207,6 +209,9 @@ def render_acl(topics: Topics, *, blocked_gates: Iterable[str] = ()) -> str:
     ``%u`` in a pattern is the username, that is the certificate's common
     name; Mosquitto refuses a username containing ``+`` or ``#`` against
     patterns, and the CA never signs one (:func:`kiosk.site.topics.check_gate_id`).
+    The rules every gate shares (documents, presence) are patterns without
+    ``%u``: Mosquitto logs a warning for each at start and reload, harmless;
+    a ``topic`` line would apply to one user or to anonymous clients only.
     """
     site = topics.site
     lines = [
@@ -256,10 +261,11 @@ def write_broker_files(config: BrokerConfig, *, blocked_gates: Iterable[str] = (
 def reload_broker(pid: int) -> None:
     """Tell the Mosquitto process ``pid`` to read its files again (SIGHUP).
 
-    Asynchronous: the broker reloads at its next loop pass (within about a
-    second). Under systemd the same is ``systemctl reload`` with
-    ``ExecReload=/bin/kill -HUP $MAINPID``. See the module docstring for
-    what a reload covers.
+    Asynchronous: the signal wakes the broker, which reloads before it
+    handles its next packet; a caller that must know polls (a test retries
+    a connection until the revoked certificate is refused). Under systemd
+    the same is ``systemctl reload`` with ``ExecReload=/bin/kill -HUP
+    $MAINPID``. See the module docstring for what a reload covers.
     """
     try:
         os.kill(pid, signal.SIGHUP)
