@@ -26,7 +26,16 @@ from kiosk.keys import MANIFEST_NAME, KeyRing, load_keyring
 from kiosk.policy import PolicyRules
 from kiosk.privacy import load_or_create_key
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED
-from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
+from kiosk.scanner import (
+    GateParts,
+    GateSetup,
+    Outcome,
+    ScanHooks,
+    Scanner,
+    ScanSettings,
+    SetupForSite,
+    SiteLink,
+)
 from kiosk.store import (
     KIOSK_BUSY_TIMEOUT_MS,
     OPEN_RETRY_S,
@@ -431,21 +440,20 @@ def build_gate(
         if not site_codes.has_keys:
             _warn_without_keys(settings, live=live)
         scanner = Scanner(
-            source=source,
-            decoder=decoder,
+            parts=GateParts(source, decoder, signals, pin_backend=type(factory).__name__),
             registry=site_codes.registry,
             store=store,
-            signals=signals,
             clock=clock,
-            rules=setup.rules,
-            settings=scan,
+            setup=GateSetup(setup.rules, scan),
             hash_key=key,
-            pin_backend=type(factory).__name__,
-            on_outcome=on_outcome,
-            setup_for_site=setup_for_site(settings) if live else None,
-            retime_relay=signals.set_relay_pulse_ms if live else None,
-            refresh_registry=site_codes.refresh if live else None,
-            heartbeat=heartbeat,
+            site=SiteLink(
+                setup_for_site=setup_for_site(settings),
+                retime_relay=signals.set_relay_pulse_ms,
+                refresh_registry=site_codes.refresh,
+            )
+            if live
+            else None,
+            hooks=ScanHooks(on_outcome=on_outcome, heartbeat=heartbeat),
         )
         yield Gate(scanner=scanner, store=store, signals=signals, pin_factory=factory)
 

@@ -34,7 +34,7 @@ from kiosk.demo import demo_settings, demo_visitors, prepare_signed_visitors
 from kiosk.demo_codes import signed_demo_visitors, tamper_name
 from kiosk.keys import init_keys, load_keyring, retire_key, rotate_keys
 from kiosk.samples import VISITOR_CCCD
-from kiosk.scanner import GateSetup, Outcome, Scanner
+from kiosk.scanner import GateParts, GateSetup, Outcome, Scanner, SiteLink
 from kiosk.store import Store
 from kiosk.synthetic import Scene, render_code_frame
 from tests.test_live_settings import HandCamera, HeldCodes, relay_energised
@@ -400,17 +400,13 @@ def test_a_site_id_change_rebuilds_the_format_at_the_next_settings_poll(site):
     factory = MockFactory()
     with GpiozeroSignals(settings.pin_config(), pin_factory=factory) as signals:
         scanner = Scanner(
-            source=camera,
-            decoder=HeldCodes(camera),
+            parts=GateParts(camera, HeldCodes(camera), signals),
             registry=codes.registry,
             store=site.web,
-            signals=signals,
             clock=clock,
-            rules=setup.rules,
-            settings=setup.settings,
+            setup=GateSetup(setup.rules, setup.settings),
             hash_key=b"k" * 32,
-            setup_for_site=setup_for,
-            refresh_registry=codes.refresh,
+            site=SiteLink(setup_for_site=setup_for, refresh_registry=codes.refresh),
         )
         issued = site.declare()
         scanner.step()
@@ -435,7 +431,7 @@ def test_issued_codes_past_retention_are_purged_by_the_kiosk(site, held_gate, ca
     current = site.declare()
 
     kiosk = held_gate()
-    with caplog.at_level(logging.INFO, logger="kiosk.scanner"):
+    with caplog.at_level(logging.INFO, logger="kiosk.site_business"):
         kiosk.frames(0.1)
 
     assert site.web.site_code(old.record.id) is None
