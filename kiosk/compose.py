@@ -150,15 +150,12 @@ def import_trust_file(store: Store, data: bytes, *, by: str, at: Any) -> TrustIm
     return TrustImport(parsed=parsed, added=added)
 
 
-def _never_revoked(code_id: str) -> bool:
-    return False
-
-
 def registry_for(settings: Settings, store: Store | None) -> Registry:
     """The code formats this site understands, signed ones first.
 
-    ``store`` answers whether a manager revoked a declaration or pass (a
-    read-only store will do); without one nothing counts as revoked. With no
+    ``store`` gives the HC1: trust list (a read-only store will do; without
+    one, HC1: certificates are refused). Revocation is not the registry's:
+    the gate's view asks the store (see :mod:`kiosk.gate_view`). With no
     site keys yet, signed codes are refused (``sitecode-unknown-key``).
     Raises KeysError for keys that exist but cannot be read.
     """
@@ -191,7 +188,6 @@ class SiteCodes:
         self,
         keys_dir: Path,
         *,
-        is_revoked: Callable[[str], bool],
         site_id: str,
         skew_s: float,
         store: Store | None = None,
@@ -204,7 +200,6 @@ class SiteCodes:
         (the kiosk's database did not open) gives an empty trust list, with
         a warning, and :meth:`refresh` reads it once the store works."""
         self.keys_dir = keys_dir
-        self._is_revoked = is_revoked
         self._site_id = site_id
         self._skew_s = skew_s
         self._store = store
@@ -231,7 +226,6 @@ class SiteCodes:
     def for_settings(cls, settings: Settings, store: Store | None) -> SiteCodes:
         return cls(
             settings.keys_dir,
-            is_revoked=store.is_revoked if store is not None else _never_revoked,
             site_id=settings["gate.site_id"],
             skew_s=settings["codes.skew_s"],
             store=store,
@@ -310,9 +304,7 @@ class SiteCodes:
         return (info.st_ino, info.st_mtime_ns, info.st_size)
 
     def _build(self) -> Registry:
-        site_format = SiteCodeFormat(
-            self.keyring, self._site_id, is_revoked=self._is_revoked, skew_s=self._skew_s
-        )
+        site_format = SiteCodeFormat(self.keyring, self._site_id, skew_s=self._skew_s)
         hcert_format = HcertFormat(self.trust, self._hcert_rules, skew_s=self._skew_s)
         return Registry([site_format, hcert_format, *default_formats()])
 

@@ -30,4 +30,12 @@ def gate_view(
         present_since=presence.entered_at if presence else None,
         occupancy=store.occupancy(now=at, expiry_h=expiry_h),
         denylisted=store.is_denylisted(hashed) if hashed else False,
+        revoked=is_revoked(store, credential),
     )
+
+
+def is_revoked(store: Store, credential: Credential | None) -> bool:
+    """Whether a manager revoked the site-issued code ``credential`` came
+    from (False for other codes, which carry no code id). Raises StoreError."""
+    code_id = credential.code_id if credential is not None else None
+    return code_id is not None and store.is_revoked(code_id)

@@ -25,14 +25,17 @@ from gpiozero.pins.mock import MockFactory
 from gate_controller.gpio import GpiozeroSignals
 from kiosk.camera import SyntheticSource
 from kiosk.clock import FakeClock
-from kiosk.codes import Credential, Rejection
-from kiosk.compose import Gate, SiteCodes, build_gate, gate_setup, registry_for
+from kiosk.codes import Credential
+from kiosk.compose import Gate, SiteCodes, build_gate, gate_setup, policy_rules, registry_for
 from kiosk.config import Settings, load_settings
 from kiosk.declarations import DEFAULT_QUESTIONS, Issued, issue_declaration, issue_staff_pass
 from kiosk.decoder import ZxingDecoder
 from kiosk.demo import demo_settings, demo_visitors, prepare_signed_visitors
 from kiosk.demo_codes import signed_demo_visitors, tamper_name
+from kiosk.errors import StoreError
+from kiosk.gate_view import is_revoked
 from kiosk.keys import init_keys, load_keyring, retire_key, rotate_keys
+from kiosk.policy import GateView, decide
 from kiosk.samples import VISITOR_CCCD
 from kiosk.scanner import GateParts, GateSetup, Outcome, Scanner, SiteLink
 from kiosk.store import Store
@@ -443,7 +446,7 @@ def test_issued_codes_past_retention_are_purged_by_the_kiosk(site, held_gate, ca
 # -- check, and the demo's signed samples ---------------------------------------------
 
 
-def test_registry_for_verifies_against_the_sites_keys_and_revocations(site):
+def test_registry_for_verifies_against_the_sites_keys_and_the_view_holds_revocations(site):
     issued = site.declare()
     at = site.clock.now()
 
@@ -453,8 +456,28 @@ def test_registry_for_verifies_against_the_sites_keys_and_revocations(site):
 
     assert isinstance(without_store, Credential)
     assert without_store.kind == "declaration"
-    assert isinstance(with_store, Rejection)
-    assert with_store.reason == "sitecode-revoked"
+    # Identifying a code touches no database: revocation is the gate's view.
+    assert with_store == without_store
+    assert with_store.code_id == issued.record.id
+    assert is_revoked(site.web, with_store)
+    view = GateView(revoked=is_revoked(site.web, with_store))
+    decision = decide(with_store, rules=policy_rules(site.settings), view=view)
+    assert (decision.verdict, decision.reason) == ("deny", "sitecode-revoked")
+
+
+def test_a_database_fault_while_checking_a_pass_is_a_store_fault_not_a_bad_code(
+    site, gates, monkeypatch
+):
+    issued = site.staff_pass()
+
+    def failing(store: Store, code_id: str) -> bool:
+        raise StoreError("database is locked (while checking a revocation)")
+
+    monkeypatch.setattr(Store, "is_revoked", failing)  # the gate's own store, too
+    [outcome] = filmed(site, gates, issued.text)
+
+    assert decisions([outcome]) == [("deny", "in", "store-fault", "staff-pass")]
+    assert outcome.event is None
 
 
 def test_demo_signed_samples_are_recorded_and_decided_as_the_demo_says(site):
