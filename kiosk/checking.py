@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from kiosk.codes.base import Credential
-from kiosk.compose import policy_rules, registry_for
 from kiosk.config import Settings
 from kiosk.gate_view import gate_view, is_revoked
 from kiosk.policy import GateView, decide
 from kiosk.privacy import subject_hash
+from kiosk.rules import policy_rules, registry_for
 from kiosk.store import Store
 
 

@@ -320,7 +320,7 @@ def test_code_signed_with_a_rotated_key_is_accepted_after_the_reload_interval(
     issued = site.declare()  # signed with the new key
 
     first = kiosk.hold(issued.text)
-    with caplog.at_level(logging.INFO, logger="kiosk.compose"):
+    with caplog.at_level(logging.INFO, logger="kiosk.rules"):
         kiosk.away(5.0)  # the key poll, every 5 s
     second = kiosk.hold(issued.text)
     kiosk.away()
@@ -376,13 +376,13 @@ def test_an_unreadable_key_manifest_keeps_the_current_keys(site, held_gate, capl
     kiosk.away(0.1)
     (site.keys_dir / "keys.json").write_text("{not json", encoding="utf-8")
 
-    with caplog.at_level(logging.WARNING, logger="kiosk.compose"):
+    with caplog.at_level(logging.WARNING, logger="kiosk.rules"):
         kiosk.away(5.0)
         kiosk.away(5.0)
     outcome = kiosk.hold(issued.text)
 
     assert reasons(outcome) == ["ok"]
-    warnings = [r.getMessage() for r in caplog.records if r.name == "kiosk.compose"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "kiosk.rules"]
     assert len(warnings) == 1  # once per change of the file, not once per poll
     assert "keeping the current ones" in warnings[0]
 

@@ -21,11 +21,11 @@ from kiosk.camera import Frame, SourceState, SyntheticSource
 from kiosk.clock import FakeClock
 from kiosk.codes import Registry, default_formats
 from kiosk.codes.hcert import HcertFormat, HcertRules
-from kiosk.compose import trust_list_for
 from kiosk.decoder import Code, ZxingDecoder
 from kiosk.demo_codes import demo_vaccine_passport
 from kiosk.policy import PolicyRules
 from kiosk.privacy import subject_hash
+from kiosk.rules import trust_list_for
 from kiosk.samples import VISITOR_CCCD, VISITOR_DENYLISTED, VISITOR_UNRECOGNISED
 from kiosk.scanner import GateParts, GateSetup, Outcome, Scanner, ScanSettings
 from kiosk.store import Event, Store
