@@ -89,6 +89,14 @@ class Faults:
 
     # -- the camera and the decoder ------------------------------------------
 
+    def frame_arrived(self, captured_mono: float) -> None:
+        """Count a delivered frame for the health row's frame rate and age."""
+        self.health.rate.note(captured_mono)
+
+    @property
+    def fps(self) -> float:
+        return self.health.rate.fps
+
     def set_camera(self, fault: bool) -> None:
         if fault == self._camera:
             return

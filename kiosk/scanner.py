@@ -148,7 +148,7 @@ class Scanner:
 
     @property
     def fps(self) -> float:
-        return self._faults.health.rate.fps
+        return self._faults.fps
 
     @property
     def overrides_waiting(self) -> int:
@@ -180,7 +180,7 @@ class Scanner:
             self._faults.tick()
             return outcomes
         self._faults.set_camera(False)
-        self._faults.health.rate.note(frame.captured_mono)
+        self._faults.frame_arrived(frame.captured_mono)
         self._heartbeat()
         try:
             codes = self.decoder.decode(frame.grey)
