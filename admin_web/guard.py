@@ -17,7 +17,7 @@ from flask_babel import gettext as _
 
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
-from kiosk.scanner import ADMIT_MAX_AGE_S
+from kiosk.admits import ADMIT_MAX_AGE_S
 from kiosk.store import AdmitRequest, User
 
 log = logging.getLogger(__name__)

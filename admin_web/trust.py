@@ -25,10 +25,10 @@ from werkzeug.wrappers.response import Response
 
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
-from kiosk.compose import TrustImport, import_trust_file
 from kiosk.errors import StoreError
 from kiosk.store import TrustedRow, User
 from kiosk.trust import KID_BYTES, TrustError
+from kiosk.trust_import import TrustImport, import_trust_file
 
 log = logging.getLogger(__name__)
 

@@ -432,7 +432,7 @@ def build_harness(target: str, workdir: Path) -> Harness:
     from kiosk.trust import TrustList, certificate_from_der
 
     keys = workdir / "keys"
-    site = SiteCodeFormat(load_keyring(keys), SITE, is_revoked=lambda code_id: False)
+    site = SiteCodeFormat(load_keyring(keys), SITE)
     site_kid, site_key = load_signing_key(keys)
     dscs = [
         certificate_from_der((workdir / f"hc1/{n}.der").read_bytes()) for n in ("es256", "ps256")

@@ -215,7 +215,7 @@ def latency(presentations: int, fps: float) -> dict[str, Any]:
     from kiosk.clock import SystemClock
     from kiosk.codes import Registry, default_formats
     from kiosk.policy import PolicyRules
-    from kiosk.scanner import Outcome, Scanner, ScanSettings
+    from kiosk.scanner import GateParts, GateSetup, Outcome, ScanHooks, Scanner, ScanSettings
     from kiosk.store import Store
     from kiosk.synthetic import Scene
 
@@ -241,17 +241,16 @@ def latency(presentations: int, fps: float) -> dict[str, Any]:
         decoder = PipelineDecoder()
         with Store.open(Path(work) / "gate.db", boot_id="bench") as store:
             scanner = Scanner(
-                source=source,
-                decoder=decoder,
+                parts=GateParts(source, decoder, signals, pin_backend="MockFactory"),
                 registry=Registry(default_formats()),
                 store=store,
-                signals=signals,
                 clock=clock,
-                rules=PolicyRules(),
-                settings=ScanSettings(gate_id="bench", timezone=ZoneInfo("Asia/Ho_Chi_Minh")),
+                setup=GateSetup(
+                    PolicyRules(),
+                    ScanSettings(gate_id="bench", timezone=ZoneInfo("Asia/Ho_Chi_Minh")),
+                ),
                 hash_key=b"k" * 32,
-                pin_backend="MockFactory",
-                on_outcome=outcomes.append,
+                hooks=ScanHooks(on_outcome=outcomes.append),
             )
             relay = factory.pin(23)
             relay.clear_states()

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from kiosk.codes.base import Credential
-from kiosk.compose import policy_rules, registry_for
 from kiosk.config import Settings
+from kiosk.gate_view import gate_view, is_revoked
 from kiosk.policy import GateView, decide
 from kiosk.privacy import subject_hash
+from kiosk.rules import policy_rules, registry_for
 from kiosk.store import Store
 
 
@@ -20,8 +21,9 @@ def check_payloads(
 
     Signed codes (declarations, staff passes) are verified against the
     site's keys, and revocations read from the site's database when it
-    exists. Presence and the denylist come from the database when it and
-    the hash key exist; otherwise the gate is taken as empty.
+    exists (a revoked code is refused by the policy, as at the gate).
+    Presence and the denylist come from the database when it and the hash
+    key exist; otherwise the gate is taken as empty.
     """
     rules = policy_rules(settings)
     expiry_h = settings["policy.presence_expiry_h"]
@@ -36,18 +38,13 @@ def check_payloads(
         registry = registry_for(settings, store)
         for raw in payloads:
             identified = registry.identify(raw, at=at)
+            credential = identified if isinstance(identified, Credential) else None
             view = GateView()
             if store is not None and key is not None:
-                occupancy = store.occupancy(now=at, expiry_h=expiry_h)
-                view = GateView(occupancy=occupancy)
-                if isinstance(identified, Credential):
-                    hashed = subject_hash(key, identified.subject_id)
-                    presence = store.presence_of(hashed, now=at, expiry_h=expiry_h)
-                    view = GateView(
-                        present_since=presence.entered_at if presence else None,
-                        occupancy=occupancy,
-                        denylisted=store.is_denylisted(hashed),
-                    )
+                hashed = subject_hash(key, credential.subject_id) if credential else None
+                view = gate_view(store, credential, hashed, at=at, expiry_h=expiry_h)
+            elif store is not None:
+                view = GateView(revoked=is_revoked(store, credential))
             decision = decide(identified, rules=rules, view=view)
             results.append(
                 {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -94,17 +95,31 @@ class _Timex(ctypes.Structure):
 _TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once per process: ``find_library`` runs
+    ``ldconfig -p`` in a subprocess (about 4 ms), far too slow for every scan.
+    None when there is none to be found or it cannot be loaded."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    try:
+        return ctypes.CDLL(libc_name, use_errno=True)
+    except OSError:
+        return None
+
+
 def kernel_clock_synchronised() -> bool:
     """Ask the kernel (``adjtimex``) whether NTP has synchronised the clock.
 
     This is what ``timedatectl`` reports as "System clock synchronized"; it
-    works without systemd-timesyncd and costs one system call.
+    works without systemd-timesyncd and costs one system call (the C library
+    is looked up once, see :func:`_libc`).
     """
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
+    libc = _libc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
         timex = _Timex()
         state = libc.adjtimex(ctypes.byref(timex))
     except (OSError, AttributeError):

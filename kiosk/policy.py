@@ -16,6 +16,7 @@ from kiosk.codes.base import (
     KIND_HCERT,
     KIND_PC_COVID,
     KIND_STAFF_PASS,
+    REASON_REVOKED,
     Credential,
     Identified,
 )
@@ -46,11 +47,14 @@ class GateView:
 
     ``present_since`` is the subject's entry time when they are inside
     (presence already expired by the store's rule counts as not inside).
+    ``revoked``: a manager revoked the code the site issued (by its
+    ``code_id``; a replacement pass has another).
     """
 
     present_since: datetime | None = None
     occupancy: int = 0
     denylisted: bool = False
+    revoked: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ def decide(identified: Identified, *, rules: PolicyRules, view: GateView) -> Dec
     """
     if not isinstance(identified, Credential):
         return _deny("out" if rules.mode == "exit" else "in", identified.reason)
+    if view.revoked:
+        # As good as a code that does not verify: refused whichever way it is held up.
+        return _deny("out" if rules.mode == "exit" else "in", REASON_REVOKED)
 
     if rules.mode == "exit" or (rules.mode == "both" and view.present_since is not None):
         direction: Direction = "out"

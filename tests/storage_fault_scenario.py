@@ -61,7 +61,7 @@ from kiosk.decoder import ZxingDecoder
 from kiosk.errors import StoreError
 from kiosk.policy import PolicyRules
 from kiosk.samples import VISITOR_CCCD, VISITOR_DENYLISTED, VISITOR_PC_COVID
-from kiosk.scanner import Outcome, Scanner, ScanSettings
+from kiosk.scanner import GateParts, GateSetup, Outcome, Scanner, ScanSettings
 from kiosk.store import Store
 from kiosk.synthetic import render_code_frame
 from tests.waiting import wait_until
@@ -323,21 +323,21 @@ class Gate:
         self.factory.close()
 
 
-def build_gate(store: Store, clock: Clock) -> Gate:
+def build_gate(store: Store, clock: Clock, **settings: Any) -> Gate:
+    """A gate over ``store``; ``settings`` are ScanSettings fields other than the defaults."""
     factory = MockFactory()
     signals = GpiozeroSignals(PINS, pin_factory=factory)
     source = HeldCodeSource(clock)
     scanner = Scanner(
-        source=source,
-        decoder=ZxingDecoder(),
+        parts=GateParts(source, ZxingDecoder(), signals, pin_backend="MockFactory"),
         registry=Registry(default_formats()),
         store=store,
-        signals=signals,
         clock=clock,
-        rules=PolicyRules(),
-        settings=ScanSettings(gate_id="gate-1", timezone=ZoneInfo("Asia/Ho_Chi_Minh")),
+        setup=GateSetup(
+            PolicyRules(),
+            ScanSettings(gate_id="gate-1", timezone=ZoneInfo("Asia/Ho_Chi_Minh"), **settings),
+        ),
         hash_key=KEY,
-        pin_backend="MockFactory",
     )
     return Gate(scanner, source, factory, signals, clock)
 
@@ -517,11 +517,11 @@ def fault_phase(gate: Gate, fault: Fault, db: Path) -> dict[str, Any]:
     seen["override_open_ms"].append(gate.press_override())
     seen["pressed_at"] = [at.isoformat() for at in pressed_at]
     seen["pulses_after_override"] = relay_pulses(gate.factory)
-    seen["waiting_after_override"] = len(scanner._waiting_overrides)
+    seen["waiting_after_override"] = scanner.overrides_waiting
 
     # The database keeps failing for a while: nothing is recorded, nothing lost.
     gate.frames(None, 2.5)
-    seen["waiting_while_failing"] = len(scanner._waiting_overrides)
+    seen["waiting_while_failing"] = scanner.overrides_waiting
     seen["rows_while_failing"] = len(read_rows(db))
     seen["fault_still"] = scanner.fault
 
@@ -533,18 +533,18 @@ def fault_phase(gate: Gate, fault: Fault, db: Path) -> dict[str, Any]:
     steps = 0
     recorded_ms = None
     cleared_ms = None
-    while steps < 100 and (scanner._waiting_overrides or scanner.fault is not None):
+    while steps < 100 and (scanner.overrides_waiting or scanner.fault is not None):
         gate.frames(None, 1 / FPS)
         steps += 1
         now_ms = (gate.wall.monotonic() - removed_wall) * 1000
-        if recorded_ms is None and not scanner._waiting_overrides:
+        if recorded_ms is None and not scanner.overrides_waiting:
             recorded_ms = now_ms
         if cleared_ms is None and scanner.fault is None:
             cleared_ms = now_ms
     seen["steps_to_recover"] = steps
     seen["recorded_after_ms"] = recorded_ms
     seen["cleared_after_ms"] = cleared_ms
-    seen["waiting_after_recovery"] = len(scanner._waiting_overrides)
+    seen["waiting_after_recovery"] = scanner.overrides_waiting
     seen["fault_after_recovery"] = scanner.fault
     seen["pattern_stopped"] = gate.status_steady()
 

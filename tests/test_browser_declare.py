@@ -109,9 +109,7 @@ def png_of(data_url: str) -> bytes:
 
 
 def verify(gate: Gate, raw: bytes) -> Credential | Rejection:
-    parser = SiteCodeFormat(
-        load_keyring(gate.data_dir / "keys"), SITE_ID, is_revoked=gate.store.is_revoked
-    )
+    parser = SiteCodeFormat(load_keyring(gate.data_dir / "keys"), SITE_ID)
     identified = parser.parse(raw, at=datetime.now(UTC))
     assert identified is not None, "not a site code"
     return identified

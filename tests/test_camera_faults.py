@@ -49,7 +49,14 @@ from kiosk.decoder import Code, ZxingDecoder
 from kiosk.errors import StoreError
 from kiosk.policy import PolicyRules
 from kiosk.samples import VISITOR_CCCD
-from kiosk.scanner import HEALTH_MIN_GAP_S, Outcome, Scanner, ScanSettings
+from kiosk.scanner import (
+    GateParts,
+    GateSetup,
+    Outcome,
+    ScanHooks,
+    Scanner,
+    ScanSettings,
+)
 from kiosk.store import KioskHealth, Store
 from kiosk.synthetic import render_code_frame
 from tests.waiting import wait_until
@@ -471,19 +478,16 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     decoder = BreakableDecoder()
     holder: list[Rig] = []
     scanner = Scanner(
-        source=source,
-        decoder=decoder,
+        parts=GateParts(source, decoder, signals, pin_backend="MockFactory"),
         registry=Registry(default_formats()),
         store=store,
-        signals=signals,
         clock=clock,
-        rules=PolicyRules(),
-        settings=ScanSettings(
-            gate_id=GATE, timezone=ZoneInfo("Asia/Ho_Chi_Minh"), read_timeout_s=0.0
+        setup=GateSetup(
+            PolicyRules(),
+            ScanSettings(gate_id=GATE, timezone=ZoneInfo("Asia/Ho_Chi_Minh"), read_timeout_s=0.0),
         ),
         hash_key=KEY,
-        pin_backend="MockFactory",
-        heartbeat=lambda: holder[0].beat(),
+        hooks=ScanHooks(heartbeat=lambda: holder[0].beat()),
     )
     built = Rig(clock, camera, source, decoder, scanner, store, factory)
     holder.append(built)
@@ -576,7 +580,7 @@ def test_a_store_fault_is_not_written_at_once_into_the_failing_store(rig):
 
 
 def test_decoder_throwing_on_every_frame_shows_the_fault_and_the_gate_keeps_going(rig, caplog):
-    caplog.set_level(logging.DEBUG, logger="kiosk.scanner")
+    caplog.set_level(logging.DEBUG, logger="kiosk.faults")
     rig.decoder.throws = lambda call: True
     mark = pin_mark(rig.factory)
 
@@ -601,7 +605,9 @@ def test_decoder_throwing_on_every_frame_shows_the_fault_and_the_gate_keeps_goin
     assert ready_pattern(rig.factory)
     [entry] = rig.outcomes  # the visitor waiting in view is let in
     assert entry.decision.verdict == "allow"
-    rig.ticks_until(lambda: rig.health().fault is None, limit_s=HEALTH_MIN_GAP_S)
+    rig.ticks_until(
+        lambda: rig.health().fault is None, limit_s=rig.scanner.settings.health_min_gap_s
+    )
     assert "decoding again after 201 failed frames" in caplog.text
 
 
@@ -613,7 +619,9 @@ def test_decoder_throwing_once_shows_the_fault_for_that_frame_only(rig):
     assert rig.tick()
     assert rig.scanner.fault is None
     assert ready_pattern(rig.factory)
-    rig.ticks_until(lambda: rig.health().fault is None, limit_s=HEALTH_MIN_GAP_S)
+    rig.ticks_until(
+        lambda: rig.health().fault is None, limit_s=rig.scanner.settings.health_min_gap_s
+    )
     [entry] = rig.outcomes
     assert entry.decision.verdict == "allow"
 
@@ -624,7 +632,7 @@ def test_decoder_failing_on_alternate_frames_does_not_write_health_every_frame(r
     rig.decoder.throws = lambda call: call % 2 == 0
     stream(rig, 10.0)  # the fault flaps on every frame
     writes = rig.store.health_writes - before
-    assert writes <= 10.0 / HEALTH_MIN_GAP_S + 2
+    assert writes <= 10.0 / rig.scanner.settings.health_min_gap_s + 2
     assert writes >= 10.0 / 5.0  # at least the routine writes
 
 
@@ -689,15 +697,15 @@ def test_dashboard_shows_the_camera_fault_as_the_kiosk_reports_it(
     source = V4l2Source("fake-dashboard", clock=clock, open_capture=camera.open)
     with Store.open(settings.db_path, boot_id="boot-2") as kiosk_store:
         scanner = Scanner(
-            source=source,
-            decoder=ZxingDecoder(),
+            parts=GateParts(source, ZxingDecoder(), signals),
             registry=Registry(default_formats()),
             store=kiosk_store,
-            signals=signals,
             clock=clock,
-            rules=PolicyRules(),
-            settings=ScanSettings(
-                gate_id=settings["gate.id"], timezone=settings.timezone, read_timeout_s=0.0
+            setup=GateSetup(
+                PolicyRules(),
+                ScanSettings(
+                    gate_id=settings["gate.id"], timezone=settings.timezone, read_timeout_s=0.0
+                ),
             ),
             hash_key=KEY,
         )

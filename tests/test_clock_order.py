@@ -27,7 +27,7 @@ from kiosk.decoder import ZxingDecoder
 from kiosk.export import EXPORT_COLUMNS
 from kiosk.policy import PolicyRules
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED
-from kiosk.scanner import Scanner
+from kiosk.scanner import GateParts, GateSetup, Scanner
 from kiosk.store import Store
 from tests.test_scanner import KEY, PINS, SETTINGS, visit
 
@@ -43,21 +43,22 @@ def gate(app: Flask, web_store: Store, clock: FakeClock) -> Iterator[Scanner]:
     factory = MockFactory()
     signals = GpiozeroSignals(PINS, pin_factory=factory)
     scanner = Scanner(
-        source=SyntheticSource(
-            visit(VISITOR_CCCD.payload, VISITOR_PC_COVID.payload, VISITOR_UNRECOGNISED.payload),
-            clock=clock,
-            fps=10.0,
-            seed=5,
+        parts=GateParts(
+            SyntheticSource(
+                visit(VISITOR_CCCD.payload, VISITOR_PC_COVID.payload, VISITOR_UNRECOGNISED.payload),
+                clock=clock,
+                fps=10.0,
+                seed=5,
+            ),
+            ZxingDecoder(),
+            signals,
+            pin_backend="MockFactory",
         ),
-        decoder=ZxingDecoder(),
         registry=Registry(default_formats()),
         store=web_store,
-        signals=signals,
         clock=clock,
-        rules=PolicyRules(),
-        settings=replace(SETTINGS, gate_id=gate_id),
+        setup=GateSetup(PolicyRules(), replace(SETTINGS, gate_id=gate_id)),
         hash_key=KEY,
-        pin_backend="MockFactory",
     )
     yield scanner
     signals.close()

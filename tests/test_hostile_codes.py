@@ -215,7 +215,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     folder: Path = tmp_path_factory.mktemp("keys")
     init_keys(folder, at=AT - timedelta(days=30))
     site_kid, site_key = load_signing_key(folder)
-    site = SiteCodeFormat(load_keyring(folder), SITE, is_revoked=lambda code_id: False)
+    site = SiteCodeFormat(load_keyring(folder), SITE)
 
     dsc_key = ec.generate_private_key(ec.SECP256R1())
     der = make_dsc(dsc_key, not_before=AT - timedelta(days=365), not_after=AT + timedelta(days=365))

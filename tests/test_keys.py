@@ -63,7 +63,7 @@ def declaration(private_key: ec.EllipticCurvePrivateKey, kid: bytes, *, at: date
 
 
 def gate(folder: Path) -> SiteCodeFormat:
-    return SiteCodeFormat(load_keyring(folder), SITE, is_revoked=lambda _: False)
+    return SiteCodeFormat(load_keyring(folder), SITE)
 
 
 def test_init_creates_a_key_pair_with_private_files_closed_to_others(

@@ -25,16 +25,19 @@ from gpiozero.pins.mock import MockFactory
 from gate_controller.gpio import GpiozeroSignals
 from kiosk.camera import SyntheticSource
 from kiosk.clock import FakeClock
-from kiosk.codes import Credential, Rejection
-from kiosk.compose import Gate, SiteCodes, build_gate, gate_setup, registry_for
+from kiosk.codes import Credential
+from kiosk.compose import Gate, SiteCodes, build_gate, gate_setup, policy_rules, registry_for
 from kiosk.config import Settings, load_settings
 from kiosk.declarations import DEFAULT_QUESTIONS, Issued, issue_declaration, issue_staff_pass
 from kiosk.decoder import ZxingDecoder
 from kiosk.demo import demo_settings, demo_visitors, prepare_signed_visitors
 from kiosk.demo_codes import signed_demo_visitors, tamper_name
+from kiosk.errors import StoreError
+from kiosk.gate_view import is_revoked
 from kiosk.keys import init_keys, load_keyring, retire_key, rotate_keys
+from kiosk.policy import GateView, decide
 from kiosk.samples import VISITOR_CCCD
-from kiosk.scanner import GateSetup, Outcome, Scanner
+from kiosk.scanner import GateParts, GateSetup, Outcome, Scanner, SiteLink
 from kiosk.store import Store
 from kiosk.synthetic import Scene, render_code_frame
 from tests.test_live_settings import HandCamera, HeldCodes, relay_energised
@@ -317,7 +320,7 @@ def test_code_signed_with_a_rotated_key_is_accepted_after_the_reload_interval(
     issued = site.declare()  # signed with the new key
 
     first = kiosk.hold(issued.text)
-    with caplog.at_level(logging.INFO, logger="kiosk.compose"):
+    with caplog.at_level(logging.INFO, logger="kiosk.rules"):
         kiosk.away(5.0)  # the key poll, every 5 s
     second = kiosk.hold(issued.text)
     kiosk.away()
@@ -373,13 +376,13 @@ def test_an_unreadable_key_manifest_keeps_the_current_keys(site, held_gate, capl
     kiosk.away(0.1)
     (site.keys_dir / "keys.json").write_text("{not json", encoding="utf-8")
 
-    with caplog.at_level(logging.WARNING, logger="kiosk.compose"):
+    with caplog.at_level(logging.WARNING, logger="kiosk.rules"):
         kiosk.away(5.0)
         kiosk.away(5.0)
     outcome = kiosk.hold(issued.text)
 
     assert reasons(outcome) == ["ok"]
-    warnings = [r.getMessage() for r in caplog.records if r.name == "kiosk.compose"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "kiosk.rules"]
     assert len(warnings) == 1  # once per change of the file, not once per poll
     assert "keeping the current ones" in warnings[0]
 
@@ -400,17 +403,13 @@ def test_a_site_id_change_rebuilds_the_format_at_the_next_settings_poll(site):
     factory = MockFactory()
     with GpiozeroSignals(settings.pin_config(), pin_factory=factory) as signals:
         scanner = Scanner(
-            source=camera,
-            decoder=HeldCodes(camera),
+            parts=GateParts(camera, HeldCodes(camera), signals),
             registry=codes.registry,
             store=site.web,
-            signals=signals,
             clock=clock,
-            rules=setup.rules,
-            settings=setup.settings,
+            setup=GateSetup(setup.rules, setup.settings),
             hash_key=b"k" * 32,
-            setup_for_site=setup_for,
-            refresh_registry=codes.refresh,
+            site=SiteLink(setup_for_site=setup_for, refresh_registry=codes.refresh),
         )
         issued = site.declare()
         scanner.step()
@@ -435,7 +434,7 @@ def test_issued_codes_past_retention_are_purged_by_the_kiosk(site, held_gate, ca
     current = site.declare()
 
     kiosk = held_gate()
-    with caplog.at_level(logging.INFO, logger="kiosk.scanner"):
+    with caplog.at_level(logging.INFO, logger="kiosk.site_business"):
         kiosk.frames(0.1)
 
     assert site.web.site_code(old.record.id) is None
@@ -447,7 +446,7 @@ def test_issued_codes_past_retention_are_purged_by_the_kiosk(site, held_gate, ca
 # -- check, and the demo's signed samples ---------------------------------------------
 
 
-def test_registry_for_verifies_against_the_sites_keys_and_revocations(site):
+def test_registry_for_verifies_against_the_sites_keys_and_the_view_holds_revocations(site):
     issued = site.declare()
     at = site.clock.now()
 
@@ -457,8 +456,28 @@ def test_registry_for_verifies_against_the_sites_keys_and_revocations(site):
 
     assert isinstance(without_store, Credential)
     assert without_store.kind == "declaration"
-    assert isinstance(with_store, Rejection)
-    assert with_store.reason == "sitecode-revoked"
+    # Identifying a code touches no database: revocation is the gate's view.
+    assert with_store == without_store
+    assert with_store.code_id == issued.record.id
+    assert is_revoked(site.web, with_store)
+    view = GateView(revoked=is_revoked(site.web, with_store))
+    decision = decide(with_store, rules=policy_rules(site.settings), view=view)
+    assert (decision.verdict, decision.reason) == ("deny", "sitecode-revoked")
+
+
+def test_a_database_fault_while_checking_a_pass_is_a_store_fault_not_a_bad_code(
+    site, gates, monkeypatch
+):
+    issued = site.staff_pass()
+
+    def failing(store: Store, code_id: str) -> bool:
+        raise StoreError("database is locked (while checking a revocation)")
+
+    monkeypatch.setattr(Store, "is_revoked", failing)  # the gate's own store, too
+    [outcome] = filmed(site, gates, issued.text)
+
+    assert decisions([outcome]) == [("deny", "in", "store-fault", "staff-pass")]
+    assert outcome.event is None
 
 
 def test_demo_signed_samples_are_recorded_and_decided_as_the_demo_says(site):

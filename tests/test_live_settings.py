@@ -30,6 +30,7 @@ from gpiozero.pins.mock import MockFactory
 
 from gate_controller.errors import PinConfigError, SignalsClosed
 from gate_controller.gpio import GpiozeroSignals
+from kiosk.admits import ADMIT_MAX_AGE_S
 from kiosk.camera import Frame, SourceState
 from kiosk.clock import FakeClock
 from kiosk.compose import Gate, build_gate, gate_setup, registry_for, setup_for_site
@@ -37,7 +38,14 @@ from kiosk.config import Settings, load_settings
 from kiosk.decoder import Code
 from kiosk.errors import ConfigError
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID
-from kiosk.scanner import ADMIT_MAX_AGE_S, GateSetup, Outcome, Scanner, ScanSettings
+from kiosk.scanner import (
+    GateParts,
+    GateSetup,
+    Outcome,
+    Scanner,
+    ScanSettings,
+    SiteLink,
+)
 from kiosk.store import AdmitRequest, Event, NewEvent, Store
 from tests.waiting import wait_until
 
@@ -317,7 +325,7 @@ def test_invalid_stored_value_keeps_the_current_settings_and_the_kiosk_keeps_sca
     kiosk.frames(0.1)
     # One save with a valid change too: a version is applied whole or not at all.
     kiosk.save({"policy.capacity": 1, **values})
-    with caplog.at_level(logging.WARNING, logger="kiosk.scanner"):
+    with caplog.at_level(logging.WARNING, logger="kiosk.site_business"):
         kiosk.away(5.0)  # two polls: one warning
 
     first = kiosk.hold(VISITOR_CCCD.payload)
@@ -326,7 +334,7 @@ def test_invalid_stored_value_keeps_the_current_settings_and_the_kiosk_keeps_sca
 
     assert kinds_and_reasons(first + second) == [("allow", "in", "ok"), ("allow", "in", "ok")]
     assert kiosk.scanner.settings.relay_pulse_ms == 50
-    [warning] = [r for r in caplog.records if r.name == "kiosk.scanner"]
+    [warning] = [r for r in caplog.records if r.name == "kiosk.site_business"]
     assert name in warning.getMessage()
     for value in values.values():
         if value:
@@ -372,17 +380,13 @@ def test_a_pulse_the_signals_refuse_keeps_every_current_setting(tmp_path):
         GpiozeroSignals(settings.pin_config(), pin_factory=factory) as signals,
     ):
         scanner = Scanner(
-            source=camera,
-            decoder=HeldCodes(camera),
+            parts=GateParts(camera, HeldCodes(camera), signals),
             registry=registry_for(settings, store),
             store=store,
-            signals=signals,
             clock=clock,
-            rules=setup.rules,
-            settings=setup.settings,
+            setup=GateSetup(setup.rules, setup.settings),
             hash_key=KEY,
-            setup_for_site=site,
-            retime_relay=refuse,
+            site=SiteLink(setup_for_site=site, retime_relay=refuse),
         )
         scanner.step()
 
@@ -566,7 +570,7 @@ def test_events_past_retention_are_purged_at_start_then_once_an_hour(make_kiosk,
     record_event_aged(kiosk, timedelta(days=30))
     record_event_aged(kiosk, timedelta(days=20))
 
-    with caplog.at_level(logging.INFO, logger="kiosk.scanner"):
+    with caplog.at_level(logging.INFO, logger="kiosk.site_business"):
         kiosk.frames(0.1)
     assert len(kiosk.events()) == 1
     assert "purged 1 events older than 21 days" in caplog.text
@@ -635,17 +639,15 @@ def test_the_loop_polls_the_database_on_the_clock_not_every_frame(tmp_path):
 
     with store, GpiozeroSignals(settings.pin_config(), pin_factory=factory) as signals:
         scanner = Scanner(
-            source=camera,
-            decoder=HeldCodes(camera),
+            parts=GateParts(camera, HeldCodes(camera), signals),
             registry=registry_for(settings, store),
             store=store,
-            signals=signals,
             clock=clock,
-            rules=setup.rules,
-            settings=setup.settings,
+            setup=GateSetup(setup.rules, setup.settings),
             hash_key=KEY,
-            setup_for_site=setup_for_site(settings),
-            refresh_registry=refresh_registry,
+            site=SiteLink(
+                setup_for_site=setup_for_site(settings), refresh_registry=refresh_registry
+            ),
         )
         for _ in range(100):  # 10 s of frames
             scanner.step()

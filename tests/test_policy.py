@@ -10,6 +10,9 @@ from kiosk.policy import GateView, PolicyRules, decide
 ENTERED = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
 CARD = Credential(kind="cccd", subject_id="079201000123", display_name="Nguyễn Văn An")
 PC = Credential(kind="pc-covid", subject_id="QR1", display_name="Trần Thị Bích Ngọc")
+PASS = Credential(
+    kind="staff-pass", subject_id="staff:NV-1", display_name="Lê Văn Nam", code_id="0a1b2c3d"
+)
 GARBAGE = Rejection(kind="unrecognised", reason="unrecognised")
 BAD_CARD = Rejection(kind="cccd", reason="cccd-bad-date")
 
@@ -56,6 +59,22 @@ INSIDE = GateView(present_since=ENTERED, occupancy=1)
         (GARBAGE, PolicyRules(), OUTSIDE, ("deny", "in", "unrecognised", None)),
         (GARBAGE, PolicyRules(mode="exit"), OUTSIDE, ("deny", "out", "unrecognised", None)),
         (BAD_CARD, PolicyRules(), OUTSIDE, ("deny", "in", "cccd-bad-date", None)),
+        # A revoked code is refused as a code that does not verify is: both ways.
+        (PASS, PolicyRules(), GateView(revoked=True), ("deny", "in", "sitecode-revoked", None)),
+        (PASS, PolicyRules(), INSIDE, ("allow", "out", "ok-exit", None)),
+        (
+            PASS,
+            PolicyRules(),
+            GateView(revoked=True, present_since=ENTERED),
+            ("deny", "in", "sitecode-revoked", None),
+        ),
+        (
+            PASS,
+            PolicyRules(mode="exit"),
+            GateView(revoked=True),
+            ("deny", "out", "sitecode-revoked", None),
+        ),
+        (GARBAGE, PolicyRules(), GateView(revoked=True), ("deny", "in", "unrecognised", None)),
     ],
 )
 def test_decision_table(identified, rules, view, expected):

@@ -21,13 +21,13 @@ from kiosk.camera import Frame, SourceState, SyntheticSource
 from kiosk.clock import FakeClock
 from kiosk.codes import Registry, default_formats
 from kiosk.codes.hcert import HcertFormat, HcertRules
-from kiosk.compose import trust_list_for
 from kiosk.decoder import Code, ZxingDecoder
 from kiosk.demo_codes import demo_vaccine_passport
 from kiosk.policy import PolicyRules
 from kiosk.privacy import subject_hash
+from kiosk.rules import trust_list_for
 from kiosk.samples import VISITOR_CCCD, VISITOR_DENYLISTED, VISITOR_UNRECOGNISED
-from kiosk.scanner import Outcome, Scanner, ScanSettings
+from kiosk.scanner import GateParts, GateSetup, Outcome, Scanner, ScanSettings
 from kiosk.store import Event, Store
 from kiosk.synthetic import Scene
 from tests.waiting import wait_until
@@ -95,16 +95,12 @@ def make_gate(store: Store) -> Iterator[Callable[..., Gate]]:
         made.append((signals, factory))
         source = SyntheticSource(scenes, clock=clock, fps=10.0, seed=3)
         scanner = Scanner(
-            source=source,
-            decoder=ZxingDecoder(),
+            parts=GateParts(source, ZxingDecoder(), signals, pin_backend="MockFactory"),
             registry=registry or Registry(default_formats()),
             store=gate_store or store,
-            signals=signals,
             clock=clock,
-            rules=rules or PolicyRules(),
-            settings=settings,
+            setup=GateSetup(rules or PolicyRules(), settings),
             hash_key=KEY,
-            pin_backend="MockFactory",
         )
         return Gate(scanner, gate_store or store, factory, clock)
 
@@ -347,14 +343,11 @@ def faulty_scanner(
 ) -> tuple[Scanner, FakeSignals]:
     signals = FakeSignals()
     scanner = Scanner(
-        source=source,
-        decoder=decoder,  # type: ignore[arg-type]
+        parts=GateParts(source, decoder, signals),  # type: ignore[arg-type]
         registry=Registry(default_formats()),
         store=store,
-        signals=signals,
         clock=source.clock,
-        rules=PolicyRules(),
-        settings=SETTINGS,
+        setup=GateSetup(PolicyRules(), SETTINGS),
         hash_key=KEY,
     )
     return scanner, signals

@@ -22,7 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiosk.codes import Registry, default_formats
-from kiosk.codes.base import KIND_DECLARATION, KIND_STAFF_PASS, Credential, Identified, Rejection
+from kiosk.codes.base import (
+    KIND_DECLARATION,
+    KIND_STAFF_PASS,
+    REASON_REVOKED,
+    Credential,
+    Identified,
+    Rejection,
+)
 from kiosk.codes.cose import ALG_ES256, HEADER_ALG, HEADER_KID, encode_base45_zlib, sign1
 from kiosk.codes.sitecodes import (
     CLAIM_EXP,
@@ -39,7 +46,6 @@ from kiosk.codes.sitecodes import (
     REASON_NOT_YET_VALID,
     REASON_REFUSED_ANSWERS,
     REASON_RETIRED_KEY,
-    REASON_REVOKED,
     REASON_UNKNOWN_KEY,
     REASON_WRONG_SITE,
     SiteCodeClaims,
@@ -52,6 +58,7 @@ from kiosk.codes.sitecodes import (
 from kiosk.decoder import ZxingDecoder, as_grey
 from kiosk.keys import KeyRing, SiteKey, kid_for
 from kiosk.messages import message_for
+from kiosk.policy import GateView, Mode, PolicyRules, decide
 
 SITE = "nhamay-01"
 ISSUED = datetime(2024, 6, 1, 7, 0, tzinfo=UTC)
@@ -80,11 +87,9 @@ class Site:
     def __init__(self) -> None:
         self.private_key = ec.generate_private_key(ec.SECP256R1())
         self.kid = kid_for(self.private_key.public_key())
-        self.revoked: set[str] = set()
         self.ring = KeyRing((SiteKey(self.kid, self.private_key.public_key(), ISSUED),))
 
     def gate(self, **options: Any) -> SiteCodeFormat:
-        options.setdefault("is_revoked", self.revoked.__contains__)
         return SiteCodeFormat(self.ring, SITE, **options)
 
     def issue(self, claims: SiteCodeClaims) -> str:
@@ -168,6 +173,7 @@ def test_declaration_round_trip_through_a_png_and_the_real_decoder(
         verified=True,
         valid_until=ISSUED + timedelta(hours=12),
         attributes=(("code_id", CODE_ID.hex()),),
+        code_id=CODE_ID.hex(),
     )
 
 
@@ -324,7 +330,7 @@ def test_code_from_a_retired_key_is_refused_even_if_genuine(site: Site) -> None:
     text = site.issue(declaration())
     key = site.ring.keys[0]
     retired = SiteKey(key.kid, key.public_key, key.created, retired_at=ISSUED)
-    gate = SiteCodeFormat(KeyRing((retired,)), SITE, is_revoked=lambda _: False)
+    gate = SiteCodeFormat(KeyRing((retired,)), SITE)
     assert rejected(gate, text).reason == REASON_RETIRED_KEY
 
 
@@ -332,7 +338,7 @@ def test_code_from_an_older_key_still_verifies_after_rotation(site: Site) -> Non
     text = site.issue(declaration())
     newer = ec.generate_private_key(ec.SECP256R1())
     ring = KeyRing((*site.ring.keys, SiteKey(kid_for(newer.public_key()), newer.public_key(), AT)))
-    gate = SiteCodeFormat(ring, SITE, is_revoked=lambda _: False)
+    gate = SiteCodeFormat(ring, SITE)
     assert isinstance(parse(gate, text), Credential)
 
 
@@ -492,34 +498,39 @@ def test_not_before_overrides_issued_at(site: Site) -> None:
     assert isinstance(parse(gate, text, at=visit + timedelta(minutes=5)), Credential)
 
 
-def test_revoked_code_is_refused_by_code_id(site: Site) -> None:
-    asked: list[str] = []
-
-    def is_revoked(code_id: str) -> bool:
-        asked.append(code_id)
-        return code_id == CODE_ID.hex()
-
-    gate = site.gate(is_revoked=is_revoked)
-    result = rejected(gate, site.issue(staff_pass()))
-    assert result.reason == REASON_REVOKED
-    assert result.kind == KIND_STAFF_PASS
-    assert asked == [CODE_ID.hex()]
-    replacement = site.issue(staff_pass(code_id=new_code_id()))
-    assert isinstance(parse(gate, replacement), Credential)
+def test_a_verified_code_carries_its_code_id_for_revocation(site: Site) -> None:
+    credential = parse(site.gate(), site.issue(staff_pass()))
+    assert isinstance(credential, Credential)
+    assert credential.code_id == CODE_ID.hex()
+    replacement = parse(site.gate(), site.issue(staff_pass(code_id=new_code_id())))
+    assert isinstance(replacement, Credential)
+    assert replacement.code_id != CODE_ID.hex()  # revoking a lost pass spares its replacement
+    assert replacement.subject_id == credential.subject_id
 
 
-def test_revocation_is_not_consulted_for_codes_that_fail_earlier(site: Site) -> None:
-    def is_revoked(code_id: str) -> bool:
-        raise AssertionError("consulted for an unverified code")
+def test_revoked_code_is_refused_by_the_policy_with_the_revocation_reason(site: Site) -> None:
+    credential = parse(site.gate(), site.issue(staff_pass()))
+    assert isinstance(credential, Credential)
+    modes: list[tuple[Mode, str]] = [("both", "in"), ("entry", "in"), ("exit", "out")]
+    for mode, direction in modes:
+        decision = decide(credential, rules=PolicyRules(mode=mode), view=GateView(revoked=True))
+        assert (decision.verdict, decision.direction) == ("deny", direction)
+        assert decision.reason == REASON_REVOKED == "sitecode-revoked"
+        assert decision.message == message_for(REASON_REVOKED)
+        assert decision.warning is None
+    inside = GateView(revoked=True, present_since=AT)  # not even let out
+    assert decide(credential, rules=PolicyRules(), view=inside).reason == REASON_REVOKED
+    assert decide(credential, rules=PolicyRules(), view=GateView()).allowed
 
-    gate = site.gate(is_revoked=is_revoked)
+
+def test_codes_that_fail_earlier_keep_their_own_reason_even_if_revoked(site: Site) -> None:
+    gate = site.gate()
     impostor = ec.generate_private_key(ec.SECP256R1())
-    assert rejected(gate, issue_code(declaration(), impostor, site.kid)).reason == (
-        REASON_BAD_SIGNATURE
-    )
-    assert rejected(gate, site.issue(declaration()), at=ISSUED + timedelta(days=1)).reason == (
-        REASON_EXPIRED
-    )
+    forged = rejected(gate, issue_code(declaration(), impostor, site.kid))
+    expired = rejected(gate, site.issue(declaration()), at=ISSUED + timedelta(days=1))
+    revoked = GateView(revoked=True)
+    assert decide(forged, rules=PolicyRules(), view=revoked).reason == REASON_BAD_SIGNATURE
+    assert decide(expired, rules=PolicyRules(), view=revoked).reason == REASON_EXPIRED
 
 
 def test_declaration_with_a_refusing_answer_sends_the_visitor_to_the_guard(site: Site) -> None:
@@ -535,7 +546,8 @@ def test_every_reason_has_a_vietnamese_and_english_message() -> None:
     import kiosk.codes.sitecodes as sitecodes
 
     reasons = [v for k, v in vars(sitecodes).items() if k.startswith("REASON_")]
-    assert len(reasons) == 11
+    reasons.append(REASON_REVOKED)  # the policy's, from the gate's view
+    assert len(set(reasons)) == 11
     for reason in reasons:
         message = message_for(reason)
         assert message.vi

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-import kiosk.scanner
 from kiosk.clock import FakeClock
 from kiosk.errors import StoreError
 from kiosk.samples import VISITOR_CCCD, VISITOR_DENYLISTED
@@ -158,10 +157,13 @@ def test_read_only_file_system_refuses_then_records_the_guards_overrides_once_wr
 
 
 @pytest.fixture
-def locked_gate(tmp_path: Path) -> Iterator[tuple[scenario.Gate, scenario.LongLock]]:
+def locked_gate(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[scenario.Gate, scenario.LongLock]]:
+    """A gate whose database can be locked; indirect parameters are ScanSettings fields."""
     db = tmp_path / "gatekiosk.db"
     store = Store.open(db, boot_id="boot-1", busy_timeout_ms=100)
-    gate = scenario.build_gate(store, FakeClock())
+    gate = scenario.build_gate(store, FakeClock(), **getattr(request, "param", {}))
     lock = scenario.LongLock(db)
     yield gate, lock
     if lock.holder is not None and lock.holder.poll() is None:
@@ -179,28 +181,26 @@ def test_store_fault_clears_when_the_database_works_again_with_no_override_waiti
     assert gate.status_blinking()
 
     lock.remove()
-    gate.frames(None, kiosk.scanner.STORE_PROBE_S)
+    gate.frames(None, gate.scanner.settings.store_probe_s)
 
     assert gate.scanner.fault is None
     assert gate.status_steady()
     assert gate.scanner.store.recent_events() == []  # the refusal itself is not recorded
 
 
-def test_overrides_past_the_limit_still_open_the_door_and_say_they_are_lost(
-    locked_gate, monkeypatch, caplog
-):
+@pytest.mark.parametrize("locked_gate", [{"overrides_waiting_max": 2}], indirect=True)
+def test_overrides_past_the_limit_still_open_the_door_and_say_they_are_lost(locked_gate, caplog):
     gate, lock = locked_gate
-    monkeypatch.setattr(kiosk.scanner, "OVERRIDES_WAITING_MAX", 2)
     lock.inject()
     gate.frames(VISITOR_DENYLISTED.payload, 1.0)
     pulses = scenario.relay_pulses(gate.factory)
 
-    with caplog.at_level(logging.ERROR, logger="kiosk.scanner"):
+    with caplog.at_level(logging.ERROR, logger="kiosk.overrides"):
         for _ in range(3):
             gate.press_override()
 
     assert scenario.relay_pulses(gate.factory) == pulses + 3
-    assert len(gate.scanner._waiting_overrides) == 2
+    assert gate.scanner.overrides_waiting == 2
     assert "this override will never be recorded: 2 overrides already wait" in caplog.text
     lock.remove()
     gate.frames(None, 1.0)
@@ -234,7 +234,7 @@ def test_stopping_records_the_waiting_overrides_if_the_database_is_back(locked_g
     gate.scanner.run(stopped())  # the service is stopped before the next probe
 
     assert [e.reason for e in gate.scanner.store.recent_events()] == ["override"]
-    assert not gate.scanner._waiting_overrides
+    assert gate.scanner.overrides_waiting == 0
 
 
 def test_stopping_while_the_database_fails_says_how_many_overrides_are_lost(locked_gate, caplog):
@@ -244,7 +244,7 @@ def test_stopping_while_the_database_fails_says_how_many_overrides_are_lost(lock
     gate.press_override()
     gate.press_override()
 
-    with caplog.at_level(logging.ERROR, logger="kiosk.scanner"):
+    with caplog.at_level(logging.ERROR, logger="kiosk.overrides"):
         gate.scanner.run(stopped())
 
     assert "stopping with 2 override(s) that opened the door never recorded" in caplog.text

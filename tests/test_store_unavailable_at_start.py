@@ -190,9 +190,9 @@ def _start_then_recover(settings: Settings, fault: scenario.Fault) -> dict[str, 
         pulses = scenario.relay_pulses(factory)
         gate.press_override()
         seen["door_opened"] = scenario.relay_pulses(factory) == pulses + 1
-        seen["waiting_after_override"] = len(scanner._waiting_overrides)
+        seen["waiting_after_override"] = scanner.overrides_waiting
         gate.frames(None, 3.0)
-        seen["waiting_while_failing"] = len(scanner._waiting_overrides)
+        seen["waiting_while_failing"] = scanner.overrides_waiting
         seen["fault_still"] = scanner.fault
 
         # The database can be opened again; the web opens it first and a
@@ -202,11 +202,11 @@ def _start_then_recover(settings: Settings, fault: scenario.Fault) -> dict[str, 
             web.save_site_settings(dict(SAVED), by="manager", at=clock.now())
             passport = demo_vaccine_passport(web, now=clock.now())
         steps = 0
-        while steps < 100 and (scanner._waiting_overrides or scanner.fault is not None):
+        while steps < 100 and (scanner.overrides_waiting or scanner.fault is not None):
             gate.frames(None, 1 / scenario.FPS)
             steps += 1
         seen["steps_to_recover"] = steps
-        seen["waiting_after_recovery"] = len(scanner._waiting_overrides)
+        seen["waiting_after_recovery"] = scanner.overrides_waiting
         seen["fault_after_recovery"] = scanner.fault
         seen["pattern_stopped"] = gate.status_steady()
         gate.frames(None, 6.0)  # a settings poll (2 s) and a keys poll (5 s)

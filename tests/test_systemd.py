@@ -15,7 +15,7 @@ from kiosk.camera import Frame, SourceState
 from kiosk.clock import FakeClock
 from kiosk.codes import Registry, default_formats
 from kiosk.policy import PolicyRules
-from kiosk.scanner import Scanner, ScanSettings
+from kiosk.scanner import GateParts, GateSetup, ScanHooks, Scanner, ScanSettings
 from kiosk.store import Store
 from kiosk.systemd import SystemdNotifier
 from tests.test_scanner import FakeSignals
@@ -119,16 +119,13 @@ def test_loop_beats_after_frames_and_while_reopening_but_not_when_silently_stall
     camera = Camera(["frame", "stalled", "stalled", "failing", "frame"], clock)
     with Store.open(tmp_path / "g.db", boot_id="b") as store:
         scanner = Scanner(
-            source=camera,
-            decoder=NoCodes(),
+            parts=GateParts(camera, NoCodes(), FakeSignals()),
             registry=Registry(default_formats()),
             store=store,
-            signals=FakeSignals(),
             clock=clock,
-            rules=PolicyRules(),
-            settings=ScanSettings(gate_id="g", timezone=ZoneInfo("UTC")),
+            setup=GateSetup(PolicyRules(), ScanSettings(gate_id="g", timezone=ZoneInfo("UTC"))),
             hash_key=b"k" * 32,
-            heartbeat=lambda: beats.append(camera.index),
+            hooks=ScanHooks(heartbeat=lambda: beats.append(camera.index)),
         )
         while not camera.exhausted:
             scanner.step()

@@ -25,7 +25,9 @@ from kiosk.codes.base import Credential, Identified, Rejection
 from kiosk.codes.sitecodes import SiteCodeFormat
 from kiosk.declarations import DEFAULT_QUESTIONS, QUESTIONS_SETTING, Question
 from kiosk.decoder import ZxingDecoder, as_grey
+from kiosk.gate_view import is_revoked
 from kiosk.keys import init_keys, load_keyring
+from kiosk.policy import Decision, GateView, PolicyRules, decide
 from kiosk.store import Store
 from tests.web import csrf_token, make_app
 
@@ -96,11 +98,19 @@ def decode_data_url(url: str) -> bytes:
 
 
 def read_code(app: Flask, store: Store, clock: FakeClock, raw: bytes) -> Identified:
-    """What the gate makes of ``raw`` now."""
-    parser = SiteCodeFormat(load_keyring(keys_dir(app)), SITE_ID, is_revoked=store.is_revoked)
+    """What the gate's codes make of ``raw`` now (revocation is the gate's view)."""
+    parser = SiteCodeFormat(load_keyring(keys_dir(app)), SITE_ID)
     identified = parser.parse(raw, at=clock.now())
     assert identified is not None
     return identified
+
+
+def gate_decides(app: Flask, store: Store, clock: FakeClock, raw: bytes) -> Decision:
+    """What the gate decides about ``raw`` now, revocations read from ``store``."""
+    identified = read_code(app, store, clock, raw)
+    credential = identified if isinstance(identified, Credential) else None
+    view = GateView(revoked=is_revoked(store, credential))
+    return decide(identified, rules=PolicyRules(), view=view)
 
 
 def code_id_of(store: Store) -> str:
@@ -466,9 +476,10 @@ def test_a_revoked_declaration_is_refused_at_the_gate(
     assert manager.post(path).status_code == 400  # no CSRF token
     response = manager.post(path, data={"csrf_token": csrf_token(manager, "/")})
     assert response.status_code == 302
-    identified = read_code(app, web_store, clock, raw)
-    assert isinstance(identified, Rejection)
-    assert identified.reason == "sitecode-revoked"
+    assert isinstance(read_code(app, web_store, clock, raw), Credential)  # as signed
+    decision = gate_decides(app, web_store, clock, raw)
+    assert not decision.allowed
+    assert decision.reason == "sitecode-revoked"
     [entry, *_] = web_store.audit_entries()
     assert (entry.actor, entry.action, entry.detail["code"]) == ("manager1", "revoke", code_id)
     assert "revoked by manager1" in manager.get("/declarations").get_data(as_text=True)

@@ -14,10 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from kiosk.clock import FakeClock
-from kiosk.codes.base import Credential, Rejection
+from kiosk.codes.base import Credential
 from kiosk.keys import init_keys
 from kiosk.store import SiteCode, Store
-from tests.test_web_declare import decode_data_url, keys_dir, read_code, submit
+from tests.test_web_declare import decode_data_url, gate_decides, keys_dir, read_code, submit
 from tests.web import csrf_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,9 +221,9 @@ def test_revoking_a_pass_makes_the_gate_refuse_it(
     assert manager.post(path).status_code == 400  # no CSRF token
     response = manager.post(path, data={"csrf_token": csrf_token(manager, "/passes")})
     assert response.status_code == 302
-    identified = read_code(app, web_store, clock, record.text.encode())
-    assert isinstance(identified, Rejection)
-    assert identified.reason == "sitecode-revoked"
+    decision = gate_decides(app, web_store, clock, record.text.encode())
+    assert not decision.allowed
+    assert decision.reason == "sitecode-revoked"
     [entry, *_] = web_store.audit_entries()
     assert (entry.actor, entry.action, entry.detail["code"]) == ("manager1", "revoke", record.id)
     page = manager.get("/passes").get_data(as_text=True)

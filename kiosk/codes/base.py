@@ -15,6 +15,10 @@ KIND_PC_COVID = "pc-covid"
 KIND_HCERT = "hcert"
 KIND_UNRECOGNISED = "unrecognised"
 
+REASON_REVOKED = "sitecode-revoked"
+"""A code the site issued and a manager revoked. Revocation is not the codes'
+business (they touch no database): the gate's view says it, the policy refuses."""
+
 
 @dataclass(frozen=True)
 class Credential:
@@ -25,6 +29,8 @@ class Credential:
     is the full ID number when the code carries one; it is stored only when a
     manager turns that on. ``verified`` is True only when a signature was
     checked; identity-only kinds are unverified and allowed by policy.
+    ``code_id`` is the id (hex) of a code the site issued (a declaration, a
+    staff pass), which revocation refers to; None for codes from elsewhere.
     """
 
     kind: str
@@ -36,6 +42,7 @@ class Credential:
     verified: bool = False
     valid_until: datetime | None = None
     attributes: tuple[tuple[str, str], ...] = field(default=())
+    code_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,11 @@ Decisions:
   (hex). A staff pass's subject is ``staff:<staff id>``, so entries and exits
   pair up, and anti-passback holds, across re-issued passes. Revocation is by
   code id, so cancelling a lost pass does not cancel its replacement.
+- **Revocation is the gate's view, not the parser's**: a verified code's
+  credential carries its code id, the scanner asks the store whether it was
+  revoked (with presence and the denylist), and the policy refuses it with
+  ``sitecode-revoked``. Parsing touches no database, so a database fault is
+  a store fault, never a bad code.
 - **Retired, not rotated**: after ``keys rotate`` older keys still verify
   until their codes expire; only a key explicitly retired (withdrawn) makes
   its codes fail, with ``sitecode-retired-key``.
@@ -46,14 +51,13 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import cbor2
-import segno
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiosk.codes.base import (
@@ -120,7 +124,7 @@ REASON_BAD_CLAIMS = "sitecode-bad-claims"
 REASON_WRONG_SITE = "sitecode-wrong-site"
 REASON_NOT_YET_VALID = "sitecode-not-yet-valid"
 REASON_EXPIRED = "sitecode-expired"
-REASON_REVOKED = "sitecode-revoked"
+# (sitecode-revoked, kiosk.codes.base.REASON_REVOKED, is the policy's: see above.)
 REASON_REFUSED_ANSWERS = "sitecode-refused-answers"
 # Shared with policy: the gate does not accept this kind of code.
 REASON_KIND_NOT_ALLOWED = "kind-not-allowed"
@@ -224,6 +228,8 @@ def issue_code(claims: SiteCodeClaims, private_key: ec.EllipticCurvePrivateKey, 
 def render_png(text: str, out: str | Path | IO[bytes], *, scale: int = 8) -> None:
     """Write ``text`` as a QR code PNG (error correction M or better, 4-module
     quiet zone) to a path or a binary file object."""
+    import segno  # only where codes are drawn, not where they are read
+
     target = str(out) if isinstance(out, Path) else out
     segno.make(text, error="m", micro=False).save(target, kind="png", scale=scale, border=4)
 
@@ -231,6 +237,8 @@ def render_png(text: str, out: str | Path | IO[bytes], *, scale: int = 8) -> Non
 def qr_version(text: str) -> int:
     """The QR version ``text`` needs at error correction M (for forms that
     want to warn about a code too dense to scan from a phone)."""
+    import segno
+
     version = segno.make(text, error="m", micro=False).version
     assert isinstance(version, int)
     return version
@@ -259,9 +267,9 @@ class SiteCodeFormat:
 
     Returns None for anything that does not start with ``GK1:`` (upper case,
     as QR alphanumeric mode carries it), else a verified Credential or a
-    Rejection with a ``sitecode-*`` reason. ``is_revoked`` gets the code id
-    (hex); it is a collaborator (the store), and its own failures propagate
-    to the registry, which refuses the code. ``skew_s`` is the clock
+    Rejection with a ``sitecode-*`` reason; a verified code's credential
+    carries its ``code_id`` (hex) for the gate's view to check revocation
+    (see the module docstring). ``skew_s`` is the clock
     tolerance applied to both ends of the validity window, because a Pi
     without a real-time clock may be a little off. ``kinds`` limits which
     kinds this gate accepts (others get ``kind-not-allowed``).
@@ -274,7 +282,6 @@ class SiteCodeFormat:
         keyring: KeyRing,
         site_id: str,
         *,
-        is_revoked: Callable[[str], bool],
         skew_s: float = DEFAULT_SKEW_S,
         kinds: Collection[str] = (KIND_DECLARATION, KIND_STAFF_PASS),
     ) -> None:
@@ -285,12 +292,11 @@ class SiteCodeFormat:
             raise ValueError("skew_s must not be negative")
         self.keyring = keyring
         self.site_id = site_id
-        self.is_revoked = is_revoked
         self.skew_s = skew_s
         self.kinds = frozenset(kinds)
 
     def parse(self, raw: bytes, *, at: datetime) -> Identified | None:
-        """See the class docstring; raises only if ``is_revoked`` does."""
+        """See the class docstring; never raises."""
         raw = payload_bytes(raw)
         if not raw.startswith(_PREFIX_BYTES):
             return None
@@ -336,8 +342,6 @@ class SiteCodeFormat:
         if now_s >= claims.expires_s + self.skew_s:
             return Rejection(kind, REASON_EXPIRED, f"expired at {_iso(claims.expires_s)}")
         code_id_hex = claims.code_id.hex()
-        if self.is_revoked(code_id_hex):
-            return Rejection(kind, REASON_REVOKED, f"code {code_id_hex} was revoked")
         if claims.refused_answer is not None:
             detail = f"declared answer refuses entry: {claims.refused_answer}"
             return Rejection(kind, REASON_REFUSED_ANSWERS, detail)
@@ -357,6 +361,7 @@ class SiteCodeFormat:
             verified=True,
             valid_until=datetime.fromtimestamp(claims.expires_s, UTC),
             attributes=tuple(attributes),
+            code_id=code_id_hex,
         )
 
     def _reject(self, reason: str, detail: str) -> Rejection:

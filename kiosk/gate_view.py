@@ -1,0 +1,41 @@
+"""The gate's view: what the store knows that a decision depends on.
+
+Read from the store before each decision (see :class:`~kiosk.policy.GateView`),
+so the codes stay a matter of bytes and keys, and the policy a pure function.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from kiosk.codes.base import Credential
+from kiosk.policy import GateView
+from kiosk.store import Store
+
+
+def gate_view(
+    store: Store,
+    credential: Credential | None,
+    hashed: str | None,
+    *,
+    at: datetime,
+    expiry_h: float,
+) -> GateView:
+    """What ``store`` knows at ``at`` about the holder of ``credential``
+    (``hashed``: their subject hash; None for a code that did not identify
+    anyone) and about the gate. Presence older than ``expiry_h`` hours counts
+    as gone. Raises StoreError: the caller fails secure."""
+    presence = store.presence_of(hashed, now=at, expiry_h=expiry_h) if hashed else None
+    return GateView(
+        present_since=presence.entered_at if presence else None,
+        occupancy=store.occupancy(now=at, expiry_h=expiry_h),
+        denylisted=store.is_denylisted(hashed) if hashed else False,
+        revoked=is_revoked(store, credential),
+    )
+
+
+def is_revoked(store: Store, credential: Credential | None) -> bool:
+    """Whether a manager revoked the site-issued code ``credential`` came
+    from (False for other codes, which carry no code id). Raises StoreError."""
+    code_id = credential.code_id if credential is not None else None
+    return code_id is not None and store.is_revoked(code_id)
