@@ -8,12 +8,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpiozero.pins.mock import MockFactory
-
-from gate_controller.gpio import GpiozeroSignals
-from gate_controller.pins import make_pin_factory
 from kiosk.camera import FrameSource, open_source
 from kiosk.clock import Clock
 from kiosk.codes import Registry, default_formats
@@ -26,7 +22,6 @@ from kiosk.keys import MANIFEST_NAME, KeyRing, load_keyring
 from kiosk.policy import PolicyRules
 from kiosk.privacy import load_or_create_key
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED
-from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
 from kiosk.store import (
     KIOSK_BUSY_TIMEOUT_MS,
     OPEN_RETRY_S,
@@ -34,7 +29,6 @@ from kiosk.store import (
     Store,
     TrustedRow,
 )
-from kiosk.synthetic import Scene
 from kiosk.trust import (
     ParsedTrustFile,
     TrustedCertificate,
@@ -43,6 +37,14 @@ from kiosk.trust import (
     certificate_from_der,
     parse_trust_file,
 )
+
+# The scan loop, the pins and the QR renderer are imported by the functions
+# that build them, so that rules and registries (``gatekiosk check``) load
+# none of them.
+if TYPE_CHECKING:
+    from gate_controller.gpio import GpiozeroSignals
+    from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
+    from kiosk.synthetic import Scene
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ def policy_rules(settings: Settings) -> PolicyRules:
 
 
 def scan_settings(settings: Settings) -> ScanSettings:
+    from kiosk.scanner import ScanSettings
+
     return ScanSettings(
         gate_id=settings["gate.id"],
         timezone=settings.timezone,
@@ -72,6 +76,8 @@ def scan_settings(settings: Settings) -> ScanSettings:
 
 
 def gate_setup(settings: Settings) -> GateSetup:
+    from kiosk.scanner import GateSetup
+
     return GateSetup(rules=policy_rules(settings), settings=scan_settings(settings))
 
 
@@ -356,6 +362,8 @@ def source_for(settings: Settings, *, clock: Clock, **extra: Any) -> FrameSource
 
 def sample_schedule(show_s: float = 3.0, gap_s: float = 3.0) -> list[Scene]:
     """The fictional visitors of kiosk.samples, each held up in turn."""
+    from kiosk.synthetic import Scene
+
     scenes = []
     for visitor in (VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED, VISITOR_CCCD):
         scenes += [Scene((visitor.payload,), show_s), Scene((), gap_s)]
@@ -373,6 +381,8 @@ class Gate:
 
     @property
     def simulated_pins(self) -> bool:
+        from gpiozero.pins.mock import MockFactory
+
         return isinstance(self.pin_factory, MockFactory)
 
 
@@ -404,6 +414,10 @@ def build_gate(
     polls pick up the database's settings and trust list once it does. A
     gate that is not live raises StoreError instead.
     """
+    from gate_controller.gpio import GpiozeroSignals
+    from gate_controller.pins import make_pin_factory
+    from kiosk.scanner import Scanner
+
     with ExitStack() as stack:
         if pin_factory is None:
             factory = make_pin_factory(settings["pins.backend"])
