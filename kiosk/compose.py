@@ -10,13 +10,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiosk.camera import FrameSource, open_source
 from kiosk.clock import Clock
 from kiosk.codes import Registry, default_formats
 from kiosk.codes.hcert import HcertFormat, HcertRules
 from kiosk.codes.sitecodes import SiteCodeFormat
 from kiosk.config import Settings, with_site_settings
-from kiosk.decoder import Decoder, make_decoder
 from kiosk.errors import GateError, StoreError
 from kiosk.keys import MANIFEST_NAME, KeyRing, load_keyring
 from kiosk.policy import PolicyRules
@@ -38,11 +36,13 @@ from kiosk.trust import (
     parse_trust_file,
 )
 
-# The scan loop, the pins and the QR renderer are imported by the functions
-# that build them, so that rules and registries (``gatekiosk check``) load
-# none of them.
+# The camera, the decoder, the scan loop, the pins and the QR renderer are
+# imported by the functions that build them, so that rules and registries
+# (``gatekiosk check``) load none of them.
 if TYPE_CHECKING:
     from gate_controller.gpio import GpiozeroSignals
+    from kiosk.camera import FrameSource
+    from kiosk.decoder import Decoder
     from kiosk.scanner import GateSetup, Outcome, Scanner, ScanSettings, SetupForSite
     from kiosk.synthetic import Scene
 
@@ -344,6 +344,8 @@ LIVE_CAMERAS = ("picamera2", "v4l2")
 def source_for(settings: Settings, *, clock: Clock, **extra: Any) -> FrameSource:
     """The configured camera. A synthetic camera without a ``schedule`` shows
     the static sample visitors in turn, so `gatekiosk run` works with it too."""
+    from kiosk.camera import open_source
+
     kind = settings["camera.source"]
     if kind in LIVE_CAMERAS:
         extra.setdefault("stall_timeout_s", settings["camera.stall_timeout_s"])
@@ -416,6 +418,7 @@ def build_gate(
     """
     from gate_controller.gpio import GpiozeroSignals
     from gate_controller.pins import make_pin_factory
+    from kiosk.decoder import make_decoder
     from kiosk.scanner import Scanner
 
     with ExitStack() as stack:
