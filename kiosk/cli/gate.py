@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -144,35 +143,15 @@ def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None
 
         sudo -u gatekiosk gatekiosk selftest --config /etc/gatekiosk/gatekiosk.toml
     """
-    from gate_controller.pins import make_pin_factory
     from kiosk.clock import SystemClock
-    from kiosk.compose import source_for
-    from kiosk.selftest import TEST_PAYLOAD, run_selftest
-    from kiosk.synthetic import Scene
-
-    settings = load(config_path)
-    clock = SystemClock()
-    extra: dict[str, Any] = {}
-    if settings["camera.source"] == "synthetic":
-        extra["schedule"] = [Scene((TEST_PAYLOAD,), 3600.0)]
-    factory = make_pin_factory(settings["pins.backend"])
+    from kiosk.selftest import selftest_at_gate
 
     def confirm(question: str) -> bool:
         return assume_yes or click.confirm(question, default=True)
 
-    source = source_for(settings, clock=clock, **extra)
-    try:
-        checks = run_selftest(
-            settings,
-            clock=clock,
-            source=source,
-            pin_factory=factory,
-            confirm=confirm,
-            include_relay=not no_relay,
-        )
-    finally:
-        source.close()
-        factory.close()
+    checks = selftest_at_gate(
+        load(config_path), clock=SystemClock(), confirm=confirm, include_relay=not no_relay
+    )
     for check in checks:
         mark = "✓" if check.ok else "✗"
         click.echo(f"{mark} {check.name}: {check.detail}")
