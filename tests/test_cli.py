@@ -111,6 +111,32 @@ def test_decode_a_file_that_is_not_an_image_is_a_clear_error(runner, tmp_path):
     assert "not an image" in result.output
 
 
+def test_decode_reads_every_still_format_the_folder_source_reads(runner, tmp_path):
+    image = write_image(tmp_path / "card.webp", CARD)
+
+    result = runner.invoke(cli, ["decode", "--json", str(image)])
+
+    assert result.exit_code == 0, result.output
+    [line] = json_lines(result.output)
+    assert (line["frame"], [c["text"] for c in line["codes"]]) == (None, [CARD])
+
+
+def test_decode_a_folder_reports_the_images_that_hold_a_code_in_name_order(runner, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0000.png"), render_code_frame(b"x", module_px=0.01))
+    write_image(frames / "0001.tif", CARD)
+    write_image(frames / "0002.jpg", VISITOR_PC_COVID.payload)
+
+    result = runner.invoke(cli, ["decode", "--json", str(frames)])
+
+    assert result.exit_code == 0, result.output
+    assert [(x["frame"], x["codes"][0]["text"]) for x in json_lines(result.output)] == [
+        (1, CARD),
+        (2, VISITOR_PC_COVID.payload),
+    ]
+
+
 def test_check_payload_json(runner):
     result = runner.invoke(cli, ["check", "--json", "--payload", CARD])
     assert result.exit_code == 0, result.output
