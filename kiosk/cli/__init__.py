@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 
-# Importing a command module registers its commands on the group.
-from kiosk.cli import check, declare, gate, images, keys, log, users
+# Importing the command modules registers their commands on the group.
+from kiosk.cli import check, declare, gate, images, keys, log, users  # noqa: F401
 from kiosk.cli.group import cli
 
 __all__ = ["cli", "main"]
-
-_COMMAND_MODULES = (check, declare, gate, images, keys, log, users)
 
 
 def main() -> None:

@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 def decode(backend: str, as_json: bool, files: tuple[Path, ...]) -> None:
     """Decode the QR codes in images or videos.
 
-    Images give one result each; videos give one per frame that holds a
-    code. Times are the decoder's own, per frame, in milliseconds.
+    Images give one result each; videos, and folders of images (in name
+    order), give one per frame that holds a code. Times are the decoder's
+    own, per frame, in milliseconds.
 
     Example:
 
