@@ -6,16 +6,10 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpiozero.pins.mock import MockFactory
-
-from gate_controller.gpio import GpiozeroSignals
-from gate_controller.pins import make_pin_factory
-from kiosk.camera import FrameSource, open_source
 from kiosk.clock import Clock
 from kiosk.config import Settings
-from kiosk.decoder import Decoder, make_decoder
 from kiosk.privacy import load_or_create_key
 from kiosk.rules import (
     SiteCodes,
@@ -28,15 +22,23 @@ from kiosk.rules import (
     trust_list_for,
 )
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED
-from kiosk.scanner import GateParts, GateSetup, Outcome, ScanHooks, Scanner, SiteLink
 from kiosk.store import (
     KIOSK_BUSY_TIMEOUT_MS,
     OPEN_RETRY_S,
     ReopeningStore,
     Store,
 )
-from kiosk.synthetic import Scene
 from kiosk.trust_import import TrustImport, import_trust_file
+
+# The camera, the decoder, the scan loop, the pins and the QR renderer are
+# imported by the functions that build them, so that rules and registries
+# (``gatekiosk check``) load none of them.
+if TYPE_CHECKING:
+    from gate_controller.gpio import GpiozeroSignals
+    from kiosk.camera import FrameSource
+    from kiosk.decoder import Decoder
+    from kiosk.scanner import Outcome, Scanner
+    from kiosk.synthetic import Scene
 
 __all__ = [  # with what moved below it, for the callers that still import from here
     "Gate",
@@ -89,6 +91,8 @@ LIVE_CAMERAS = ("picamera2", "v4l2")
 def source_for(settings: Settings, *, clock: Clock, **extra: Any) -> FrameSource:
     """The configured camera. A synthetic camera without a ``schedule`` shows
     the static sample visitors in turn, so `gatekiosk run` works with it too."""
+    from kiosk.camera import open_source
+
     kind = settings["camera.source"]
     if kind in LIVE_CAMERAS:
         extra.setdefault("stall_timeout_s", settings["camera.stall_timeout_s"])
@@ -107,6 +111,8 @@ def source_for(settings: Settings, *, clock: Clock, **extra: Any) -> FrameSource
 
 def sample_schedule(show_s: float = 3.0, gap_s: float = 3.0) -> list[Scene]:
     """The fictional visitors of kiosk.samples, each held up in turn."""
+    from kiosk.synthetic import Scene
+
     scenes = []
     for visitor in (VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED, VISITOR_CCCD):
         scenes += [Scene((visitor.payload,), show_s), Scene((), gap_s)]
@@ -124,6 +130,8 @@ class Gate:
 
     @property
     def simulated_pins(self) -> bool:
+        from gpiozero.pins.mock import MockFactory
+
         return isinstance(self.pin_factory, MockFactory)
 
 
@@ -155,6 +163,11 @@ def build_gate(
     polls pick up the database's settings and trust list once it does. A
     gate that is not live raises StoreError instead.
     """
+    from gate_controller.gpio import GpiozeroSignals
+    from gate_controller.pins import make_pin_factory
+    from kiosk.decoder import make_decoder
+    from kiosk.scanner import GateParts, GateSetup, ScanHooks, Scanner, SiteLink
+
     with ExitStack() as stack:
         if pin_factory is None:
             factory = make_pin_factory(settings["pins.backend"])

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 from gpiozero.pins.mock import MockFactory
 
-from kiosk.camera import SyntheticSource
+from kiosk.camera.synthetic import SyntheticSource
 from kiosk.clock import Clock, SystemClock
 from kiosk.compose import build_gate
 from kiosk.config import Settings, load_settings

@@ -156,3 +156,38 @@ def run_selftest(
         check_disk(settings.data_dir),
     ]
     return checks
+
+
+def selftest_at_gate(
+    settings: Settings,
+    *,
+    clock: Clock,
+    confirm: Callable[[str], bool],
+    include_relay: bool = True,
+) -> list[Check]:
+    """:func:`run_selftest` on the gate's own camera and pins, as the settings
+    name them, released afterwards. A synthetic camera shows the test code
+    for the whole run, so the check works without hardware too."""
+    from gate_controller.pins import make_pin_factory
+    from kiosk.compose import source_for
+    from kiosk.synthetic import Scene
+
+    extra: dict[str, Any] = {}
+    if settings["camera.source"] == "synthetic":
+        extra["schedule"] = [Scene((TEST_PAYLOAD,), 3600.0)]
+    factory = make_pin_factory(settings["pins.backend"])
+    try:
+        source = source_for(settings, clock=clock, **extra)
+        try:
+            return run_selftest(
+                settings,
+                clock=clock,
+                source=source,
+                pin_factory=factory,
+                confirm=confirm,
+                include_relay=include_relay,
+            )
+        finally:
+            source.close()
+    finally:
+        factory.close()

@@ -16,8 +16,8 @@ Example::
     grey = render_code_frame("Nguyễn Văn An", module_px=5, angle_deg=12, rng=rng)
     zxingcpp.read_barcodes(grey)[0].bytes == "Nguyễn Văn An".encode()
 
-This module imports no other part of gatekiosk, so ``kiosk.camera`` can build
-its synthetic camera on it.
+Of gatekiosk it imports only the frame types of ``kiosk.camera.base``, so
+``kiosk.camera.synthetic`` can build its synthetic camera on it.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import segno
 
-GreyImage = npt.NDArray[np.uint8]
-"""A 2-D ``uint8`` image; the same alias as ``kiosk.camera.GreyImage``."""
+from kiosk.camera.base import GreyImage
 
 Payload = bytes | str
 Carrier = Literal["paper", "phone"]

@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
+from kiosk.camera import to_grey
 from kiosk.codes.base import Credential, Rejection
 from kiosk.codes.sitecodes import SiteCodeFormat
 from kiosk.declarations import DEFAULT_QUESTIONS
-from kiosk.decoder import ZxingDecoder, as_grey
+from kiosk.decoder import ZxingDecoder
 from kiosk.keys import init_keys, load_keyring
 from tests.browser_fixtures import (
     CHROMIUM,
@@ -98,7 +99,7 @@ def phone(chromium: Browser, watch: PageWatch) -> Iterator[Page]:
 def read_png(png: bytes) -> bytes:
     grey = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
     assert grey is not None, "not a PNG"
-    [code] = ZxingDecoder().decode(as_grey(grey))
+    [code] = ZxingDecoder().decode(to_grey(grey))
     return code.raw
 
 

@@ -310,6 +310,20 @@ def test_replay_of_missing_or_empty_path_is_a_camera_error(tmp_path: Path) -> No
         FileSource(tmp_path, clock=FakeClock())
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".tiff", ".webp", ".JPG"])
+def test_folder_replay_reads_every_still_format_opencv_writes(tmp_path: Path, suffix: str) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    image = np.full((48, 64), 128, dtype=np.uint8)
+    for name in ("a", "b"):
+        assert cv2.imwrite(str(folder / f"{name}{suffix}"), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    source = FileSource(folder, clock=FakeClock(), fps=None)
+    frames = read_all(source)
+    assert [f.index for f in frames] == [0, 1]
+    assert all(f.grey.shape == (48, 64) for f in frames)
+    assert source.state.ok
+
+
 def test_unreadable_image_is_skipped_and_reported(image_folder: Path) -> None:
     (image_folder / "frame_02.bmp").write_bytes(b"not a bitmap")
     source = FileSource(image_folder, clock=FakeClock(), fps=None)
@@ -640,3 +654,26 @@ def test_factory_builds_each_kind(image_folder: Path) -> None:
 def test_factory_refuses_incomplete_settings(kind: str, kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         open_source(kind, clock=FakeClock(), **kw)
+
+
+# --------------------------------------------------------------------------
+# What importing the package costs
+
+
+def test_naming_frames_and_codes_loads_no_image_library() -> None:
+    """The scan loop's types (and ``gatekiosk check --payload``, which never
+    sees a frame) must not load OpenCV, numpy, the QR renderer or a backend."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from kiosk.camera import Frame, FrameSource, GreyImage, SourceState, open_source\n"
+        "from kiosk.decoder import Code, Decoder, make_decoder\n"
+        "heavy = ('cv2', 'numpy', 'segno', 'zxingcpp', 'pyzbar', 'picamera2')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

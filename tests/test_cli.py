@@ -111,6 +111,32 @@ def test_decode_a_file_that_is_not_an_image_is_a_clear_error(runner, tmp_path):
     assert "not an image" in result.output
 
 
+def test_decode_reads_every_still_format_the_folder_source_reads(runner, tmp_path):
+    image = write_image(tmp_path / "card.webp", CARD)
+
+    result = runner.invoke(cli, ["decode", "--json", str(image)])
+
+    assert result.exit_code == 0, result.output
+    [line] = json_lines(result.output)
+    assert (line["frame"], [c["text"] for c in line["codes"]]) == (None, [CARD])
+
+
+def test_decode_a_folder_reports_the_images_that_hold_a_code_in_name_order(runner, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0000.png"), render_code_frame(b"x", module_px=0.01))
+    write_image(frames / "0001.tif", CARD)
+    write_image(frames / "0002.jpg", VISITOR_PC_COVID.payload)
+
+    result = runner.invoke(cli, ["decode", "--json", str(frames)])
+
+    assert result.exit_code == 0, result.output
+    assert [(x["frame"], x["codes"][0]["text"]) for x in json_lines(result.output)] == [
+        (1, CARD),
+        (2, VISITOR_PC_COVID.payload),
+    ]
+
+
 def test_check_payload_json(runner):
     result = runner.invoke(cli, ["check", "--json", "--payload", CARD])
     assert result.exit_code == 0, result.output
@@ -544,3 +570,73 @@ def test_purge_deletes_old_events_and_issued_codes_and_prints_the_counts(runner,
 
     assert result.exit_code == 0, result.output
     assert result.output == "Purged 2 events and 1 issued codes (retention: 7 days).\n"
+
+
+# -- what each command loads -------------------------------------------------
+
+IMAGE_LIBRARIES = ("cv2", "zxingcpp", "picamera2")
+"""Loaded only by commands that read images or drive a camera."""
+
+REPORT_LOADED = """
+import json, sys
+from kiosk.cli import main
+try:
+    main()
+finally:
+    names = ("cv2", "numpy", "zxingcpp", "picamera2", "segno")
+    print(json.dumps(sorted(n for n in names if n in sys.modules)), file=sys.stderr)
+"""
+"""Runs gatekiosk with the arguments after ``-c``, then reports on the last
+line of stderr which of the heavy libraries the command imported."""
+
+IMAGELESS_COMMANDS = {
+    "check --payload": ["check", "--payload", CARD],
+    "export (empty range)": ["export", "--from", "2000-01-01", "--to", "2000-01-02", "-o", "{out}"],
+    "purge": ["purge"],
+    "user list": ["user", "list"],
+    "trust list": ["trust", "list"],
+    "keys init": ["keys", "init"],
+}
+
+
+@pytest.fixture(scope="module")
+def loaded_by(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The heavy libraries a command loads, run once per command as a whole process."""
+    import subprocess
+    import sys
+
+    cache: dict[str, set[str]] = {}
+
+    def loaded(command: str) -> set[str]:
+        if command not in cache:
+            tmp = tmp_path_factory.mktemp("imports")
+            config = tmp / "gate.toml"
+            config.write_text(f'[gate]\ndata_dir = "{tmp / "data"}"\n')
+            args = [a.format(out=tmp / "out.csv") for a in IMAGELESS_COMMANDS[command]]
+            done = subprocess.run(
+                [sys.executable, "-c", REPORT_LOADED, *args, "--config", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            cache[command] = set(json.loads(done.stderr.strip().splitlines()[-1]))
+        return cache[command]
+
+    return loaded
+
+
+@pytest.mark.parametrize("command", IMAGELESS_COMMANDS)
+def test_commands_that_touch_no_image_load_no_opencv_zxing_or_picamera2(loaded_by, command):
+    assert loaded_by(command) & set(IMAGE_LIBRARIES) == set()
+
+
+@pytest.mark.parametrize("command", ["check --payload", "export (empty range)"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="kiosk.store imports sqlite_utils, whose db module imports numpy whenever "
+    "it is installed (sqlite_utils/db.py: importlib.import_module('numpy'))",
+)
+def test_commands_that_touch_no_image_load_no_numpy(loaded_by, command):
+    assert "numpy" not in loaded_by(command)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import segno
 
-from kiosk.camera import GreyImage
+from kiosk.camera import GreyImage, to_grey
 from kiosk.decoder import (
     DECODER_NAMES,
     Code,
@@ -28,7 +28,6 @@ from kiosk.decoder import (
     Undecoded,
     ZbarDecoder,
     ZxingDecoder,
-    as_grey,
     make_decoder,
     text_from_raw,
 )
@@ -317,11 +316,11 @@ def test_malformed_frame_raises_decoder_error(decoder: Decoder, bad: np.ndarray)
         decoder.decode(bad)
 
 
-def test_as_grey_passes_contiguous_grey_through_without_copy() -> None:
+def test_to_grey_passes_contiguous_grey_through_without_copy() -> None:
     grey = np.zeros((4, 6), dtype=np.uint8)
-    assert as_grey(grey) is grey
+    assert to_grey(grey) is grey
     strided = np.zeros((8, 12), dtype=np.uint8)[::2, ::2]
-    assert as_grey(strided).flags["C_CONTIGUOUS"]
+    assert to_grey(strided).flags["C_CONTIGUOUS"]
 
 
 # ------------------------------------------------------------- text rules

@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 import pytest
 
+from kiosk.camera import to_grey
 from kiosk.codes.cose import decode_base45_zlib, decode_cbor
 from kiosk.codes.hcert import (
     CLAIM_HCERT,
@@ -72,7 +73,7 @@ from kiosk.codes.hcert import (
     validity_problem,
     verify,
 )
-from kiosk.decoder import ZxingDecoder, as_grey
+from kiosk.decoder import ZxingDecoder
 from kiosk.trust import TrustedCertificate, TrustError, TrustList, certificate_from_der
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dgc-testdata-dev"
@@ -330,7 +331,7 @@ def step_picturedecode(case: Case) -> bool:
     grey = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
     if grey is None:
         return False
-    codes = _DECODER.decode(as_grey(grey))
+    codes = _DECODER.decode(to_grey(grey))
     return len(codes) == 1 and codes[0].text == case.data["PREFIX"]
 
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kiosk.camera import to_grey
 from kiosk.codes import Registry, default_formats
 from kiosk.codes.base import (
     KIND_DECLARATION,
@@ -55,7 +56,7 @@ from kiosk.codes.sitecodes import (
     qr_version,
     render_png,
 )
-from kiosk.decoder import ZxingDecoder, as_grey
+from kiosk.decoder import ZxingDecoder
 from kiosk.keys import KeyRing, SiteKey, kid_for
 from kiosk.messages import message_for
 from kiosk.policy import GateView, Mode, PolicyRules, decide
@@ -161,7 +162,7 @@ def test_declaration_round_trip_through_a_png_and_the_real_decoder(
 
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     assert image is not None
-    codes = ZxingDecoder().decode(as_grey(image))
+    codes = ZxingDecoder().decode(to_grey(image))
     assert len(codes) == 1
     assert codes[0].raw == text.encode("ascii")
 
@@ -183,7 +184,7 @@ def test_staff_pass_round_trip_into_a_file_object(site: Site) -> None:
     render_png(text, buffer, scale=5)
     image = cv2.imdecode(np.frombuffer(buffer.getvalue(), np.uint8), cv2.IMREAD_GRAYSCALE)
     assert image is not None
-    (code,) = ZxingDecoder().decode(as_grey(image))
+    (code,) = ZxingDecoder().decode(to_grey(image))
 
     result = site.gate().parse(code.raw, at=AT)
     assert isinstance(result, Credential)

@@ -20,11 +20,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from admin_web.declare import poster_url_problem, slug_key
+from kiosk.camera import to_grey
 from kiosk.clock import FakeClock
 from kiosk.codes.base import Credential, Identified, Rejection
 from kiosk.codes.sitecodes import SiteCodeFormat
 from kiosk.declarations import DEFAULT_QUESTIONS, QUESTIONS_SETTING, Question
-from kiosk.decoder import ZxingDecoder, as_grey
+from kiosk.decoder import ZxingDecoder
 from kiosk.gate_view import is_revoked
 from kiosk.keys import init_keys, load_keyring
 from kiosk.policy import Decision, GateView, PolicyRules, decide
@@ -93,7 +94,7 @@ def decode_data_url(url: str) -> bytes:
     grey = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
     assert grey is not None, "not a PNG"
     assert grey.shape[1] >= 280, "the PNG is too small for a phone"
-    [code] = ZxingDecoder().decode(as_grey(grey))
+    [code] = ZxingDecoder().decode(to_grey(grey))
     return code.raw
 
 

@@ -1,0 +1,159 @@
+"""Commands that run the gate's services: ``run``, ``demo``, ``web``, ``selftest``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from kiosk.cli.group import cli, config_option, load
+
+
+@cli.command()
+@config_option
+def run(config_path: Path | None) -> None:
+    """Scan codes at the gate until stopped (Ctrl-C or SIGTERM).
+
+    Example:
+
+        gatekiosk run --config /etc/gatekiosk/gatekiosk.toml
+    """
+    from kiosk.clock import SystemClock
+    from kiosk.compose import build_gate
+    from kiosk.systemd import SystemdNotifier
+
+    settings = load(config_path)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    clock = SystemClock()
+    systemd = SystemdNotifier(clock=clock)
+    with build_gate(settings, clock=clock, heartbeat=systemd.watchdog) as gate:
+        click.echo(
+            f"gatekiosk: scanning at gate {settings['gate.id']}, database {settings.db_path}"
+        )
+        if gate.simulated_pins:
+            click.echo("gatekiosk: pins are simulated (gpiozero MockFactory): not a Raspberry Pi")
+        systemd.ready()
+        try:
+            gate.scanner.run(stop)
+        finally:
+            systemd.stopping()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (systemd's stop) ends a blocking server like Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-data"),
+    show_default=True,
+    help="Folder for the demo's database.",
+)
+@click.option("--seconds", type=float, default=None, help="Stop after this long (default: Ctrl-C).")
+@click.option(
+    "--web-port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port of the admin page (if taken, any free port is used).",
+)
+def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
+    """The whole gate on this machine: simulated camera and pins.
+
+    A simulated camera shows sample visitors in turn (an ID card, a national
+    personal QR, the site's own health declarations: valid, expired, edited,
+    and one answering "yes" to symptoms; an unrecognised code, a denylisted
+    person, a staff pass, someone leaving); each decision lights the
+    simulated lights, shown here live, and is recorded in
+    DATA_DIR/gatekiosk.db. The demo site's keys are made in DATA_DIR/keys on
+    the first run. The admin page runs too: its address and a manager
+    password made up for this run are printed.
+
+    Example:
+
+        gatekiosk demo --seconds 60
+    """
+    from kiosk.demo import run_demo
+
+    run_demo(data_dir=data_dir, seconds=seconds, web_port=web_port)
+
+
+@cli.command()
+@config_option
+def web(config_path: Path | None) -> None:
+    """Serve the admin web (dashboard, log, exports, gate screen).
+
+    Listens on web.host:web.port, 127.0.0.1:8080 unless the settings say
+    otherwise. Create the first manager with `gatekiosk user add`.
+
+    Example:
+
+        gatekiosk web --config /etc/gatekiosk/gatekiosk.toml
+    """
+    from admin_web import create_app
+    from kiosk.webserver import make_server, url_of
+
+    settings = load(config_path)
+    app = create_app(settings)
+    host = settings["web.host"]
+    server = make_server(app, host=host, port=settings["web.port"])
+    store = app.extensions["gatekiosk"].store
+    if not store.count_managers():
+        click.echo(
+            "gatekiosk: no manager account yet; create one with "
+            "`gatekiosk user add NAME --role manager`",
+            err=True,
+        )
+    click.echo(f"gatekiosk: admin web at {url_of(server, host)}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        store.close()
+
+
+@cli.command()
+@config_option
+@click.option("--no-relay", is_flag=True, help="Do not switch the door relay.")
+@click.option("--yes", "assume_yes", is_flag=True, help="Do not ask whether each output was seen.")
+def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None:
+    """Check the gate after wiring: camera, decoders, lights, buzzer, relay,
+    database, clock and disk; a checklist, exit status 1 if anything failed.
+
+    Stop the kiosk service first (it owns the camera and the pins).
+
+    Example:
+
+        sudo -u gatekiosk gatekiosk selftest --config /etc/gatekiosk/gatekiosk.toml
+    """
+    from kiosk.clock import SystemClock
+    from kiosk.selftest import selftest_at_gate
+
+    def confirm(question: str) -> bool:
+        return assume_yes or click.confirm(question, default=True)
+
+    checks = selftest_at_gate(
+        load(config_path), clock=SystemClock(), confirm=confirm, include_relay=not no_relay
+    )
+    for check in checks:
+        mark = "✓" if check.ok else "✗"
+        click.echo(f"{mark} {check.name}: {check.detail}")
+    if not all(check.ok for check in checks):
+        raise click.exceptions.Exit(1)

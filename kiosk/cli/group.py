@@ -1,0 +1,79 @@
+"""The ``gatekiosk`` group itself and what every command shares: the one
+place library errors become ``Error: ...``, logging, ``--config``, settings.
+
+Each command module imports what its command uses inside the command, so
+that ``gatekiosk --help`` or ``gatekiosk export`` loads no camera, decoder
+or web code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from kiosk import __version__
+from kiosk.errors import GateError
+
+if TYPE_CHECKING:
+    from kiosk.config import Settings
+    from kiosk.store import Store
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(logging.DEBUG, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+class _Group(click.Group):
+    """Turns every GateError into click's ``Error: ...`` with exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GateError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gatekiosk")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """gatekiosk: an offline entry gate that reads QR codes.
+
+    Example:
+
+        gatekiosk demo
+    """
+    _configure_logging(verbose)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML settings file; without it the built-in defaults apply.",
+)
+
+
+def load(config_path: Path | None, **overrides: Any) -> Settings:
+    """The settings of ``--config`` (or the defaults), with ``overrides`` that are not None."""
+    from kiosk.config import load_settings
+
+    return load_settings(
+        config_path, overrides={k: v for k, v in overrides.items() if v is not None}
+    )
+
+
+def open_store(config_path: Path | None) -> Store:
+    """The database the settings of ``--config`` name, opened for this command."""
+    from kiosk.store import Store
+
+    return Store.open(load(config_path).db_path)
