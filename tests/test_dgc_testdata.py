@@ -95,8 +95,7 @@ from kiosk.trust import TrustedCertificate, TrustError, TrustList, certificate_f
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(
-    os.environ.get("GATEKIOSK_DGC_TESTDATA")
-    or REPO.parent / "shared" / "data" / "dgc-testdata-dev"
+    os.environ.get("GATEKIOSK_DGC_TESTDATA") or REPO.parent / "shared" / "data" / "dgc-testdata-dev"
 ).resolve()
 
 # The suite's test function names (known_issues.csv) for each of our steps.

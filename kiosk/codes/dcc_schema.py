@@ -161,7 +161,7 @@ def validator_for(version: str, *, value_sets: bool = True) -> Validator:
     path = dcc_valuesets.spec_files() / "schema" / f"{version}.json"
     schema = inline_refs(_as_verifiers_read_it(json.loads(path.read_text(encoding="utf-8"))))
     cls = _WITH_VALUE_SETS if value_sets else jsonschema.Draft202012Validator
-    return cls(schema, format_checker=_format_checker())  # type: ignore[no-any-return]
+    return cls(schema, format_checker=_format_checker())
 
 
 def _as_verifiers_read_it(schema: dict[str, Any]) -> dict[str, Any]:
