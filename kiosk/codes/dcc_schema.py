@@ -12,9 +12,10 @@ pattern for ``ver`` then refuses it.
 
 Two things the schema leaves to its users are done here:
 
-- value sets: a country (``co``) must be one of the EU's, and a rapid
-  test's device one of the EU list (:mod:`kiosk.codes.dcc_valuesets` says
-  why these two and no others; optional, ``value_sets=False``);
+- value sets: a country (``co``) and a vaccine's maker (``v[].ma``) must
+  be in the EU's sets, a rapid test's device on the EU list
+  (:mod:`kiosk.codes.dcc_valuesets` says why these three and no others;
+  optional, ``value_sets=False``);
 - the formats ``date`` and ``date-time`` are checked, as
   :func:`parse_date` and :func:`parse_datetime` read them (the site's rules
   compare those dates, so what passes here must be readable there).
@@ -168,7 +169,7 @@ def _as_verifiers_read_it(schema: dict[str, Any]) -> dict[str, Any]:
     """Two changes the later releases made, applied to the earlier ones:
 
     - the country's value set (``co``), unnamed before 1.3.0;
-    - texts limited to 50 characters before 1.2.0 may hold 80: issuers wrote
+    - texts limited to 50 characters before 1.3.0 may hold 80: issuers wrote
       longer names of test centres and issuers, and the EU's reference
       verifier apps raised the limit (dgca-app-core-android#32,
       dgca-app-core-ios#59) before the schema did.
