@@ -40,13 +40,18 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
-from jsonschema.protocols import Validator
+from typing import TYPE_CHECKING, Any
 
 from kiosk.codes import dcc_valuesets
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
+
+# jsonschema (with referencing and attrs) takes some 50 ms to import on a
+# laptop, several times that on a Pi: it is imported when the first
+# certificate is checked, not by every command that imports the codes.
 
 CERTIFICATE_TYPES = ("v", "t", "r")
 
@@ -97,6 +102,8 @@ def parse_datetime(text: Any) -> datetime | None:
 
 
 def _format_checker() -> jsonschema.FormatChecker:
+    import jsonschema
+
     checker = jsonschema.FormatChecker(formats=())
 
     @checker.checks("date")
@@ -142,8 +149,10 @@ def schema_version_for(ver: Any) -> str:
 def _value_set_keyword(
     validator: Validator, uri: Any, instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[ValidationError]:
-    """``valueset-uri``: a string must be a code of the set the URI names
-    (sets the snapshot does not hold are not checked)."""
+    """``valueset-uri``: a string must be a code of the set the URI names,
+    when that set binds (:func:`kiosk.codes.dcc_valuesets.allows`)."""
+    from jsonschema.exceptions import ValidationError
+
     if not isinstance(instance, str) or not isinstance(uri, str):
         return
     name = dcc_valuesets.value_set_name(uri)
@@ -151,9 +160,15 @@ def _value_set_keyword(
         yield ValidationError(f"not in the value set {name}")
 
 
-_WITH_VALUE_SETS = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, validators={"valueset-uri": _value_set_keyword}
-)
+@functools.cache
+def _validator_class(value_sets: bool) -> Any:
+    import jsonschema
+
+    if not value_sets:
+        return jsonschema.Draft202012Validator
+    return jsonschema.validators.extend(
+        jsonschema.Draft202012Validator, validators={"valueset-uri": _value_set_keyword}
+    )
 
 
 @functools.cache
@@ -161,8 +176,7 @@ def validator_for(version: str, *, value_sets: bool = True) -> Validator:
     """The compiled validator of one packaged release (cached per process)."""
     path = dcc_valuesets.spec_files() / "schema" / f"{version}.json"
     schema = inline_refs(_as_verifiers_read_it(json.loads(path.read_text(encoding="utf-8"))))
-    cls = _WITH_VALUE_SETS if value_sets else jsonschema.Draft202012Validator
-    return cls(schema, format_checker=_format_checker())
+    return _validator_class(value_sets)(schema, format_checker=_format_checker())
 
 
 def _as_verifiers_read_it(schema: dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +252,8 @@ def schema_problem(dcc: Mapping[str, Any], *, value_sets: bool = True) -> str | 
     validator = validator_for(version, value_sets=value_sets)
     first = next(validator.iter_errors(dcc), None)
     if first is not None:
+        from jsonschema.exceptions import best_match
+
         error = best_match(validator.iter_errors(dcc)) or first
         return f"{_describe(error)} (schema {version})"
     present = [key for key in CERTIFICATE_TYPES if key in dcc]
