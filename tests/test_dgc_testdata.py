@@ -252,10 +252,10 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "COMPRESSION": ("COMPRESSED", "COSE"),
     "DECODE": ("COSE",),
     "VALIDJSON": ("PREFIX", "JSON"),
-    "VERIFY": ("COSE",),
-    "EXPIRATIONCHECK": ("COSE",),
+    "VERIFY": ("COSE", "TESTCTX.CERTIFICATE"),
+    "EXPIRATIONCHECK": ("COSE", "TESTCTX.CERTIFICATE"),
     "EXPIRED": ("COSE",),
-    "KEYUSAGE": ("COSE",),
+    "KEYUSAGE": ("COSE", "TESTCTX.CERTIFICATE"),
     "SCHEMAVALIDATION": ("COSE",),
     "VALIDOBJECT": ("JSON",),
     "ENCODE": ("JSON", "CBOR"),
@@ -264,7 +264,16 @@ INPUTS: dict[str, tuple[str, ...]] = {
 
 
 def _has_inputs(case: Case, step: str) -> bool:
-    return all(case.data.get(name) not in (None, "") for name in INPUTS.get(step, ()))
+    """Whether every field the step reads is there (``TESTCTX.CERTIFICATE``:
+    a field of a field)."""
+
+    def given(name: str) -> bool:
+        value: Any = case.data
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return value not in (None, "")
+
+    return all(given(name) for name in INPUTS.get(step, ()))
 
 
 CASES = [_load(p) for p in _case_files()]
