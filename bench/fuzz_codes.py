@@ -138,47 +138,23 @@ PC_COVID_SEEDS = [
 
 
 def _dcc(cert_type: str, **entry_changes: Any) -> dict[str, Any]:
-    entries: dict[str, dict[str, Any]] = {
-        "v": {
-            "tg": "840539006",
-            "vp": "1119349007",
-            "mp": "EU/1/20/1528",
-            "ma": "ORG-100030215",
-            "dn": 2,
-            "sd": 2,
-            "dt": "2024-01-15",
-            "co": "VN",
-            "is": "Bộ Y tế",
-            "ci": "URN:UVCI:01:VN:FUZZ#A",
-        },
-        "t": {
-            "tg": "840539006",
-            "tt": "LP217198-3",
-            "ma": "1232",
-            "sc": "2024-06-01T06:00:00Z",
-            "tr": "260415000",
-            "tc": "Bệnh viện Bạch Mai",
-            "co": "VN",
-            "is": "Bộ Y tế",
-            "ci": "URN:UVCI:01:VN:FUZZ#B",
-        },
-        "r": {
-            "tg": "840539006",
-            "fr": "2024-03-01",
-            "co": "VN",
-            "is": "Bộ Y tế",
-            "df": "2024-03-12",
-            "du": "2024-08-28",
-            "ci": "URN:UVCI:01:VN:FUZZ#C",
-        },
-    }
-    entry = entries[cert_type] | entry_changes
-    name = {"fn": "Nguyễn", "gn": "Văn An", "fnt": "NGUYEN", "gnt": "VAN<AN"}
-    return {"ver": "1.3.0", "nam": name, "dob": "1990-01-01", cert_type: [entry]}
+    """kiosk.samples' certificate of ``cert_type``, valid at AT; the test is
+    a rapid antigen test (so its device is fuzzed too)."""
+    from kiosk.samples import sample_dcc
+
+    if cert_type == "t":
+        entry_changes = {"tt": "LP217198-3", "ma": "1232", **entry_changes}
+    return sample_dcc(cert_type, at=AT, **entry_changes)
 
 
 def _hc1_claims(document: dict[str, Any], **changes: Any) -> dict[Any, Any]:
-    claims: dict[Any, Any] = {1: "VN", 4: AT_S + 86_400, 6: AT_S - 86_400, -260: {1: document}}
+    """Its CWT claims, issued a day before AT, expiring a day after;
+    ``c4=...`` replaces claim 4, and so on."""
+    from kiosk.samples import sample_hc1_claims
+
+    claims: dict[Any, Any] = sample_hc1_claims(
+        document, issued=AT - timedelta(days=1), expires=AT + timedelta(days=1)
+    )
     claims.update({int(key.lstrip("c")): value for key, value in changes.items()})
     return claims
 

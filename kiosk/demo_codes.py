@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import cbor2
 from cryptography import x509
@@ -49,7 +48,7 @@ from kiosk.codes.sitecodes import (
     REASON_REFUSED_ANSWERS,
 )
 from kiosk.declarations import DEFAULT_QUESTIONS, issue_declaration, issue_staff_pass
-from kiosk.samples import SampleVisitor
+from kiosk.samples import SampleVisitor, sample_dcc, sample_hc1_claims
 from kiosk.store import Store, TrustedRow
 from kiosk.trust import kid_of
 
@@ -215,30 +214,14 @@ def demo_vaccine_passport(store: Store, *, now: datetime) -> str:
         by=ISSUED_BY,
         at=now,
     )
-    dcc: dict[str, Any] = {
-        "ver": "1.3.0",
-        "nam": {"fn": HCERT_FAMILY, "gn": HCERT_GIVEN, "fnt": "NGUYEN", "gnt": "THI<MAI"},
-        "dob": HCERT_DOB,
-        "v": [
-            {
-                "tg": "840539006",
-                "vp": "1119349007",
-                "mp": "EU/1/20/1528",
-                "ma": "ORG-100030215",
-                "dn": 2,
-                "sd": 2,
-                "dt": (now - timedelta(days=60)).date().isoformat(),
-                "co": "VN",
-                "is": "Bộ Y tế (demo)",
-                "ci": "URN:UVCI:01:VN:GATEKIOSKDEMO0001",
-            }
-        ],
-    }
-    claims = {
-        hcert.CLAIM_ISS: "VN",
-        hcert.CLAIM_IAT: int((now - timedelta(hours=1)).timestamp()),
-        hcert.CLAIM_EXP: int((now + timedelta(days=180)).timestamp()),
-        hcert.CLAIM_HCERT: {hcert.HCERT_EU_DCC: dcc},
-    }
+    dcc = sample_dcc(
+        "v",
+        at=now,
+        nam={"fn": HCERT_FAMILY, "gn": HCERT_GIVEN, "fnt": "NGUYEN", "gnt": "THI<MAI"},
+        dob=HCERT_DOB,
+    )
+    claims = sample_hc1_claims(
+        dcc, issued=now - timedelta(hours=1), expires=now + timedelta(days=180)
+    )
     signed = sign1(cbor2.dumps(claims), key, kid=kid_of(der))
     return encode_base45_zlib(signed, hcert.PREFIX)

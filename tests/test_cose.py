@@ -35,12 +35,15 @@ from kiosk.codes.cose import (
     CoseError,
     CoseSign1,
     PublicKey,
+    base45_decode,
     decode_base45_zlib,
     decode_cbor,
     encode_base45_zlib,
+    inflate,
     parse_cose_sign1,
     sig_structure,
     sign1,
+    unprefix,
     verified_payload,
     verify_sign1,
 )
@@ -255,6 +258,33 @@ def test_algorithm_only_in_unprotected_header_is_refused(p256: ec.EllipticCurveP
     assert "protected" in str(caught.value)
 
 
+def test_hc1_leniency_takes_the_algorithm_from_an_empty_protected_headers_neighbour(
+    p256: ec.EllipticCurvePrivateKey,
+) -> None:
+    data = signed_with_headers(p256, b"", {HEADER_ALG: ALG_ES256, HEADER_KID: b"k"}, b"x")
+    msg = parse_cose_sign1(data, unprotected_alg=True)
+    assert (msg.alg, msg.kid, msg.protected) == (ALG_ES256, b"k", b"")
+    assert verified_payload(msg, p256.public_key()) == b"x"
+    # The algorithm only picks the branch: a key of another type is refused.
+    swapped = parse_cose_sign1(
+        signed_with_headers(p256, b"", {HEADER_ALG: ALG_PS256}, b"x"), unprotected_alg=True
+    )
+    with pytest.raises(CoseError) as caught:
+        verified_payload(swapped, p256.public_key())
+    assert caught.value.reason == REASON_ALGORITHM
+
+
+@pytest.mark.parametrize(
+    "protected", [cbor2.dumps({}), cbor2.dumps({HEADER_KID: b"k"})], ids=["empty-map", "kid-only"]
+)
+def test_hc1_leniency_needs_a_protected_header_of_zero_bytes(
+    p256: ec.EllipticCurvePrivateKey, protected: bytes
+) -> None:
+    data = signed_with_headers(p256, protected, {HEADER_ALG: ALG_ES256}, b"x")
+    with pytest.raises(CoseError, match="no algorithm in the protected header"):
+        parse_cose_sign1(data, unprotected_alg=True)
+
+
 def test_unprotected_algorithm_never_overrides_protected(p256: ec.EllipticCurvePrivateKey) -> None:
     protected = cbor2.dumps({HEADER_ALG: ALG_ES256})
     data = signed_with_headers(p256, protected, {HEADER_ALG: ALG_PS256}, b"x")
@@ -446,6 +476,22 @@ def test_bad_transport_encodings_are_refused(text: str) -> None:
     with pytest.raises(CoseError) as caught:
         decode_base45_zlib(text, "HC1:")
     assert caught.value.reason == REASON_ENCODING
+
+
+def test_each_transport_step_stands_alone() -> None:
+    compressed = zlib.compress(b"payload")
+    body = base45.b45encode(compressed).decode()
+    assert unprefix("HC1:" + body, "HC1:") == body
+    assert base45_decode(body) == compressed
+    assert inflate(compressed) == b"payload"
+    with pytest.raises(CoseError) as caught:
+        base45_decode("abc")
+    assert caught.value.reason == REASON_ENCODING
+    with pytest.raises(CoseError) as caught:
+        inflate(b"not zlib")
+    assert caught.value.reason == REASON_ENCODING
+    with pytest.raises(CoseError, match="does not start with"):
+        unprefix("GK1:" + body, "HC1:")
 
 
 def test_zlib_bomb_is_refused_quickly_without_inflating_it() -> None:

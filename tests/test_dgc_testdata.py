@@ -1,13 +1,21 @@
 """The public EU DCC test suite (dgc-testdata), run against the project's code.
 
-Every JSON case under ``shared/data/dgc-testdata-dev`` is loaded; for each
-verification step whose expected result the case gives, the project's own
-code (kiosk.codes.hcert, kiosk.trust, kiosk.decoder) does that step and the
+Every JSON case of a copy of the suite is loaded: the dev copy in
+``../shared/data/dgc-testdata-dev`` (beside the repository), or the copy
+the environment variable ``GATEKIOSK_DGC_TESTDATA`` names. Any copy laid out
+like the suite reads: one folder per country holding ``2DCode/raw/*.json``
+(``Raw`` or ``raw``, maybe under version folders such as ``PL/1.0.0/``), and
+``tests/known_issues.csv`` (none is fine). Nothing is assumed about which
+countries are there, beyond at least one.
+
+For each verification step whose expected result the case gives, the
+project's own code (kiosk.codes.cose, kiosk.codes.hcert,
+kiosk.codes.dcc_schema, kiosk.trust, kiosk.decoder) does that step and the
 outcome must equal the expectation (true: succeeds, false: fails):
 
-- UNPREFIX: ``unprefix(PREFIX)`` succeeds and gives BASE45.
-- B45DECODE: ``base45_decode(BASE45)`` succeeds and gives COMPRESSED.
-- COMPRESSION: ``inflate(COMPRESSED)`` succeeds and gives COSE.
+- UNPREFIX: ``cose.unprefix(PREFIX, "HC1:")`` succeeds and gives BASE45.
+- B45DECODE: ``cose.base45_decode(BASE45)`` succeeds and gives COMPRESSED.
+- COMPRESSION: ``cose.inflate(COMPRESSED)`` succeeds and gives COSE.
 - DECODE (validation test 6 of the suite's README): COSE parses as a
   COSE_Sign1 whose hcert claim holds the DCC that CBOR holds.
 - VALIDJSON: the whole chain from PREFIX (the gate's own decoder) gives the
@@ -18,17 +26,21 @@ outcome must equal the expectation (true: succeeds, false: fails):
 - VERIFY: the signature verifies against a trust list of the one certificate
   in TESTCTX (so the kid must match it, protected header first).
 - EXPIRATIONCHECK: at TESTCTX.VALIDATIONCLOCK, no clock tolerance, the
-  gate's validity check passes (issued, not expired, signed while the signer
-  was valid).
-- EXPIRED (the misspelled EXPTECTEDEXPIRED, BG only; not a README key): the
+  gate's validity check passes (not expired; issued, and signed while the
+  signer was valid, when the certificate says when it was issued).
+- EXPIRED (the misspelled EXPTECTEDEXPIRED; not a README key): the
   certificate has expired by the time of the run (their VALIDATIONCLOCK is
   the generation time, when they were fresh).
 - KEYUSAGE: the signer's extended key usage allows the certificate's type.
-- SCHEMAVALIDATION: :func:`kiosk.codes.hcert.schema_problem` (structure and
-  the value sets) finds nothing in the COSE payload's DCC; VALIDOBJECT the
-  same for JSON.
+- SCHEMAVALIDATION: :func:`kiosk.codes.dcc_schema.schema_problem` (the
+  official schema of the certificate's version, with the value sets) finds
+  nothing in the COSE payload's DCC; VALIDOBJECT the same for JSON.
 - ENCODE: JSON encoded as CBOR decodes to the same DCC as CBOR.
 - PICTUREDECODE: the 2DCODE PNG read by ``ZxingDecoder`` gives PREFIX.
+
+``EXPECTEDRESULTS`` is read however deeply its flags are nested (a nested
+``EXPECTEDRESULTS`` or ``RESULTS`` map, a list of maps) and whatever their
+case: see :func:`expectations`.
 
 Cases in the suite's own ``tests/known_issues.csv`` (wrong upstream) that
 fail here are reported as xfail with the issue's address; a known issue that
@@ -41,6 +53,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -55,28 +68,36 @@ import numpy as np
 import pytest
 
 from kiosk.camera import to_grey
-from kiosk.codes.cose import decode_base45_zlib, decode_cbor
+from kiosk.codes.cose import (
+    CoseError,
+    CoseSign1,
+    base45_decode,
+    decode_cbor,
+    inflate,
+    parse_cose_sign1,
+    unprefix,
+)
+from kiosk.codes.dcc_schema import schema_problem
 from kiosk.codes.hcert import (
     CLAIM_HCERT,
     HCERT_EU_DCC,
     PREFIX,
     HcertProblem,
-    base45_decode,
     certificate_type,
     dcc_of,
-    inflate,
+    decode,
     key_usage_problem,
-    parse_cose,
     read_claims,
-    schema_problem,
-    unprefix,
     validity_problem,
     verify,
 )
 from kiosk.decoder import ZxingDecoder
 from kiosk.trust import TrustedCertificate, TrustError, TrustList, certificate_from_der
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dgc-testdata-dev"
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(
+    os.environ.get("GATEKIOSK_DGC_TESTDATA") or REPO.parent / "shared" / "data" / "dgc-testdata-dev"
+).resolve()
 
 # The suite's test function names (known_issues.csv) for each of our steps.
 UPSTREAM_NAMES = {
@@ -102,6 +123,8 @@ class Case:
     country: str
     test_set: str
     data: Mapping[str, Any]
+    problem: str | None = None
+    """Why the file could not be read as a case (then ``data`` is empty)."""
 
     @property
     def name(self) -> str:
@@ -109,45 +132,100 @@ class Case:
 
 
 def _case_files() -> list[Path]:
+    """Every ``<country>/[<version>/]2DCode/raw/*.json`` (any case of ``raw``
+    and ``2DCode``)."""
     if not DATA.is_dir():
-        raise FileNotFoundError(f"the public test suite is missing: {DATA}")
+        raise FileNotFoundError(
+            f"the public test suite is missing: {DATA} (set GATEKIOSK_DGC_TESTDATA)"
+        )
     return sorted(
-        p for p in DATA.rglob("*.json") if p.parent.name.lower() == "raw" and "2DCode" in p.parts
+        path
+        for path in DATA.rglob("*.json")
+        if path.parent.name.lower() == "raw"
+        and len(path.relative_to(DATA).parts) >= 4
+        and any(part.lower() == "2dcode" for part in path.relative_to(DATA).parts[1:-2])
     )
 
 
 def _load(path: Path) -> Case:
-    data = json.loads(path.read_text(encoding="utf-8-sig"))
     country = path.relative_to(DATA).parts[0]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return Case(path, country, path.stem, {}, f"not JSON: {str(exc)[:80]}")
+    if not isinstance(data, Mapping):
+        return Case(path, country, path.stem, {}, "not a JSON object")
     return Case(path=path, country=country, test_set=path.stem, data=data)
 
 
+_RESULT_MAPS = frozenset({"EXPECTEDRESULTS", "EXPECTEDRESULT", "RESULTS", "RESULT"})
+_MISSPELLED = {"EXPTECTEDEXPIRED": "EXPECTEDEXPIRED"}
+
+
 def expectations(data: Mapping[str, Any]) -> dict[str, bool]:
-    """EXPECTEDRESULTS flattened (nested objects too), keys without the
-    EXPECTED prefix; the misspelled EXPTECTEDEXPIRED becomes EXPIRED."""
+    """The expected result of each step, keys without the EXPECTED prefix.
+
+    Read from ``EXPECTEDRESULTS`` however its flags are nested: maps inside
+    it (``{"RESULTS": {...}}``, a second ``EXPECTEDRESULTS``), lists of maps,
+    keys in any case, ``"true"``/``"false"`` as text. A map is a container,
+    never a step; a flag nearer the top wins over a deeper one. The
+    misspelled EXPTECTEDEXPIRED becomes EXPIRED. When the case has no
+    ``EXPECTEDRESULTS`` at its top, the first map by that name (or
+    ``RESULTS``) anywhere in it is read.
+    """
     found: dict[str, bool] = {}
-
-    def walk(node: Any) -> None:
-        if not isinstance(node, Mapping):
-            return
-        for key, value in node.items():
-            if isinstance(value, Mapping):
-                walk(value)
-            elif isinstance(value, bool):
-                name = str(key).upper()
-                if name in ("EXPTECTEDEXPIRED", "EXPECTEDEXPIRED"):
-                    found["EXPIRED"] = value
-                elif name.startswith("EXPECTED"):
-                    found[name.removeprefix("EXPECTED")] = value
-
-    walk(data.get("EXPECTEDRESULTS"))
+    level: list[Any] = [_results_node(data)]
+    while level:
+        deeper: list[Any] = []
+        for node in level:
+            items = node.items() if isinstance(node, Mapping) else enumerate(node)
+            for key, value in items:
+                if isinstance(value, Mapping | list):
+                    deeper.append(value)
+                    continue
+                flag = _flag(value)
+                name = str(key).strip().upper()
+                name = _MISSPELLED.get(name, name)
+                if flag is None or not name.startswith("EXPECTED") or name in _RESULT_MAPS:
+                    continue
+                found.setdefault(name.removeprefix("EXPECTED"), flag)
+        level = deeper
     return found
 
 
+def _results_node(data: Any) -> Any:
+    if not isinstance(data, Mapping):
+        return {}
+    for key, value in data.items():
+        if str(key).upper() == "EXPECTEDRESULTS" and isinstance(value, Mapping | list):
+            return value
+    for key, value in data.items():
+        if str(key).upper() in _RESULT_MAPS and isinstance(value, Mapping | list):
+            return value
+    for value in data.values():
+        node = _results_node(value)
+        if node:
+            return node
+    return {}
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
+
+
 def _known_issues() -> dict[tuple[str, str, str], str]:
-    with (DATA / "tests" / "known_issues.csv").open(encoding="utf-8") as f:
+    path = DATA / "tests" / "known_issues.csv"
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8-sig") as f:
         return {
-            (row["test_name"], row["country"], row["test_set"]): row["reason"]
+            (row.get("test_name") or "", row.get("country") or "", row.get("test_set") or ""): (
+                row.get("reason") or "listed in known_issues.csv"
+            )
             for row in csv.DictReader(f)
         }
 
@@ -156,7 +234,9 @@ KNOWN_ISSUES = _known_issues()
 
 
 def known_issue(case: Case, step: str) -> str | None:
-    for name in UPSTREAM_NAMES.get(step, ()):
+    """The suite's own lookup order: this test and set, this test and any
+    set, any test and this set, any test and any set of the country."""
+    for name in (*UPSTREAM_NAMES.get(step, ()), ""):
         for test_set in (case.test_set, ""):
             reason = KNOWN_ISSUES.get((name, case.country, test_set))
             if reason:
@@ -173,10 +253,10 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "COMPRESSION": ("COMPRESSED", "COSE"),
     "DECODE": ("COSE",),
     "VALIDJSON": ("PREFIX", "JSON"),
-    "VERIFY": ("COSE",),
-    "EXPIRATIONCHECK": ("COSE",),
+    "VERIFY": ("COSE", "TESTCTX.CERTIFICATE"),
+    "EXPIRATIONCHECK": ("COSE", "TESTCTX.CERTIFICATE"),
     "EXPIRED": ("COSE",),
-    "KEYUSAGE": ("COSE",),
+    "KEYUSAGE": ("COSE", "TESTCTX.CERTIFICATE"),
     "SCHEMAVALIDATION": ("COSE",),
     "VALIDOBJECT": ("JSON",),
     "ENCODE": ("JSON", "CBOR"),
@@ -185,7 +265,16 @@ INPUTS: dict[str, tuple[str, ...]] = {
 
 
 def _has_inputs(case: Case, step: str) -> bool:
-    return all(case.data.get(name) not in (None, "") for name in INPUTS.get(step, ()))
+    """Whether every field the step reads is there (``TESTCTX.CERTIFICATE``:
+    a field of a field)."""
+
+    def given(name: str) -> bool:
+        value: Any = case.data
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return value not in (None, "")
+
+    return all(given(name) for name in INPUTS.get(step, ()))
 
 
 CASES = [_load(p) for p in _case_files()]
@@ -213,8 +302,18 @@ def _hex(case: Case, field: str) -> bytes:
     return bytes.fromhex(case.data[field])
 
 
+def _cose(case: Case) -> CoseSign1:
+    """The case's COSE, parsed as the gate parses an HC1 certificate."""
+    return parse_cose_sign1(_hex(case, "COSE"), unprotected_alg=True)
+
+
 def _clock(case: Case) -> datetime:
-    text = str(case.data["TESTCTX"]["VALIDATIONCLOCK"]).replace("Z", "+00:00")
+    """TESTCTX.VALIDATIONCLOCK; the time of the run when there is none (as
+    upstream)."""
+    clock = case.data["TESTCTX"].get("VALIDATIONCLOCK")
+    if clock in (None, ""):
+        return datetime.now(UTC)
+    text = str(clock).replace("Z", "+00:00")
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -246,12 +345,11 @@ def _plain(value: Any) -> Any:
 
 
 def _payload_dcc(case: Case) -> Any:
-    msg = parse_cose(_hex(case, "COSE"))
-    return dcc_of(decode_cbor(msg.unverified_payload))
+    return dcc_of(decode_cbor(_cose(case).unverified_payload))
 
 
 def step_unprefix(case: Case) -> bool:
-    body = unprefix(case.data["PREFIX"])
+    body = unprefix(case.data["PREFIX"], PREFIX)
     return "BASE45" not in case.data or body == case.data["BASE45"]
 
 
@@ -280,7 +378,7 @@ def step_decode(case: Case) -> bool:
 
 
 def step_validjson(case: Case) -> bool:
-    msg = parse_cose(decode_base45_zlib(case.data["PREFIX"], PREFIX))
+    msg = decode(case.data["PREFIX"])
     dcc = _plain(dcc_of(decode_cbor(msg.unverified_payload)))
     oracle = _plain(case.data["JSON"])
     if case.data.get("CBOR") and _plain(_cbor_dcc(case)) != oracle:
@@ -290,17 +388,17 @@ def step_validjson(case: Case) -> bool:
 
 
 def step_verify(case: Case) -> bool:
-    verify(parse_cose(_hex(case, "COSE")), TrustList([_signer(case)]))
+    verify(_cose(case), TrustList([_signer(case)]))
     return True
 
 
 def step_expirationcheck(case: Case) -> bool:
-    claims = read_claims(parse_cose(_hex(case, "COSE")).unverified_payload)
+    claims = read_claims(_cose(case).unverified_payload)
     return validity_problem(claims, _signer(case), at=_clock(case), skew_s=0) is None
 
 
 def step_expired(case: Case) -> bool:
-    claims = read_claims(parse_cose(_hex(case, "COSE")).unverified_payload)
+    claims = read_claims(_cose(case).unverified_payload)
     return claims.expires_s < datetime.now(UTC).timestamp()
 
 
@@ -356,7 +454,7 @@ def run_step(case: Case, step: str) -> tuple[bool, str]:
     """(outcome, why) of one step: True when the project's code succeeds."""
     try:
         return STEPS[step](case), "compared"
-    except (HcertProblem, TrustError) as exc:
+    except (HcertProblem, CoseError, TrustError) as exc:
         return False, f"{type(exc).__name__}: {exc}"
     except (KeyError, TypeError, ValueError, cbor2.CBORError) as exc:
         # Missing or malformed input fields make the step fail, as upstream.
@@ -367,10 +465,26 @@ def run_step(case: Case, step: str) -> tuple[bool, str]:
 
 
 def test_the_suite_is_there_and_complete() -> None:
-    assert len(CASES) >= 190
-    assert {c.country for c in CASES} >= {"AT", "DE", "FR", "PL", "common"}
+    assert CASES, f"no case (<country>/2DCode/raw/*.json) under {DATA}"
+    assert {case.country for case in CASES}, "at least one country"
+    unreadable = [f"{case.name}: {case.problem}" for case in CASES if case.problem]
+    assert not unreadable, f"case files that are no case: {unreadable}"
     unknown = {step for c in CASES for step in expectations(c.data)} - set(STEPS)
     assert not unknown, f"expected results this test does not check: {unknown}"
+
+
+def test_expected_results_are_read_at_any_nesting() -> None:
+    flat = {"EXPECTEDRESULTS": {"EXPECTEDVERIFY": True, "EXPTECTEDEXPIRED": True}}
+    nested = {"EXPECTEDRESULTS": {"RESULTS": {"EXPECTEDVERIFY": True, "EXPTECTEDEXPIRED": True}}}
+    twice = {"EXPECTEDRESULTS": {"EXPECTEDRESULTS": {"expectedVerify": "true"}}}
+    listed = {"EXPECTEDRESULTS": [{"EXPECTEDVERIFY": True}, {"EXPTECTEDEXPIRED": True}]}
+    elsewhere = {"TESTCTX": {"RESULTS": {"EXPECTEDVERIFY": True}}}
+    assert expectations(flat) == expectations(nested) == {"VERIFY": True, "EXPIRED": True}
+    assert expectations(twice) == expectations(elsewhere) == {"VERIFY": True}
+    assert expectations(listed) == {"VERIFY": True, "EXPIRED": True}
+    shadowed = {"EXPECTEDRESULTS": {"EXPECTEDVERIFY": False, "RESULTS": {"EXPECTEDVERIFY": True}}}
+    assert expectations(shadowed) == {"VERIFY": False}
+    assert expectations({"EXPECTEDRESULTS": {"EXPECTEDRESULTS": True}}) == {}
 
 
 class _CountrySummary:

@@ -61,6 +61,7 @@ from kiosk.codes.pccovid import PcCovidFormat
 from kiosk.codes.sitecodes import PREFIX as GK1
 from kiosk.codes.sitecodes import SiteCodeClaims, SiteCodeFormat, issue_code
 from kiosk.keys import init_keys, load_keyring, load_signing_key
+from kiosk.samples import sample_dcc, sample_hc1_claims
 from kiosk.trust import TrustList, certificate_from_der
 
 SITE = "nhamay-01"
@@ -91,55 +92,16 @@ PC_COVID_TEMPLATES = (
     "B1234567|LE THI HOA|1985-07-30|0|QID9",
 )
 
-# A schema-valid EU DCC of each type, valid at AT.
-DCC_NAME = {"fn": "Nguyễn", "gn": "Văn An", "fnt": "NGUYEN", "gnt": "VAN<AN"}
-DCC_ENTRIES: dict[str, dict[str, Any]] = {
-    "v": {
-        "tg": "840539006",
-        "vp": "1119349007",
-        "mp": "EU/1/20/1528",
-        "ma": "ORG-100030215",
-        "dn": 2,
-        "sd": 2,
-        "dt": "2024-01-15",
-        "co": "VN",
-        "is": "Bộ Y tế",
-        "ci": "URN:UVCI:01:VN:GK1TEST#A",
-    },
-    "t": {
-        "tg": "840539006",
-        "tt": "LP6464-4",
-        "nm": "PCR",
-        "sc": "2024-06-01T06:00:00Z",
-        "tr": "260415000",
-        "tc": "Bệnh viện Bạch Mai",
-        "co": "VN",
-        "is": "Bộ Y tế",
-        "ci": "URN:UVCI:01:VN:GK1TEST#B",
-    },
-    "r": {
-        "tg": "840539006",
-        "fr": "2024-03-01",
-        "co": "VN",
-        "is": "Bộ Y tế",
-        "df": "2024-03-12",
-        "du": "2024-08-28",
-        "ci": "URN:UVCI:01:VN:GK1TEST#C",
-    },
-}
 
-
+# A schema-valid EU DCC of each type, valid at AT (kiosk.samples' visitor).
 def dcc(cert_type: str) -> dict[str, Any]:
-    return {
-        "ver": "1.3.0",
-        "nam": dict(DCC_NAME),
-        "dob": "1990-01-01",
-        cert_type: [dict(DCC_ENTRIES[cert_type])],
-    }
+    return sample_dcc(cert_type, at=AT)
 
 
 def hc1_cwt(document: Mapping[str, Any]) -> dict[int, Any]:
-    return {1: "VN", 4: AT_S + 86_400, 6: AT_S - 86_400, -260: {1: document}}
+    return sample_hc1_claims(
+        document, issued=AT - timedelta(days=1), expires=AT + timedelta(days=1)
+    )
 
 
 # --- the world: trusted keys, formats, and the codes they issued ---------------
@@ -854,6 +816,10 @@ def test_hc1_certificates_signed_over_claims_of_any_shape_give_credential_or_rej
             assert result.kind == KIND_HCERT
             assert result.verified
             assert result.subject_id.startswith("hcert:")
+            # Admitted only before its expiry (iat may be absent, exp never).
+            expiry = claims[4].value if isinstance(claims[4], cbor2.CBORTag) else claims[4]
+            assert expiry + 300 >= AT_S
+            assert result.valid_until == datetime.fromtimestamp(math.floor(expiry), UTC)
 
 
 # --- the COSE core on its own ---------------------------------------------------------

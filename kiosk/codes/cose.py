@@ -148,17 +148,25 @@ def decode_base45_zlib(
     max_text_chars: int = MAX_TEXT_CHARS,
     max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES,
 ) -> bytes:
-    """The bytes inside ``prefix + base45(zlib(...))`` text.
-
-    Strict: the prefix must match exactly, every character must be in the
-    base45 alphabet, the zlib stream must be complete with nothing after it,
-    and decompression stops at ``max_decompressed_bytes`` (a zlib bomb costs
-    at most that much memory and time). Raises :class:`CoseError`
-    (``REASON_ENCODING``).
+    """The bytes inside ``prefix + base45(zlib(...))`` text: :func:`unprefix`,
+    :func:`base45_decode` and :func:`inflate` in turn (each strict, see
+    there; the public HCERT test suite checks each step on its own).
+    Raises :class:`CoseError` (``REASON_ENCODING``).
     """
+    body = unprefix(text, prefix)
+    return inflate(base45_decode(body, max_text_chars=max_text_chars), max_decompressed_bytes)
+
+
+def unprefix(text: str, prefix: str) -> str:
+    """The text after ``prefix``, which must match exactly."""
     if not text.startswith(prefix):
         raise CoseError(REASON_ENCODING, f"text does not start with {prefix!r}")
-    body = text[len(prefix) :]
+    return text[len(prefix) :]
+
+
+def base45_decode(body: str, *, max_text_chars: int = MAX_TEXT_CHARS) -> bytes:
+    """Strict base45: not empty, at most a QR code's worth of characters,
+    every one of them in the base45 alphabet."""
     if len(body) > max_text_chars:
         raise CoseError(
             REASON_ENCODING, f"{len(body)} characters, more than a QR code holds ({max_text_chars})"
@@ -168,13 +176,15 @@ def decode_base45_zlib(
     if not _BASE45_ALPHABET.issuperset(body):
         raise CoseError(REASON_ENCODING, "a character outside the base45 alphabet")
     try:
-        compressed = base45.b45decode(body)
+        return bytes(base45.b45decode(body))
     except ValueError:
         raise CoseError(REASON_ENCODING, "not valid base45") from None
-    return _inflate(compressed, max_decompressed_bytes)
 
 
-def _inflate(compressed: bytes, max_bytes: int) -> bytes:
+def inflate(compressed: bytes, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """zlib, complete with nothing after the stream, and bounded:
+    decompression stops at ``max_bytes`` (a zlib bomb costs at most that
+    much memory and time)."""
     inflater = zlib.decompressobj()
     try:
         data = inflater.decompress(compressed, max_bytes + 1)
@@ -257,13 +267,23 @@ def _first_words(exc: Exception) -> str:
 # --- COSE_Sign1 --------------------------------------------------------------
 
 
-def parse_cose_sign1(data: bytes, *, max_bytes: int = MAX_COSE_BYTES) -> CoseSign1:
+def parse_cose_sign1(
+    data: bytes, *, max_bytes: int = MAX_COSE_BYTES, unprotected_alg: bool = False
+) -> CoseSign1:
     """Parse a COSE_Sign1 message: tagged (18), untagged, or a CWT tag 61
     wrapping tag 18, as HC1 issuers produce.
 
     Checks the structure only; the signature is checked by
     :func:`verify_sign1`. A message longer than ``max_bytes`` is refused
     (``REASON_ENCODING``) before any of it is decoded. Raises :class:`CoseError`.
+
+    ``unprotected_alg`` is one leniency HC1 needs: issuers exist that send an
+    empty protected header (zero bytes) with the algorithm and key id
+    unprotected (the public test suite's CO20 is valid). The algorithm then
+    only picks the verification branch, and :func:`verify_sign1` accepts
+    each algorithm only with its own key type (ES256 with P-256, PS256 with
+    RSA), so a swapped algorithm cannot make a trusted key accept a forgery.
+    The site's own codes never get it.
     """
     if len(data) > max_bytes:
         raise CoseError(
@@ -299,10 +319,13 @@ def parse_cose_sign1(data: bytes, *, max_bytes: int = MAX_COSE_BYTES) -> CoseSig
         # No extension this gate would have to understand exists for its codes.
         raise CoseError(REASON_STRUCTURE, "critical header parameters are not supported")
 
-    if HEADER_ALG not in protected_header:
+    if HEADER_ALG in protected_header:
+        alg = protected_header[HEADER_ALG]
+    elif unprotected_alg and protected == b"" and HEADER_ALG in unprotected:
+        alg = unprotected[HEADER_ALG]
+    else:
         # An algorithm in the unprotected header could be swapped by anyone.
         raise CoseError(REASON_STRUCTURE, "no algorithm in the protected header")
-    alg = protected_header[HEADER_ALG]
     if type(alg) is not int:
         raise CoseError(REASON_ALGORITHM, "the algorithm is not an integer identifier")
 
