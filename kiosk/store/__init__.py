@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -48,6 +49,7 @@ from kiosk.store.connection import (
     LazyConnection,
     OpenConnection,
     current_boot_id,
+    read_snapshot,
 )
 from kiosk.store.events import EventRepository
 from kiosk.store.migrations import MIGRATIONS, migrate
@@ -224,6 +226,22 @@ class Store:
         """Prove that the database takes a durable write now, or raise StoreError."""
         self.connection.check_writable()
 
+    def read_snapshot(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A read-only connection of its own, in one read transaction, for a long read.
+
+        For readers with SQL of their own (the export's, in
+        :mod:`kiosk.export.columns`): they neither hold the shared
+        connection's lock nor see a half-written page, and SQLite's errors
+        inside the ``with`` become StoreError("could not ``action``: ...").
+        The SQL function ``fold`` (see :func:`search_fold`) is there, so an
+        :class:`EventFilter`'s clause works. Example::
+
+            with store.read_snapshot("export events") as conn:
+                for row in conn.execute("SELECT id FROM events"):
+                    ...
+        """
+        return read_snapshot(self.path, action)
+
     # ----------------------------------------------------------------- events
 
     def record(self, event: NewEvent) -> Event:
@@ -287,24 +305,6 @@ class Store:
     def event_reasons(self) -> list[str]:
         """The reason codes present in the log, sorted: what the log's reason filter offers."""
         return self.events.event_reasons()
-
-    def iter_export_lines(
-        self,
-        where: EventFilter,
-        *,
-        unusable: Callable[[list[str | None]], list[int]],
-        local_offset_min: int | None,
-        local_span: tuple[str, str] = ("0000", "9999"),
-        batch: int = 2000,
-    ) -> Iterator[tuple[str | Event, ...]]:
-        """Every matching event, oldest first, as one line of text formatted by SQLite."""
-        return self.events.iter_export_lines(
-            where,
-            unusable=unusable,
-            local_offset_min=local_offset_min,
-            local_span=local_span,
-            batch=batch,
-        )
 
     # ----------------------------------------------------------------- site
 

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -361,89 +361,6 @@ class EventRepository:
             "list reasons", "SELECT DISTINCT reason FROM events ORDER BY reason", ()
         )
         return [str(row[0]) for row in rows]
-
-    # ----------------------------------------------------------------- the CSV export's rows
-    # (added with the export benchmark: kiosk.export.write_store_csv)
-
-    def iter_export_lines(
-        self,
-        where: EventFilter,
-        *,
-        unusable: Callable[[list[str | None]], list[int]],
-        local_offset_min: int | None,
-        local_span: tuple[str, str] = ("0000", "9999"),
-        batch: int = 2000,
-    ) -> Iterator[tuple[str | Event, ...]]:
-        """Every matching event, oldest first, as one line of text formatted by SQLite.
-
-        The fast path of the CSV export (:func:`kiosk.export.write_store_csv`):
-        one Python string per event instead of an :class:`Event`. A line is
-        the export's eighteen cells joined by U+001F (unit separator), in the
-        order of ``kiosk.export.EXPORT_COLUMNS``:
-
-        * local time ``YYYY-MM-DD HH:MM:SS``: the UTC time (fraction dropped)
-          shifted by ``local_offset_min`` minutes, for events with
-          ``local_span[0] <= at_utc < local_span[1]`` (UTC text; by default
-          every event); empty outside that span or when ``local_offset_min``
-          is None;
-        * UTC time as stored (``YYYY-MM-DDTHH:MM:SS.ffffffZ``);
-        * text as stored (NULL as empty), ``override`` and ``clock_synced`` as
-          ``TRUE``/``FALSE``, ``seq`` as digits.
-
-        A line is None where a free-text cell holds a NUL character, which
-        SQLite's printf() would cut short.
-
-        Lines come in tuples of up to ``batch``. ``unusable(lines)`` gives the
-        positions in such a list of the lines the caller cannot use as they
-        are (say, a cell that needs neutralising, or no local time); each is
-        replaced by its :class:`Event`, read in the same snapshot. Streams
-        like :meth:`iter_events`: a read-only connection of its own, one
-        snapshot for the whole export.
-        """
-        sql, params = where.sql()
-        local = "''"
-        span_params: tuple[str, ...] = ()
-        if local_offset_min is not None:
-            span_params = local_span
-            shift = f"'{int(local_offset_min):+d} minutes'"  # an int: safe in the SQL text
-            local = (
-                "CASE WHEN at_utc >= ? AND at_utc < ? "
-                f"THEN datetime(substr(at_utc, 1, 19), {shift}) ELSE '' END"
-            )
-        cells = (
-            *(local, "at_utc", "gate_id", "direction", "decision", "reason", "kind"),
-            *("display_name", "masked_id", "id_number"),
-            "CASE WHEN override THEN 'TRUE' ELSE 'FALSE' END",
-            "warning",
-            "CASE WHEN clock_synced THEN 'TRUE' ELSE 'FALSE' END",
-            *("boot_id", "seq", "id"),
-            *("birth_date", "name_latin"),  # HC1: identity, NULL (empty) for other kinds
-        )
-        free_text = (
-            *("gate_id", "reason", "kind", "display_name", "masked_id", "id_number"),
-            *("warning", "birth_date", "name_latin"),
-        )
-        has_nul = " OR ".join(f"instr({c}, char(0))" for c in free_text)
-        # printf builds the line in one allocation (|| would copy it per cell); %s of NULL is "".
-        line = f"printf('{chr(0x1F).join(['%s'] * len(cells))}', {', '.join(cells)})"
-        query = (
-            f"SELECT CASE WHEN {has_nul} THEN NULL ELSE {line} END, rowid FROM events "
-            f"WHERE {sql} ORDER BY {LOG_ORDER}"
-        )
-        with read_snapshot(self._db.path, "export events") as conn:
-            cursor = conn.execute(query, (*span_params, *params))
-            while rows := cursor.fetchmany(batch):
-                texts = [row[0] for row in rows]
-                lines: list[str | Event] = list(texts)
-                for i in unusable(texts):
-                    found = conn.execute(
-                        f"SELECT {EVENT_COLUMNS} FROM events WHERE rowid = ?", (rows[i][1],)
-                    )
-                    lines[i] = event_from_row(found.fetchone())
-                yield tuple(lines)
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def event_from_row(row: tuple[Any, ...]) -> Event:
