@@ -250,36 +250,22 @@ def _form_context(declaring: Declaring, questions: Sequence[Question]) -> dict[s
 # ----------------------------------------------------------------------------- rate limit
 
 
-def _rate_keys() -> tuple[str, str]:
-    """The throttle table's keys for this client address: the count, and the
-    window's start (the time of its first declaration)."""
-    address = request.remote_addr or "?"
-    return f"declare:{address}", f"declare-since:{address}"
+def _rate_key() -> str:
+    """The throttle's key for this client address."""
+    return f"declare:{request.remote_addr or '?'}"
 
 
 def _seconds_until_allowed(limit: int) -> int:
     """0 if this address may declare now, else how long it must wait."""
-    store, now = gk().store, gk().clock.now()
-    count_key, since_key = _rate_keys()
-    _started, since = store.login_failures(since_key)
-    if since is None or now - since >= RATE_WINDOW:
-        if since is not None:
-            store.clear_login_failures(since_key)
-            store.clear_login_failures(count_key)
+    now, key = gk().clock.now(), _rate_key()
+    count = gk().store.throttle_counts([key]).get(key)
+    if count is None or now - count.first_at >= RATE_WINDOW or count.hits < limit:
         return 0
-    count, _last = store.login_failures(count_key)
-    if count < limit:
-        return 0
-    return max(1, math.ceil((since + RATE_WINDOW - now).total_seconds()))
+    return max(1, math.ceil((count.first_at + RATE_WINDOW - now).total_seconds()))
 
 
 def _count_declaration() -> None:
-    store, now = gk().store, gk().clock.now()
-    count_key, since_key = _rate_keys()
-    if store.login_failures(since_key)[1] is None:
-        store.clear_login_failures(count_key)
-        store.note_login_failure(since_key, at=now)
-    store.note_login_failure(count_key, at=now)
+    gk().store.throttle_hit([_rate_key()], at=gk().clock.now(), window=RATE_WINDOW)
 
 
 # ----------------------------------------------------------------------------- public form

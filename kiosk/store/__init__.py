@@ -8,7 +8,8 @@ a thin facade over the repositories that share its one connection:
 * :mod:`~kiosk.store.values`: the frozen values that go in and come out;
 * :mod:`~kiosk.store.events` (events, presence, the live cursor, tally,
   visits, who is inside, purge), :mod:`~kiosk.store.accounts` (users,
-  sessions, throttling), :mod:`~kiosk.store.audit`, :mod:`~kiosk.store.site`
+  sessions), :mod:`~kiosk.store.throttle` (failed logins, declarations),
+  :mod:`~kiosk.store.audit`, :mod:`~kiosk.store.site`
   (settings, admissions by hand, denylist, kiosk health) and
   :mod:`~kiosk.store.codes` (issued site codes, the trust list).
 
@@ -29,8 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -54,6 +55,7 @@ from kiosk.store.connection import (
 from kiosk.store.events import EventRepository
 from kiosk.store.migrations import MIGRATIONS, migrate
 from kiosk.store.site import SiteRepository
+from kiosk.store.throttle import ThrottleRepository
 from kiosk.store.values import (
     DECISIONS,
     DIRECTIONS,
@@ -69,6 +71,7 @@ from kiosk.store.values import (
     Presence,
     SiteCode,
     Tally,
+    ThrottleCount,
     TrustedRow,
     User,
     Visit,
@@ -98,6 +101,7 @@ __all__ = [
     "Store",
     "StoreError",
     "Tally",
+    "ThrottleCount",
     "TrustedRow",
     "User",
     "Visit",
@@ -110,7 +114,8 @@ class Store:
     """The one gateway to the database file: open one per process.
 
     Every method is its area's repository's (``store.events``,
-    ``store.accounts``, ``store.audit_log``, ``store.site``, ``store.codes``),
+    ``store.accounts``, ``store.audit_log``, ``store.site``, ``store.codes``,
+    ``store.throttle``),
     so callers need only the store; all of them share ``connection``.
     """
 
@@ -124,6 +129,7 @@ class Store:
         self.accounts = AccountRepository(connection)
         self.audit_log = AuditRepository(connection)
         self.codes = CodeRepository(connection)
+        self.throttle = ThrottleRepository(connection)
 
     @classmethod
     def open(
@@ -392,16 +398,21 @@ class Store:
     def set_password(self, user_id: int, password_hash: str, *, at: datetime) -> None:
         self.accounts.set_password(user_id, password_hash, at=at)
 
-    def note_login_failure(self, key: str, *, at: datetime) -> int:
-        """Count one more failed login for ``key``; returns the count so far."""
-        return self.accounts.note_login_failure(key, at=at)
+    # ----------------------------------------------------------------- throttle
 
-    def login_failures(self, key: str) -> tuple[int, datetime | None]:
-        """Failed logins for ``key`` since the last success, and when the last one was."""
-        return self.accounts.login_failures(key)
+    def throttle_hit(
+        self, keys: Sequence[str], *, at: datetime, window: timedelta | None = None
+    ) -> None:
+        """Count one hit under each key, in one UPSERT (a window restarts old counts)."""
+        self.throttle.hit(keys, at=at, window=window)
 
-    def clear_login_failures(self, key: str) -> None:
-        self.accounts.clear_login_failures(key)
+    def throttle_counts(self, keys: Sequence[str]) -> dict[str, ThrottleCount]:
+        """The counts under ``keys`` that have any hits, by key."""
+        return self.throttle.counts(keys)
+
+    def throttle_clear(self, keys: Sequence[str]) -> None:
+        """Forget the counts under ``keys`` (a successful login)."""
+        self.throttle.clear(keys)
 
     # ----------------------------------------------------------------- audit
 

@@ -77,35 +77,6 @@ class AccountRepository:
                 (password_hash, to_text(at), user_id),
             )
 
-    def note_login_failure(self, key: str, *, at: datetime) -> int:
-        """Count one more failed login for ``key``; returns the count so far."""
-        with self._db.write("count a failed login") as conn:
-            conn.execute(
-                "INSERT INTO login_failures (key, failures, last_at_utc) VALUES (?, 1, ?) "
-                "ON CONFLICT (key) DO UPDATE SET failures = failures + 1, "
-                "last_at_utc = excluded.last_at_utc",
-                (key, to_text(at)),
-            )
-            (count,) = conn.execute(
-                "SELECT failures FROM login_failures WHERE key = ?", (key,)
-            ).fetchone()
-        return int(count)
-
-    def login_failures(self, key: str) -> tuple[int, datetime | None]:
-        """Failed logins for ``key`` since the last success, and when the last one was."""
-        rows = self._db.read(
-            "read failed logins",
-            "SELECT failures, last_at_utc FROM login_failures WHERE key = ?",
-            (key,),
-        )
-        if not rows:
-            return 0, None
-        return int(rows[0][0]), from_text(rows[0][1])
-
-    def clear_login_failures(self, key: str) -> None:
-        with self._db.write("clear failed logins") as conn:
-            conn.execute("DELETE FROM login_failures WHERE key = ?", (key,))
-
 
 USER_COLUMNS = (
     "id, name, role, password_hash, disabled, created_at_utc, password_changed_at_utc, "

@@ -282,6 +282,38 @@ def _m0008_boot_order(db: Database) -> None:
     )
 
 
+def _m0009_throttle(db: Database) -> None:
+    """One throttle for failed logins and declarations: a count per key, since
+    its first hit, updated by one UPSERT per hit.
+
+    Replaces ``login_failures``, where the declaration page kept its count and
+    its window's start under two keys. Counts in progress carry over.
+    """
+    db.execute(
+        """
+        CREATE TABLE throttle (
+            key           TEXT PRIMARY KEY NOT NULL,
+            hits          INTEGER NOT NULL CHECK (hits >= 1),
+            first_at_utc  TEXT NOT NULL,
+            last_at_utc   TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "INSERT INTO throttle (key, hits, first_at_utc, last_at_utc) "
+        "SELECT key, failures, last_at_utc, last_at_utc FROM login_failures "
+        "WHERE key LIKE 'user:%' OR key LIKE 'ip:%'"
+    )
+    db.execute(
+        "INSERT INTO throttle (key, hits, first_at_utc, last_at_utc) "
+        "SELECT n.key, n.failures, since.last_at_utc, n.last_at_utc "
+        "FROM login_failures AS n JOIN login_failures AS since "
+        "ON since.key = 'declare-since:' || substr(n.key, length('declare:') + 1) "
+        "WHERE n.key LIKE 'declare:%'"
+    )
+    db.execute("DROP TABLE login_failures")
+
+
 Migration = tuple[str, Callable[[Database], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -294,6 +326,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0006_event_identity", _m0006_event_identity),
     ("0007_session_epoch", _m0007_session_epoch),
     ("0008_boot_order", _m0008_boot_order),
+    ("0009_throttle", _m0009_throttle),
 )
 
 

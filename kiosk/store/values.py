@@ -359,3 +359,16 @@ class SiteCode:
     text: str | None = None
     """The signed ``GK1:`` text, kept for staff passes only (to print badges
     again); a visitor keeps their own declaration's code."""
+
+
+@dataclass(frozen=True)
+class ThrottleCount:
+    """Hits counted under one throttle key (failed logins, declarations).
+
+    ``first_at`` is when the current count began (the window's start, for a
+    windowed limit); ``last_at`` the latest hit.
+    """
+
+    hits: int
+    first_at: datetime
+    last_at: datetime
