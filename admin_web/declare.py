@@ -55,7 +55,7 @@ from kiosk.declarations import (
     questions_setting,
 )
 from kiosk.keys import KeysError
-from kiosk.store import SiteCode, User
+from kiosk.store import AuditNote, SiteCode, User
 
 log = logging.getLogger(__name__)
 
@@ -402,14 +402,10 @@ def revoke_issued(code_id: str, kind: str) -> tuple[SiteCode, bool]:
         abort(404)
     user = _user()
     now = gk().clock.now()
-    revoked = gk().store.revoke_site_code(code.id, by=user.name, at=now)
+    detail = {"code": code.id, "kind": code.kind, "name": code.name}
+    audit = AuditNote(user.name, "revoke", detail, now)
+    revoked = gk().store.revoke_site_code(code.id, by=user.name, at=now, audit=audit)
     if revoked:
-        gk().store.audit(
-            actor=user.name,
-            action="revoke",
-            detail={"code": code.id, "kind": code.kind, "name": code.name},
-            at=now,
-        )
         log.info("%s revoked %s %s", user.name, code.kind, code.id)
     return code, revoked
 
@@ -565,12 +561,12 @@ def questions() -> Any:
         return redirect(url_for("declare.questions"))
     user = _user()
     now = gk().clock.now()
-    gk().store.save_site_settings({QUESTIONS_SETTING: questions_setting(new)}, by=user.name, at=now)
-    gk().store.audit(
-        actor=user.name,
-        action="questions",
-        detail={"old": questions_setting(current), "new": questions_setting(new)},
+    detail = {"old": questions_setting(current), "new": questions_setting(new)}
+    gk().store.save_site_settings(
+        {QUESTIONS_SETTING: questions_setting(new)},
+        by=user.name,
         at=now,
+        audit=AuditNote(user.name, "questions", detail, now),
     )
     log.info("%s changed the declaration questions", user.name)
     flash(_("Saved. New declarations ask these questions."), "success")

@@ -27,7 +27,7 @@ from admin_web.auth import current_user, login_required
 from admin_web.context import gk
 from kiosk.compose import TrustImport, import_trust_file
 from kiosk.errors import StoreError
-from kiosk.store import TrustedRow, User
+from kiosk.store import AuditNote, TrustedRow, User
 from kiosk.trust import KID_BYTES, TrustError
 
 log = logging.getLogger(__name__)
@@ -213,18 +213,11 @@ def remove() -> Response | tuple[str, int]:
         return _page(400)
     context = gk()
     user = _user()
-    removed = context.store.remove_trusted_certificates(kid)
+    audit = AuditNote(user.name, "trust-remove", {"kid": text}, context.clock.now())
+    removed = context.store.remove_trusted_certificates(kid, audit=audit)
     if not removed:
         flash(_("No trusted certificate has key id %(kid)s.", kid=text), "error")
         return _page(404)
-    now = context.clock.now()
-    context.store.audit(
-        actor=user.name,
-        action="trust-remove",
-        detail={"kid": text},
-        at=now,
-        row_count=removed,
-    )
     log.info("%s removed %d trusted certificates with kid %s", user.name, removed, text)
     flash(
         _(

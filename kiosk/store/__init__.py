@@ -63,6 +63,7 @@ from kiosk.store.values import (
     LOG_ORDER_NEWEST_FIRST,
     AdmitRequest,
     AuditEntry,
+    AuditNote,
     DenylistEntry,
     Event,
     EventFilter,
@@ -91,6 +92,7 @@ __all__ = [
     "OPEN_RETRY_S",
     "AdmitRequest",
     "AuditEntry",
+    "AuditNote",
     "DenylistEntry",
     "Event",
     "EventFilter",
@@ -116,7 +118,9 @@ class Store:
     Every method is its area's repository's (``store.events``,
     ``store.accounts``, ``store.audit_log``, ``store.site``, ``store.codes``,
     ``store.throttle``),
-    so callers need only the store; all of them share ``connection``.
+    so callers need only the store; all of them share ``connection``. A
+    method that changes what a manager may audit takes an ``audit``
+    (:class:`AuditNote`) and writes it in the change's own transaction.
     """
 
     def __init__(self, connection: Connection, *, boot_id: str) -> None:
@@ -326,22 +330,33 @@ class Store:
         """Settings changed on the web, by name (``"gate.mode"``); they override the file."""
         return self.site.site_settings()
 
-    def save_site_settings(self, values: dict[str, Any], *, by: str, at: datetime) -> int:
+    def save_site_settings(
+        self, values: dict[str, Any], *, by: str, at: datetime, audit: AuditNote | None = None
+    ) -> int:
         """Store changed settings and bump the version the kiosk polls; returns it."""
-        return self.site.save_site_settings(values, by=by, at=at)
+        return self.site.save_site_settings(values, by=by, at=at, audit=audit)
 
     def is_denylisted(self, subject_hash: str) -> bool:
         return self.site.is_denylisted(subject_hash)
 
     def add_to_denylist(
-        self, subject_hash: str, *, label: str, note: str, at: datetime, added_by: str | None = None
-    ) -> None:
-        """Deny this person from now on; adding again replaces label, note and time."""
-        self.site.add_to_denylist(subject_hash, label=label, note=note, at=at, added_by=added_by)
+        self,
+        subject_hash: str,
+        *,
+        label: str,
+        note: str,
+        at: datetime,
+        added_by: str | None = None,
+        audit: AuditNote | None = None,
+    ) -> bool:
+        """Deny this person from now on; whether they were on the list already."""
+        return self.site.add_to_denylist(
+            subject_hash, label=label, note=note, at=at, added_by=added_by, audit=audit
+        )
 
-    def remove_from_denylist(self, subject_hash: str) -> bool:
+    def remove_from_denylist(self, subject_hash: str, *, audit: AuditNote | None = None) -> bool:
         """Lift a denial; ``False`` if the person was not on the list."""
-        return self.site.remove_from_denylist(subject_hash)
+        return self.site.remove_from_denylist(subject_hash, audit=audit)
 
     def denylist_entries(self) -> list[DenylistEntry]:
         return self.site.denylist_entries()
@@ -354,10 +369,18 @@ class Store:
         return self.site.read_health(gate_id)
 
     def request_admit(
-        self, *, actor: str, reason: str, display_name: str | None, at: datetime
+        self,
+        *,
+        actor: str,
+        reason: str,
+        display_name: str | None,
+        at: datetime,
+        audit: AuditNote | None = None,
     ) -> int:
         """A guard's "admit once" from the web; the kiosk carries it out."""
-        return self.site.request_admit(actor=actor, reason=reason, display_name=display_name, at=at)
+        return self.site.request_admit(
+            actor=actor, reason=reason, display_name=display_name, at=at, audit=audit
+        )
 
     def pending_admits(self, *, now: datetime, max_age_s: float) -> list[AdmitRequest]:
         """Requests to carry out now; older ones are marked expired (the visitor left)."""
@@ -372,9 +395,19 @@ class Store:
 
     # ----------------------------------------------------------------- accounts
 
-    def add_user(self, name: str, *, role: str, password_hash: str, at: datetime) -> User:
+    def add_user(
+        self,
+        name: str,
+        *,
+        role: str,
+        password_hash: str,
+        at: datetime,
+        audit: AuditNote | None = None,
+    ) -> User:
         """Create an account; StoreError if the name is taken (names ignore case)."""
-        return self.accounts.add_user(name, role=role, password_hash=password_hash, at=at)
+        return self.accounts.add_user(
+            name, role=role, password_hash=password_hash, at=at, audit=audit
+        )
 
     def user_by_name(self, name: str) -> User | None:
         return self.accounts.user_by_name(name)
@@ -388,15 +421,21 @@ class Store:
     def count_managers(self) -> int:
         return self.accounts.count_managers()
 
-    def set_user_disabled(self, user_id: int, disabled: bool) -> None:
-        self.accounts.set_user_disabled(user_id, disabled)
+    def set_user_disabled(
+        self, user_id: int, disabled: bool, *, audit: AuditNote | None = None
+    ) -> None:
+        """Disable (or enable) an account."""
+        self.accounts.set_user_disabled(user_id, disabled, audit=audit)
 
     def end_sessions(self, user_id: int) -> None:
         """Invalidate every session of this user (logout, everywhere)."""
         self.accounts.end_sessions(user_id)
 
-    def set_password(self, user_id: int, password_hash: str, *, at: datetime) -> None:
-        self.accounts.set_password(user_id, password_hash, at=at)
+    def set_password(
+        self, user_id: int, password_hash: str, *, at: datetime, audit: AuditNote | None = None
+    ) -> None:
+        """Replace a password hash, ending the account's sessions."""
+        self.accounts.set_password(user_id, password_hash, at=at, audit=audit)
 
     # ----------------------------------------------------------------- throttle
 
@@ -456,24 +495,31 @@ class Store:
         """Whether a manager revoked this declaration or pass (the gate asks per scan)."""
         return self.codes.is_revoked(code_id)
 
-    def revoke_site_code(self, code_id: str, *, by: str, at: datetime) -> bool:
+    def revoke_site_code(
+        self, code_id: str, *, by: str, at: datetime, audit: AuditNote | None = None
+    ) -> bool:
         """Revoke; False if there is no such code or it was revoked already."""
-        return self.codes.revoke_site_code(code_id, by=by, at=at)
+        return self.codes.revoke_site_code(code_id, by=by, at=at, audit=audit)
 
     def purge_site_codes_before(self, cutoff: datetime) -> int:
         """Delete issued codes that expired before ``cutoff`` (retention)."""
         return self.codes.purge_site_codes_before(cutoff)
 
     def add_trusted_certificates(
-        self, certificates: list[TrustedRow], *, by: str, at: datetime
+        self,
+        certificates: list[TrustedRow],
+        *,
+        by: str,
+        at: datetime,
+        audit: AuditNote | None = None,
     ) -> int:
         """Add certificates; returns how many were new (the kiosk reloads)."""
-        return self.codes.add_trusted_certificates(certificates, by=by, at=at)
+        return self.codes.add_trusted_certificates(certificates, by=by, at=at, audit=audit)
 
     def trusted_certificates(self) -> list[TrustedRow]:
         """Every trusted certificate, by country then key id."""
         return self.codes.trusted_certificates()
 
-    def remove_trusted_certificates(self, kid: bytes) -> int:
+    def remove_trusted_certificates(self, kid: bytes, *, audit: AuditNote | None = None) -> int:
         """Remove every trusted certificate with key id ``kid``; returns how many."""
-        return self.codes.remove_trusted_certificates(kid)
+        return self.codes.remove_trusted_certificates(kid, audit=audit)

@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from kiosk.errors import StoreError
+from kiosk.store.audit import write_audit
 from kiosk.store.connection import Connection
-from kiosk.store.values import User, from_text, to_text
+from kiosk.store.values import AuditNote, User, from_text, to_text
 
 
 class AccountRepository:
@@ -20,8 +21,19 @@ class AccountRepository:
     def __init__(self, db: Connection) -> None:
         self._db = db
 
-    def add_user(self, name: str, *, role: str, password_hash: str, at: datetime) -> User:
-        """Create an account; StoreError if the name is taken (names ignore case)."""
+    def add_user(
+        self,
+        name: str,
+        *,
+        role: str,
+        password_hash: str,
+        at: datetime,
+        audit: AuditNote | None = None,
+    ) -> User:
+        """Create an account; StoreError if the name is taken (names ignore case).
+
+        ``audit`` is written in the same transaction.
+        """
         with self._db.write("add the user") as conn:
             exists = conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone()
             if exists:
@@ -31,6 +43,7 @@ class AccountRepository:
                 "password_changed_at_utc) VALUES (?, ?, ?, 0, ?, ?)",
                 (name, role, password_hash, to_text(at), to_text(at)),
             )
+            write_audit(conn, audit)
         user = self.user_by_name(name)
         assert user is not None
         return user
@@ -59,9 +72,13 @@ class AccountRepository:
         )
         return int(rows[0][0])
 
-    def set_user_disabled(self, user_id: int, disabled: bool) -> None:
+    def set_user_disabled(
+        self, user_id: int, disabled: bool, *, audit: AuditNote | None = None
+    ) -> None:
+        """Disable (or enable) an account; ``audit`` is written in the same transaction."""
         with self._db.write("update the user") as conn:
             conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
+            write_audit(conn, audit)
 
     def end_sessions(self, user_id: int) -> None:
         """Invalidate every session of this user (logout, everywhere)."""
@@ -70,12 +87,17 @@ class AccountRepository:
                 "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = ?", (user_id,)
             )
 
-    def set_password(self, user_id: int, password_hash: str, *, at: datetime) -> None:
+    def set_password(
+        self, user_id: int, password_hash: str, *, at: datetime, audit: AuditNote | None = None
+    ) -> None:
+        """Replace a password hash (ending the account's sessions, which carry the
+        change time); ``audit`` is written in the same transaction."""
         with self._db.write("change the password") as conn:
             conn.execute(
                 "UPDATE users SET password_hash = ?, password_changed_at_utc = ? WHERE id = ?",
                 (password_hash, to_text(at), user_id),
             )
+            write_audit(conn, audit)
 
 
 USER_COLUMNS = (

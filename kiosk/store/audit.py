@@ -13,7 +13,7 @@ from typing import Any
 
 from kiosk.errors import StoreError
 from kiosk.store.connection import Connection
-from kiosk.store.values import AuditEntry, from_text, to_text
+from kiosk.store.values import AuditEntry, AuditNote, from_text, to_text
 
 
 class AuditRepository:
@@ -82,3 +82,23 @@ def insert_audit(
         (to_text(at), actor, action, json.dumps(detail, ensure_ascii=False), row_count),
     )
     return int(cursor.lastrowid or 0)
+
+
+def write_audit(
+    conn: sqlite3.Connection,
+    note: AuditNote | None,
+    *,
+    row_count: int | None = None,
+    **extra: Any,
+) -> None:
+    """Write ``note`` (if any) inside the caller's transaction, its detail
+    completed with ``extra``: the audit half of a change and its audit row."""
+    if note is not None:
+        insert_audit(
+            conn,
+            actor=note.actor,
+            action=note.action,
+            detail={**note.detail, **extra},
+            at=note.at,
+            row_count=row_count,
+        )

@@ -10,8 +10,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+from kiosk.store.audit import write_audit
 from kiosk.store.connection import Connection
-from kiosk.store.values import SiteCode, TrustedRow, from_text, to_text
+from kiosk.store.values import AuditNote, SiteCode, TrustedRow, from_text, to_text
 
 
 class CodeRepository:
@@ -75,14 +76,21 @@ class CodeRepository:
         )
         return bool(rows)
 
-    def revoke_site_code(self, code_id: str, *, by: str, at: datetime) -> bool:
-        """Revoke; False if there is no such code or it was revoked already."""
+    def revoke_site_code(
+        self, code_id: str, *, by: str, at: datetime, audit: AuditNote | None = None
+    ) -> bool:
+        """Revoke; False if there is no such code or it was revoked already.
+
+        ``audit`` is written in the same transaction, if the code was revoked now.
+        """
         with self._db.write("revoke the code") as conn:
             cursor = conn.execute(
                 "UPDATE site_codes SET revoked_at_utc = ?, revoked_by = ? "
                 "WHERE id = ? AND revoked_at_utc IS NULL",
                 (to_text(at), by, code_id),
             )
+            if cursor.rowcount > 0:
+                write_audit(conn, audit)
             return cursor.rowcount > 0
 
     def purge_site_codes_before(self, cutoff: datetime) -> int:
@@ -98,10 +106,19 @@ class CodeRepository:
     # the running kiosk reloads its trust list)
 
     def add_trusted_certificates(
-        self, certificates: list[TrustedRow], *, by: str, at: datetime
+        self,
+        certificates: list[TrustedRow],
+        *,
+        by: str,
+        at: datetime,
+        audit: AuditNote | None = None,
     ) -> int:
         """Add certificates (``id``, ``added_*`` of the rows are ignored);
-        returns how many were new. One transaction; the kiosk reloads."""
+        returns how many were new. One transaction; the kiosk reloads.
+
+        ``audit`` is written in the same transaction, with the number added
+        as its row count and as ``"added"`` in its detail.
+        """
         added = 0
         with self._db.write("add trusted certificates") as conn:
             for cert in certificates:
@@ -123,6 +140,7 @@ class CodeRepository:
                 added += cursor.rowcount
             if added:
                 conn.execute("UPDATE settings_meta SET version = version + 1 WHERE id = 1")
+            write_audit(conn, audit, row_count=added, added=added)
         return added
 
     def trusted_certificates(self) -> list[TrustedRow]:
@@ -148,15 +166,18 @@ class CodeRepository:
             for r in rows
         ]
 
-    def remove_trusted_certificates(self, kid: bytes) -> int:
-        """Remove every trusted certificate with key id ``kid``; returns how many."""
+    def remove_trusted_certificates(self, kid: bytes, *, audit: AuditNote | None = None) -> int:
+        """Remove every trusted certificate with key id ``kid``; returns how many.
+
+        ``audit`` is written in the same transaction, if any was removed, with
+        the number as its row count.
+        """
         with self._db.write("remove trusted certificates") as conn:
             cursor = conn.execute("DELETE FROM trusted_certificates WHERE kid = ?", (kid,))
             if cursor.rowcount:
                 conn.execute("UPDATE settings_meta SET version = version + 1 WHERE id = 1")
+                write_audit(conn, audit, row_count=cursor.rowcount)
             return cursor.rowcount
-
-    # ----------------------------------------------------------------- the CSV export's rows
 
 
 SITE_CODE_COLUMNS = (

@@ -12,10 +12,12 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from kiosk.store.audit import write_audit
 from kiosk.store.connection import Connection
 from kiosk.store.events import EventRepository
 from kiosk.store.values import (
     AdmitRequest,
+    AuditNote,
     DenylistEntry,
     Event,
     KioskHealth,
@@ -52,8 +54,13 @@ class SiteRepository:
         rows = self._db.read("read site settings", "SELECT name, value_json FROM site_settings", ())
         return {str(name): json.loads(value) for name, value in rows}
 
-    def save_site_settings(self, values: dict[str, Any], *, by: str, at: datetime) -> int:
-        """Store changed settings and bump the version the kiosk polls; returns it."""
+    def save_site_settings(
+        self, values: dict[str, Any], *, by: str, at: datetime, audit: AuditNote | None = None
+    ) -> int:
+        """Store changed settings and bump the version the kiosk polls; returns it.
+
+        ``audit`` is written in the same transaction.
+        """
         with self._db.write("save site settings") as conn:
             for name, value in values.items():
                 conn.execute(
@@ -65,6 +72,7 @@ class SiteRepository:
                 )
             conn.execute("UPDATE settings_meta SET version = version + 1 WHERE id = 1")
             (version,) = conn.execute("SELECT version FROM settings_meta WHERE id = 1").fetchone()
+            write_audit(conn, audit)
         return int(version)
 
     # ----------------------------------------------------------------- denylist
@@ -85,10 +93,20 @@ class SiteRepository:
         note: str,
         at: datetime,
         added_by: str | None = None,
-    ) -> None:
-        """Deny this person from now on; adding again replaces label, note and time."""
+        audit: AuditNote | None = None,
+    ) -> bool:
+        """Deny this person from now on; adding again replaces label, note and time.
+
+        Returns whether the person was on the list already (``"replaced"`` in
+        the detail of ``audit``, which is written in the same transaction).
+        """
         added_at = to_text(at)
         with self._db.write("update the denylist") as conn:
+            replaced = bool(
+                conn.execute(
+                    "SELECT 1 FROM denylist WHERE subject_hash = ?", (subject_hash,)
+                ).fetchone()
+            )
             conn.execute(
                 """
                 INSERT INTO denylist (subject_hash, label, note, added_at_utc, added_by)
@@ -101,11 +119,18 @@ class SiteRepository:
                 """,
                 (subject_hash, label, note, added_at, added_by),
             )
+            write_audit(conn, audit, replaced=replaced)
+        return replaced
 
-    def remove_from_denylist(self, subject_hash: str) -> bool:
-        """Lift a denial; ``False`` if the person was not on the list."""
+    def remove_from_denylist(self, subject_hash: str, *, audit: AuditNote | None = None) -> bool:
+        """Lift a denial; ``False`` if the person was not on the list.
+
+        ``audit`` is written in the same transaction, if a denial was lifted.
+        """
         with self._db.write("update the denylist") as conn:
             cursor = conn.execute("DELETE FROM denylist WHERE subject_hash = ?", (subject_hash,))
+            if cursor.rowcount > 0:
+                write_audit(conn, audit)
             return cursor.rowcount > 0
 
     # ----------------------------------------------------------------- health
@@ -196,16 +221,28 @@ class SiteRepository:
     # ----------------------------------------------------------------- admissions by hand
 
     def request_admit(
-        self, *, actor: str, reason: str, display_name: str | None, at: datetime
+        self,
+        *,
+        actor: str,
+        reason: str,
+        display_name: str | None,
+        at: datetime,
+        audit: AuditNote | None = None,
     ) -> int:
-        """A guard's "admit once" from the web; the kiosk carries it out."""
+        """A guard's "admit once" from the web; the kiosk carries it out.
+
+        Returns the request's id, which is also ``"request"`` in the detail of
+        ``audit`` (written in the same transaction).
+        """
         with self._db.write("request an admission") as conn:
             cursor = conn.execute(
                 "INSERT INTO admit_requests (requested_at_utc, actor, reason, display_name) "
                 "VALUES (?, ?, ?, ?)",
                 (to_text(at), actor, reason, display_name),
             )
-            return int(cursor.lastrowid or 0)
+            request_id = int(cursor.lastrowid or 0)
+            write_audit(conn, audit, request=request_id)
+            return request_id
 
     def pending_admits(self, *, now: datetime, max_age_s: float) -> list[AdmitRequest]:
         """Requests to carry out now; older ones are marked expired (the visitor left)."""

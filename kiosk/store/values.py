@@ -372,3 +372,18 @@ class ThrottleCount:
     hits: int
     first_at: datetime
     last_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """An audit row to write in the same transaction as the change it records.
+
+    A store method that takes one writes it only if the change happened, and
+    may add to ``detail`` what only the transaction knows (its docstring says
+    what), so the log never holds a change without its row or the reverse.
+    """
+
+    actor: str
+    action: str
+    detail: dict[str, Any]
+    at: datetime
