@@ -152,7 +152,8 @@ def upload() -> tuple[str, int]:
     now = context.clock.now()
     try:
         before = {row.der for row in context.store.trusted_certificates()}
-        result = import_trust_file(context.store, data, by=user.name, at=now)
+        audit = AuditNote(user.name, "trust-import", {"file": filename}, now)
+        result = import_trust_file(context.store, data, by=user.name, at=now, audit=audit)
     except TrustError as exc:
         # The reason is the parser's English line ("neither a PEM bundle nor ...").
         flash(
@@ -169,18 +170,6 @@ def upload() -> tuple[str, int]:
     if not imported:
         flash(_("Nothing was imported: no certificate in the file could be read."), "error")
         return _page(400, filename=filename, problems=problems, imported=[])
-    context.store.audit(
-        actor=user.name,
-        action="trust-import",
-        detail={
-            "file": filename,
-            "found": len(imported),
-            "added": result.added,
-            "skipped": len(problems),
-        },
-        at=now,
-        row_count=result.added,
-    )
     log.info(
         "%s imported %d new of %d trusted certificates (%d entries skipped)",
         user.name,
