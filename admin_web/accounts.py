@@ -8,7 +8,7 @@ from datetime import datetime
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kiosk.errors import GateError
-from kiosk.store import Store, User
+from kiosk.store import AuditNote, Store, User
 
 ROLES = ("manager", "guard")
 MIN_PASSWORD_CHARS = 10
@@ -36,7 +36,15 @@ def password_problem(password: str, *, name: str) -> str | None:
     return None
 
 
-def add_user(store: Store, name: str, *, role: str, password: str, at: datetime) -> User:
+def add_user(
+    store: Store,
+    name: str,
+    *,
+    role: str,
+    password: str,
+    at: datetime,
+    audit: AuditNote | None = None,
+) -> User:
     if not _NAME.match(name):
         raise AccountError("a user name has 2 to 40 letters, digits, dots, dashes or underscores")
     if role not in ROLES:
@@ -44,14 +52,18 @@ def add_user(store: Store, name: str, *, role: str, password: str, at: datetime)
     problem = password_problem(password, name=name)
     if problem:
         raise AccountError(problem)
-    return store.add_user(name, role=role, password_hash=hash_password(password), at=at)
+    return store.add_user(
+        name, role=role, password_hash=hash_password(password), at=at, audit=audit
+    )
 
 
-def reset_password(store: Store, user: User, password: str, *, at: datetime) -> None:
+def reset_password(
+    store: Store, user: User, password: str, *, at: datetime, audit: AuditNote | None = None
+) -> None:
     problem = password_problem(password, name=user.name)
     if problem:
         raise AccountError(problem)
-    store.set_password(user.id, hash_password(password), at=at)
+    store.set_password(user.id, hash_password(password), at=at, audit=audit)
 
 
 def authenticate(store: Store, name: str, password: str) -> User | None:

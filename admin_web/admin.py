@@ -29,7 +29,7 @@ from admin_web.context import gk
 from kiosk.config import EDITABLE_ON_WEB, SETTINGS, Setting, Settings, with_site_settings
 from kiosk.errors import ConfigError, StoreError
 from kiosk.privacy import subject_hash
-from kiosk.store import User
+from kiosk.store import AuditNote, User
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +237,9 @@ def settings() -> Any:
         return redirect(url_for("admin.settings"))
     user = _user()
     now = gk().clock.now()
-    gk().store.save_site_settings(changes, by=user.name, at=now)
-    gk().store.audit(
-        actor=user.name,
-        action="settings",
-        detail={name: {"old": current[name], "new": new} for name, new in changes.items()},
-        at=now,
+    detail = {name: {"old": current[name], "new": new} for name, new in changes.items()}
+    gk().store.save_site_settings(
+        changes, by=user.name, at=now, audit=AuditNote(user.name, "settings", detail, now)
     )
     log.info("%s changed settings: %s", user.name, ", ".join(sorted(changes)))
     flash(_("Saved. The gate applies the new settings within a few seconds."), "success")
@@ -322,15 +319,14 @@ def denylist_add() -> Any:
     user = _user()
     now = gk().clock.now()
     hashed = subject_hash(gk().hash_key, id_number)
-    replaced = gk().store.is_denylisted(hashed)
-    gk().store.add_to_denylist(
-        hashed, label=typed["label"], note=typed["note"], at=now, added_by=user.name
-    )
-    gk().store.audit(
-        actor=user.name,
-        action="denylist-add",
-        detail={"label": typed["label"], "note": typed["note"], "replaced": replaced},
+    detail = {"label": typed["label"], "note": typed["note"]}  # and whether it "replaced"
+    replaced = gk().store.add_to_denylist(
+        hashed,
+        label=typed["label"],
+        note=typed["note"],
         at=now,
+        added_by=user.name,
+        audit=AuditNote(user.name, "denylist-add", detail, now),
     )
     if replaced:
         flash(_("This person was already on the denylist; the label and note are updated."), "info")
@@ -346,16 +342,10 @@ def denylist_remove() -> Response:
     if not _HASH.fullmatch(hashed):
         abort(400)
     entry = next((e for e in gk().store.denylist_entries() if e.subject_hash == hashed), None)
-    if entry is None or not gk().store.remove_from_denylist(hashed):
+    audit = None if entry is None else _audit("denylist-remove", label=entry.label)
+    if entry is None or not gk().store.remove_from_denylist(hashed, audit=audit):
         flash(_("That entry is no longer on the denylist."), "info")
         return redirect(url_for("admin.denylist"))
-    user = _user()
-    gk().store.audit(
-        actor=user.name,
-        action="denylist-remove",
-        detail={"label": entry.label},
-        at=gk().clock.now(),
-    )
     flash(_("Removed %(label)s from the denylist.", label=entry.label), "success")
     return redirect(url_for("admin.denylist"))
 
@@ -367,6 +357,12 @@ def _user() -> User:
     user = current_user()
     assert user is not None  # login_required let the request through
     return user
+
+
+def _audit(action: str, **detail: Any) -> AuditNote:
+    """An audit row by the logged-in user, now, for the store to write in the
+    change's own transaction."""
+    return AuditNote(_user().name, action, detail, gk().clock.now())
 
 
 def _target(user_id: int) -> User:
@@ -425,19 +421,19 @@ def users_add() -> Any:
     elif gk().store.user_by_name(form["name"]) is not None:
         problem = _("A user named %(name)s already exists.", name=form["name"])
     if problem is None:
-        now = gk().clock.now()
+        audit = _audit("user-add", user=form["name"], role=form["role"])
         try:
-            added = add_user(gk().store, form["name"], role=form["role"], password=password, at=now)
+            added = add_user(
+                gk().store,
+                form["name"],
+                role=form["role"],
+                password=password,
+                at=audit.at,
+                audit=audit,
+            )
         except (AccountError, StoreError) as exc:
             problem = _account_message(exc)
         else:
-            actor = _user()
-            gk().store.audit(
-                actor=actor.name,
-                action="user-add",
-                detail={"user": added.name, "role": added.role},
-                at=now,
-            )
             flash(_("Added %(name)s.", name=added.name), "success")
             return redirect(url_for("admin.users"))
     flash(_("Nobody was added: %(problem)s", problem=problem), "error")
@@ -464,13 +460,8 @@ def users_disable(user_id: int) -> Any:
         flash(problem, "error")
         return _users_page(status=400)
     if not target.disabled:
-        gk().store.set_user_disabled(target.id, True)
-        gk().store.audit(
-            actor=actor.name,
-            action="user-disable",
-            detail={"user": target.name},
-            at=gk().clock.now(),
-        )
+        audit = _audit("user-disable", user=target.name)
+        gk().store.set_user_disabled(target.id, True, audit=audit)
     flash(_("%(name)s is disabled and logged out.", name=target.name), "success")
     return redirect(url_for("admin.users"))
 
@@ -478,14 +469,10 @@ def users_disable(user_id: int) -> Any:
 @bp.post("/users/<rowid:user_id>/enable")
 @login_required("manager")
 def users_enable(user_id: int) -> Response:
-    actor, target = _user(), _target(user_id)
+    target = _target(user_id)
     if target.disabled:
-        gk().store.set_user_disabled(target.id, False)
-        gk().store.audit(
-            actor=actor.name,
-            action="user-enable",
-            detail={"user": target.name},
-            at=gk().clock.now(),
+        gk().store.set_user_disabled(
+            target.id, False, audit=_audit("user-enable", user=target.name)
         )
     flash(_("%(name)s can log in again.", name=target.name), "success")
     return redirect(url_for("admin.users"))
@@ -496,13 +483,13 @@ def users_enable(user_id: int) -> Response:
 def users_password(user_id: int) -> Any:
     actor, target = _user(), _target(user_id)
     password = request.form.get("password", "")
-    now = gk().clock.now()
+    audit = _audit("user-password-reset", user=target.name)
     problem = None
     if password != request.form.get("password2", ""):
         problem = _("The two passwords differ.")
     else:
         try:
-            reset_password(gk().store, target, password, at=now)
+            reset_password(gk().store, target, password, at=audit.at, audit=audit)
         except AccountError as exc:
             problem = _account_message(exc)
     if problem:
@@ -513,12 +500,6 @@ def users_password(user_id: int) -> Any:
         changed = gk().store.user_by_id(actor.id)
         assert changed is not None
         session["pwv"] = changed.password_changed_at.isoformat()
-    gk().store.audit(
-        actor=actor.name,
-        action="user-password-reset",
-        detail={"user": target.name},
-        at=now,
-    )
     flash(
         _("The password of %(name)s is changed; their sessions are ended.", name=target.name),
         "success",

@@ -44,17 +44,16 @@ def wait_after(failures: int) -> timedelta:
 
 
 def _throttle_keys(name: str) -> list[str]:
+    """The throttle's keys of a login: per account and per client address."""
     return [f"user:{name.strip().casefold()}", f"ip:{request.remote_addr or '?'}"]
 
 
 def _seconds_to_wait(keys: list[str]) -> int:
     now = gk().clock.now()
     longest = 0.0
-    for key in keys:
-        failures, last = gk().store.login_failures(key)
-        if last is not None:
-            remaining = (last + wait_after(failures) - now).total_seconds()
-            longest = max(longest, remaining)
+    for count in gk().store.throttle_counts(keys).values():
+        remaining = (count.last_at + wait_after(count.hits) - now).total_seconds()
+        longest = max(longest, remaining)
     return int(longest + 0.999)
 
 
@@ -126,12 +125,10 @@ def login() -> Any:
     user = authenticate(gk().store, name, password)
     now = gk().clock.now()
     if user is None:
-        for key in keys:
-            gk().store.note_login_failure(key, at=now)
+        gk().store.throttle_hit(keys, at=now)
         flash(_("Wrong user name or password."), "error")
         return render_template("login.html", next=request.form.get("next", "")), 401
-    for key in keys:
-        gk().store.clear_login_failures(key)
+    gk().store.throttle_clear(keys)
     # A fresh session: nothing chosen before login (fixation) survives it.
     lang = session.get("lang")
     session.clear()

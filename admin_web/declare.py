@@ -55,7 +55,7 @@ from kiosk.declarations import (
     questions_setting,
 )
 from kiosk.keys import KeysError
-from kiosk.store import SiteCode, User
+from kiosk.store import AuditNote, SiteCode, User
 
 log = logging.getLogger(__name__)
 
@@ -250,36 +250,22 @@ def _form_context(declaring: Declaring, questions: Sequence[Question]) -> dict[s
 # ----------------------------------------------------------------------------- rate limit
 
 
-def _rate_keys() -> tuple[str, str]:
-    """The throttle table's keys for this client address: the count, and the
-    window's start (the time of its first declaration)."""
-    address = request.remote_addr or "?"
-    return f"declare:{address}", f"declare-since:{address}"
+def _rate_key() -> str:
+    """The throttle's key for this client address."""
+    return f"declare:{request.remote_addr or '?'}"
 
 
 def _seconds_until_allowed(limit: int) -> int:
     """0 if this address may declare now, else how long it must wait."""
-    store, now = gk().store, gk().clock.now()
-    count_key, since_key = _rate_keys()
-    _started, since = store.login_failures(since_key)
-    if since is None or now - since >= RATE_WINDOW:
-        if since is not None:
-            store.clear_login_failures(since_key)
-            store.clear_login_failures(count_key)
+    now, key = gk().clock.now(), _rate_key()
+    count = gk().store.throttle_counts([key]).get(key)
+    if count is None or now - count.first_at >= RATE_WINDOW or count.hits < limit:
         return 0
-    count, _last = store.login_failures(count_key)
-    if count < limit:
-        return 0
-    return max(1, math.ceil((since + RATE_WINDOW - now).total_seconds()))
+    return max(1, math.ceil((count.first_at + RATE_WINDOW - now).total_seconds()))
 
 
 def _count_declaration() -> None:
-    store, now = gk().store, gk().clock.now()
-    count_key, since_key = _rate_keys()
-    if store.login_failures(since_key)[1] is None:
-        store.clear_login_failures(count_key)
-        store.note_login_failure(since_key, at=now)
-    store.note_login_failure(count_key, at=now)
+    gk().store.throttle_hit([_rate_key()], at=gk().clock.now(), window=RATE_WINDOW)
 
 
 # ----------------------------------------------------------------------------- public form
@@ -416,14 +402,10 @@ def revoke_issued(code_id: str, kind: str) -> tuple[SiteCode, bool]:
         abort(404)
     user = _user()
     now = gk().clock.now()
-    revoked = gk().store.revoke_site_code(code.id, by=user.name, at=now)
+    detail = {"code": code.id, "kind": code.kind, "name": code.name}
+    audit = AuditNote(user.name, "revoke", detail, now)
+    revoked = gk().store.revoke_site_code(code.id, by=user.name, at=now, audit=audit)
     if revoked:
-        gk().store.audit(
-            actor=user.name,
-            action="revoke",
-            detail={"code": code.id, "kind": code.kind, "name": code.name},
-            at=now,
-        )
         log.info("%s revoked %s %s", user.name, code.kind, code.id)
     return code, revoked
 
@@ -579,12 +561,12 @@ def questions() -> Any:
         return redirect(url_for("declare.questions"))
     user = _user()
     now = gk().clock.now()
-    gk().store.save_site_settings({QUESTIONS_SETTING: questions_setting(new)}, by=user.name, at=now)
-    gk().store.audit(
-        actor=user.name,
-        action="questions",
-        detail={"old": questions_setting(current), "new": questions_setting(new)},
+    detail = {"old": questions_setting(current), "new": questions_setting(new)}
+    gk().store.save_site_settings(
+        {QUESTIONS_SETTING: questions_setting(new)},
+        by=user.name,
         at=now,
+        audit=AuditNote(user.name, "questions", detail, now),
     )
     log.info("%s changed the declaration questions", user.name)
     flash(_("Saved. New declarations ask these questions."), "success")

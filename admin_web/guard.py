@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
 from kiosk.admits import ADMIT_MAX_AGE_S
-from kiosk.store import AdmitRequest, User
+from kiosk.store import AdmitRequest, AuditNote, User
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,13 @@ def admit() -> Any:
 
     user = _user()
     now = gk().clock.now()
+    detail = {"reason": form["reason"], "name": form["name"]}  # and the "request" id
     request_id = gk().store.request_admit(
-        actor=user.name, reason=form["reason"], display_name=form["name"] or None, at=now
-    )
-    gk().store.audit(
         actor=user.name,
-        action="admit",
-        detail={"request": request_id, "reason": form["reason"], "name": form["name"]},
+        reason=form["reason"],
+        display_name=form["name"] or None,
         at=now,
+        audit=AuditNote(user.name, "admit", detail, now),
     )
     log.info("%s asked the gate to admit once (request %d)", user.name, request_id)
     return redirect(url_for("guard.admit_status", request_id=request_id))

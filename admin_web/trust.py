@@ -26,7 +26,7 @@ from werkzeug.wrappers.response import Response
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
 from kiosk.errors import StoreError
-from kiosk.store import TrustedRow, User
+from kiosk.store import AuditNote, TrustedRow, User
 from kiosk.trust import KID_BYTES, TrustError
 from kiosk.trust_import import TrustImport, import_trust_file
 
@@ -152,7 +152,8 @@ def upload() -> tuple[str, int]:
     now = context.clock.now()
     try:
         before = {row.der for row in context.store.trusted_certificates()}
-        result = import_trust_file(context.store, data, by=user.name, at=now)
+        audit = AuditNote(user.name, "trust-import", {"file": filename}, now)
+        result = import_trust_file(context.store, data, by=user.name, at=now, audit=audit)
     except TrustError as exc:
         # The reason is the parser's English line ("neither a PEM bundle nor ...").
         flash(
@@ -169,18 +170,6 @@ def upload() -> tuple[str, int]:
     if not imported:
         flash(_("Nothing was imported: no certificate in the file could be read."), "error")
         return _page(400, filename=filename, problems=problems, imported=[])
-    context.store.audit(
-        actor=user.name,
-        action="trust-import",
-        detail={
-            "file": filename,
-            "found": len(imported),
-            "added": result.added,
-            "skipped": len(problems),
-        },
-        at=now,
-        row_count=result.added,
-    )
     log.info(
         "%s imported %d new of %d trusted certificates (%d entries skipped)",
         user.name,
@@ -213,18 +202,11 @@ def remove() -> Response | tuple[str, int]:
         return _page(400)
     context = gk()
     user = _user()
-    removed = context.store.remove_trusted_certificates(kid)
+    audit = AuditNote(user.name, "trust-remove", {"kid": text}, context.clock.now())
+    removed = context.store.remove_trusted_certificates(kid, audit=audit)
     if not removed:
         flash(_("No trusted certificate has key id %(kid)s.", kid=text), "error")
         return _page(404)
-    now = context.clock.now()
-    context.store.audit(
-        actor=user.name,
-        action="trust-remove",
-        detail={"kid": text},
-        at=now,
-        row_count=removed,
-    )
     log.info("%s removed %d trusted certificates with kid %s", user.name, removed, text)
     flash(
         _(

@@ -25,7 +25,6 @@ from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID, VISITOR_UNRECOGNISED
 from kiosk.store import (
     KIOSK_BUSY_TIMEOUT_MS,
     OPEN_RETRY_S,
-    ReopeningStore,
     Store,
 )
 from kiosk.trust_import import TrustImport, import_trust_file
@@ -67,10 +66,10 @@ def open_store(settings: Settings, *, clock: Clock) -> Store:
 
     A database that cannot be opened does not stop the kiosk (systemd would
     restart it in a loop, with the override button dead): the store keeps
-    trying (see :class:`~kiosk.store.ReopeningStore`), the gate refuses every
+    trying (see :meth:`~kiosk.store.Store.open_lazily`), the gate refuses every
     code with ``store-fault`` meanwhile, and works as soon as it opens.
     """
-    store = ReopeningStore(
+    store = Store.open_lazily(
         settings.db_path, monotonic=clock.monotonic, busy_timeout_ms=KIOSK_BUSY_TIMEOUT_MS
     )
     if store.open_error is not None:

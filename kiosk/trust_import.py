@@ -3,10 +3,10 @@ and the CLI share, below both (the parsing is :mod:`kiosk.trust`'s)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from kiosk.store import Store, TrustedRow
+from kiosk.store import AuditNote, Store, TrustedRow
 from kiosk.trust import ParsedTrustFile, TrustedCertificate, parse_trust_file
 
 
@@ -32,11 +32,20 @@ class TrustImport:
     added: int
 
 
-def import_trust_file(store: Store, data: bytes, *, by: str, at: Any) -> TrustImport:
+def import_trust_file(
+    store: Store, data: bytes, *, by: str, at: Any, audit: AuditNote | None = None
+) -> TrustImport:
     """Parse a trust list file (PEM bundle or JSON, see kiosk.trust) and add
     its certificates; a running kiosk picks them up within seconds. Raises
-    TrustError for a file that is not a trust list, StoreError."""
+    TrustError for a file that is not a trust list, StoreError.
+
+    ``audit``, completed with the numbers ``found``, ``skipped`` and
+    ``added``, is written with the certificates, in one transaction (none
+    if the file held no certificate)."""
     parsed = parse_trust_file(data)
     rows = [_row(cert, by=by, at=at) for cert in parsed.certificates]
-    added = store.add_trusted_certificates(rows, by=by, at=at) if rows else 0
+    if audit is not None:
+        found = {"found": len(rows), "skipped": len(parsed.problems)}
+        audit = replace(audit, detail={**audit.detail, **found})
+    added = store.add_trusted_certificates(rows, by=by, at=at, audit=audit) if rows else 0
     return TrustImport(parsed=parsed, added=added)

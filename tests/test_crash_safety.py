@@ -28,6 +28,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+import kiosk.export.csv
 import kiosk.tempfiles
 from admin_web.exports import export_to_file
 from bench.crash_harness import run_export_kills, run_kiosk_kills
@@ -244,13 +245,13 @@ def test_cli_export_without_o_tmpfile_uses_a_hidden_part_file(
     out.mkdir()
     target = out / "log.csv"
     seen: list[list[str]] = []
-    real = store.iter_export_lines  # the CSV export's read
+    real = kiosk.export.csv.iter_export_lines  # the CSV export's read
 
     def watched(*args: Any, **kwargs: Any) -> Iterator[Any]:
         seen.append(os.listdir(out))
         yield from real(*args, **kwargs)
 
-    monkeypatch.setattr(store, "iter_export_lines", watched)
+    monkeypatch.setattr(kiosk.export.csv, "iter_export_lines", watched)
     export_to_file(store, EventFilter(), fmt="csv", path=target, tz=HCM, actor="cli:t", at=AT)
     assert len(seen[0]) == 1
     assert seen[0][0].startswith(".log.csv.")

@@ -90,7 +90,7 @@ def test_open_creates_parent_directory_and_file(db_path: Path) -> None:
 
 def test_open_sets_wal_full_sync_busy_timeout_and_foreign_keys(db_path: Path) -> None:
     with Store.open(db_path, boot_id=BOOT_A, busy_timeout_ms=1234) as store:
-        conn = store._conn
+        conn = store.connection.conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
@@ -228,7 +228,7 @@ def test_record_is_committed_and_visible_to_another_connection_on_return(
     with other_connection(db_path) as conn:
         row = conn.execute("SELECT boot_id, seq, at_utc FROM events WHERE id = ?", (event.id,))
         assert row.fetchone() == (BOOT_A, 1, "2026-01-05T01:00:00.000000Z")
-    assert not store._conn.in_transaction
+    assert not store.connection.conn.in_transaction
 
 
 def test_time_is_stored_as_fixed_width_utc_text(store: Store, db_path: Path) -> None:
@@ -260,7 +260,7 @@ def test_record_raises_store_error_while_another_process_holds_the_write_lock(
             finally:
                 web.execute("ROLLBACK")
         assert ALICE not in str(raised.value)
-        assert not store._conn.in_transaction
+        assert not store.connection.conn.in_transaction
         assert count_rows(db_path, "events") == 1
         assert count_rows(db_path, "presence") == 1
         # The lock is gone: the store works again, and the failed attempt used no number.
@@ -278,7 +278,7 @@ def test_failed_insert_rolls_back_and_leaves_nothing_half_written(
         )
     with pytest.raises(StoreError, match="disk on fire"):
         store.record(scan())
-    assert not store._conn.in_transaction
+    assert not store.connection.conn.in_transaction
     assert count_rows(db_path, "events") == 0
 
 
@@ -561,7 +561,7 @@ def test_hcert_identity_is_stored_and_read_back_everywhere(store: Store, db_path
 def test_identity_migration_keeps_an_existing_log(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kiosk.store as store_module
+    import kiosk.store.migrations as store_module
 
     names = [name for name, _ in MIGRATIONS]
     before = MIGRATIONS[: names.index("0006_event_identity")]
@@ -622,7 +622,7 @@ def test_a_later_boot_sorts_after_an_earlier_one_whatever_its_clock(db_path: Pat
 def test_boot_order_migration_numbers_existing_boots_by_first_row(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kiosk.store as store_module
+    import kiosk.store.migrations as store_module
 
     names = [name for name, _ in MIGRATIONS]
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[: names.index("0008_boot_order")])
@@ -654,7 +654,7 @@ def test_a_time_range_with_a_decision_is_searched_by_time(store: Store) -> None:
     sql, params = where.sql()
     plan = " ".join(
         row[3]
-        for row in store._conn.execute(
+        for row in store.connection.conn.execute(
             f"EXPLAIN QUERY PLAN SELECT id FROM events WHERE {sql}", params
         )
     )
@@ -672,7 +672,7 @@ def test_with_concurrent_reads_a_slow_read_does_not_hold_up_other_threads(
 ) -> None:
     # The web serves requests on several threads: one slow page (a query held
     # here inside SQLite) must not make every other request wait behind it.
-    import kiosk.store as store_module
+    import kiosk.store.connection as store_module
 
     inside, release = threading.Event(), threading.Event()
 
@@ -681,17 +681,17 @@ def test_with_concurrent_reads_a_slow_read_does_not_hold_up_other_threads(
         release.wait(timeout=120)
         return value
 
-    add_functions = store_module._add_functions
+    add_functions = store_module.add_functions
 
     def with_held(conn: sqlite3.Connection) -> None:
         add_functions(conn)
         conn.create_function("held", 1, held)
 
-    monkeypatch.setattr(store_module, "_add_functions", with_held)
+    monkeypatch.setattr(store_module, "add_functions", with_held)
     with Store.open(db_path, boot_id=BOOT_A, concurrent_reads=True) as store:
         recorded = store.record(scan())
         slow = threading.Thread(
-            target=store._read, args=("hold", "SELECT held(id) FROM events", ())
+            target=store.connection.read, args=("hold", "SELECT held(id) FROM events", ())
         )
         slow.start()
         try:
@@ -723,4 +723,4 @@ def test_without_concurrent_reads_one_connection_serves_every_thread(db_path: Pa
             thread.start()
         for thread in threads:
             thread.join()
-        assert store._reader_conns == []  # the one shared connection did all
+        assert store.connection.reader_conns == []  # type: ignore[attr-defined]  # the one shared connection did all

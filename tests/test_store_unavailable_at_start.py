@@ -42,7 +42,7 @@ from kiosk.demo_codes import demo_vaccine_passport
 from kiosk.errors import StoreError
 from kiosk.privacy import load_or_create_key
 from kiosk.samples import VISITOR_CCCD, VISITOR_PC_COVID
-from kiosk.store import OPEN_RETRY_S, NewEvent, ReopeningStore, Store
+from kiosk.store import OPEN_RETRY_S, NewEvent, Store
 from tests import storage_fault_scenario as scenario
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def test_a_database_that_cannot_be_opened_is_tried_again_each_second_then_used(t
     blocker = tmp_path / "data"
     blocker.write_text("not a folder")  # the data folder cannot be created
     clock = FakeClock()
-    store = ReopeningStore(blocker / "gatekiosk.db", monotonic=clock.monotonic, boot_id="b")
+    store = Store.open_lazily(blocker / "gatekiosk.db", monotonic=clock.monotonic, boot_id="b")
 
     assert store.open_error is not None
     assert "cannot create the database directory: File exists" in str(store.open_error)
@@ -102,7 +102,7 @@ def test_a_database_that_cannot_be_opened_is_tried_again_each_second_then_used(t
 
 def test_a_store_that_opens_at_once_behaves_as_a_store(tmp_path):
     clock = FakeClock()
-    with ReopeningStore(tmp_path / "gatekiosk.db", monotonic=clock.monotonic) as store:
+    with Store.open_lazily(tmp_path / "gatekiosk.db", monotonic=clock.monotonic) as store:
         assert store.open_error is None
         event = store.record(scenario_event(clock))
         assert store.event_by_id(event.id) == event

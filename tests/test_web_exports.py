@@ -69,8 +69,8 @@ def test_each_csv_chunk_counts_exactly_the_rows_handed_out_with_it(
     web_store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, zone: str
 ) -> None:
     """The count an audit takes, for SQLite's lines and (summer time) for Events alike."""
-    monkeypatch.setattr("kiosk.export.CSV_CHUNK_CHARS", 300)  # a few rows a chunk
-    monkeypatch.setattr("kiosk.export._STORE_CSV_BATCH", 3)
+    monkeypatch.setattr("kiosk.export.csv.CSV_CHUNK_CHARS", 300)  # a few rows a chunk
+    monkeypatch.setattr("kiosk.export.csv._STORE_CSV_BATCH", 3)
     fill(web_store, clock, 20)
     sent = b""
     counts = []
@@ -138,8 +138,8 @@ def test_csv_download_brings_its_audit_up_to_date_as_rows_leave(
 ) -> None:
     """What a web process killed midway leaves: the count of the last update, made
     when a chunk is handed out a second or more after the one before."""
-    monkeypatch.setattr("kiosk.export.CSV_CHUNK_CHARS", 1)  # one chunk per row
-    monkeypatch.setattr("kiosk.export._STORE_CSV_BATCH", 1)
+    monkeypatch.setattr("kiosk.export.csv.CSV_CHUNK_CHARS", 1)  # one chunk per row
+    monkeypatch.setattr("kiosk.export.csv._STORE_CSV_BATCH", 1)
     fill(web_store, clock, 5)
     response = manager.get("/export.csv")
     chunks = iter(cast(Iterator[bytes], response.response))  # as a WSGI server takes them

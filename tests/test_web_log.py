@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import kiosk.export.csv
 from admin_web.exports import export_to_file
 from admin_web.forms import parse_local
 from kiosk.clock import FakeClock
@@ -551,8 +552,8 @@ def test_csv_export_of_a_date_range_audits_the_range(
 def test_interrupted_csv_download_is_audited_as_incomplete(
     manager: FlaskClient, web_store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("kiosk.export.CSV_CHUNK_CHARS", 1)  # one chunk per row
-    monkeypatch.setattr("kiosk.export._STORE_CSV_BATCH", 1)  # (one line from SQLite at a time)
+    monkeypatch.setattr("kiosk.export.csv.CSV_CHUNK_CHARS", 1)  # one chunk per row
+    monkeypatch.setattr("kiosk.export.csv._STORE_CSV_BATCH", 1)  # (one line from SQLite at a time)
     for _ in range(5):
         record(web_store, clock)
     response = manager.get("/export.csv")
@@ -683,8 +684,9 @@ def test_failed_export_to_file_leaves_no_partial_file(
     target.write_bytes(b"the previous export")
     # The CSV is read through the store's fast path, the XLSX as events:
     # either fails after its first batch.
-    for name in ("iter_events", "iter_export_lines"):
-        monkeypatch.setattr(filled_store, name, failing_after_one(getattr(filled_store, name)))
+    monkeypatch.setattr(filled_store, "iter_events", failing_after_one(filled_store.iter_events))
+    lines = failing_after_one(kiosk.export.csv.iter_export_lines)
+    monkeypatch.setattr(kiosk.export.csv, "iter_export_lines", lines)
     with pytest.raises(StoreError):
         export_to_file(
             filled_store, EventFilter(), fmt="csv", path=target, tz=HCM, actor="cli:x", at=DAY

@@ -1,0 +1,295 @@
+"""The CSV export: from Events, or straight from the store with SQLite formatting the cells.
+
+The format is chosen for Excel (see :func:`write_csv`); the store-backed
+path (:func:`write_store_csv`) writes the same bytes several times faster.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import IO
+from zoneinfo import ZoneInfo
+
+from kiosk.export.columns import (
+    EXPORT_COLUMNS,
+    LINE_SEPARATOR,
+    header_row,
+    iter_export_lines,
+    neutralise,
+)
+from kiosk.store import Event, EventFilter, Store
+
+log = logging.getLogger(__name__)
+
+
+# CSV text is handed out (or written) in chunks of about this many characters:
+# big enough that a streaming HTTP response is not dominated by per-chunk
+# overhead, small enough to be irrelevant to memory.
+CSV_CHUNK_CHARS = 64 * 1024
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _text(value: str | None) -> str:
+    return "" if value is None else neutralise(value)
+
+
+def _csv_row(event: Event, tz: ZoneInfo) -> list[str]:
+    """One event as CSV fields, in the order of EXPORT_COLUMNS."""
+    at_utc = event.at.astimezone(UTC).replace(tzinfo=None)
+    local = event.at.astimezone(tz).replace(tzinfo=None)
+    return [
+        local.isoformat(" ", "seconds"),
+        at_utc.isoformat(timespec="microseconds") + "Z",
+        _text(event.gate_id),
+        _text(event.direction),
+        _text(event.decision),
+        _text(event.reason),
+        _text(event.kind),
+        _text(event.display_name),
+        _text(event.masked_id),
+        _text(event.id_number),
+        # TRUE/FALSE: what Excel shows for the XLSX export's booleans, and parses back as such.
+        "TRUE" if event.override else "FALSE",
+        _text(event.warning),
+        "TRUE" if event.clock_synced else "FALSE",
+        _text(event.boot_id),
+        str(event.seq),
+        _text(event.id),
+        _text(event.birth_date),
+        _text(event.name_latin),
+    ]
+
+
+class _CsvChunks:
+    """A CSV writer over a text buffer that hands out encoded chunks of about
+    CSV_CHUNK_CHARS; the first chunk starts with the BOM and the header row."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        self.writer.writerow([neutralise(label) for label in header_row(tz)])
+        self._prefix = UTF8_BOM
+
+    def _take(self) -> bytes:
+        # errors="replace": a lone surrogate (impossible from SQLite, possible from a
+        # hand-made Event) costs one character, not the whole export.
+        chunk = self._prefix + self.buffer.getvalue().encode("utf-8", "replace")
+        self._prefix = b""
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        return chunk
+
+    def full_chunk(self) -> bytes | None:
+        return self._take() if self.buffer.tell() >= CSV_CHUNK_CHARS else None
+
+    def last_chunk(self) -> bytes | None:
+        return self._take() if self.buffer.tell() or self._prefix else None
+
+
+CountedChunks = Iterator[tuple[bytes, int]]
+"""CSV chunks, each with the number of data rows in it and in every chunk before it.
+
+A chunk holds whole rows only, and at least the header comes out, so the
+count beside the last chunk is the export's number of rows; beside any chunk,
+it is exactly the rows handed out with it and before it (what an audit of a
+download cut short counts)."""
+
+
+def _csv_chunks(events: Iterable[Event], tz: ZoneInfo) -> CountedChunks:
+    """Encoded CSV chunks (the first starts with the BOM), counted (see :data:`CountedChunks`)."""
+    out = _CsvChunks(tz)
+    rows = 0
+    for event in events:
+        out.writer.writerow(_csv_row(event, tz))
+        rows += 1
+        if chunk := out.full_chunk():
+            yield chunk, rows
+    if chunk := out.last_chunk():
+        yield chunk, rows
+
+
+def _write_chunks(chunks: CountedChunks, out: IO[bytes]) -> int:
+    """Write the chunks to ``out``; the number of data rows."""
+    rows = 0
+    for chunk, rows in chunks:  # noqa: B007 - the last count is the total
+        out.write(chunk)
+    log.info("exported %d events as CSV", rows)
+    return rows
+
+
+def iter_csv(events: Iterable[Event], *, tz: ZoneInfo) -> Iterator[bytes]:
+    """The CSV export as byte chunks of about 64 KiB, for a streaming HTTP response.
+
+    Lazy: ``events`` is consumed only as chunks are taken, so a Flask
+    ``Response(iter_csv(...))`` never holds more than one chunk. The format is
+    that of :func:`write_csv`. Example::
+
+        return Response(iter_csv(events, tz=tz), mimetype="text/csv")
+    """
+    return (chunk for chunk, _ in _csv_chunks(events, tz))
+
+
+def write_csv(events: Iterable[Event], out: IO[bytes], *, tz: ZoneInfo) -> int:
+    """Write ``events`` to the binary stream ``out`` as CSV; return the number of data rows.
+
+    The format is chosen for Excel, which is what managers open it with:
+    UTF-8 with a byte-order mark (without it Excel reads Vietnamese names as
+    Windows-1252 mojibake), comma-separated, fields quoted only when needed,
+    CRLF line ends, a header row first. ``out`` is binary because the
+    encoding and line ends are part of the format, not the caller's choice.
+    Every text cell is passed through :func:`neutralise`. If ``events``
+    raises, the exception propagates and ``out`` holds a partial export,
+    which the caller discards.
+    """
+    return _write_chunks(_csv_chunks(events, tz), out)
+
+
+# --------------------------------------------------------------------------- CSV from the store
+
+# Lines the store-backed CSV export takes from SQLite at a time (about 50 KiB).
+_STORE_CSV_BATCH = 256
+
+# The span in which the store-backed export lets SQLite shift UTC to local time,
+# when the zone keeps one offset all through it (checked day by day).
+_FIXED_SPAN_YEARS = (2000, 2050)
+
+
+def fixed_offset_span(tz: ZoneInfo) -> tuple[int, tuple[str, str]] | None:
+    """``(offset_min, (start, end))`` if ``tz`` keeps one whole-minute offset from
+    UTC at noon and midnight of every day in 2000-2049, else None.
+
+    ``start`` and ``end`` are UTC texts in the store's format, so that a row's
+    ``at_utc`` text compares with them. Stricter than :func:`local_time_label`
+    (which probes four days a year), because here every row's local time
+    depends on it: outside the span, or for any other zone, local time is
+    computed in Python exactly as :func:`write_csv` does.
+    """
+    first, end = (datetime(year, 1, 1, tzinfo=UTC) for year in _FIXED_SPAN_YEARS)
+    offset = first.astimezone(tz).utcoffset()
+    if offset is None or offset % timedelta(minutes=1):
+        return None
+    at = first
+    half_day = timedelta(hours=12)
+    while at < end:
+        if at.astimezone(tz).utcoffset() != offset:
+            return None
+        at += half_day
+    span = (first.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), end.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    return offset // timedelta(minutes=1), span
+
+
+# A cell (after the first) that neutralise() might change: one that does not start
+# with an ASCII letter or digit or a letter of Latin-1, Latin Extended-A/B or Latin
+# Extended Additional (Vietnamese: Đ, Ấ...), ranges with no space, format character
+# or formula sign. Empty cells are fine, the last one of a line too (the newline
+# after it is the batch's join, not a cell).
+_MAYBE_FORMULA = re.compile("\x1f[^\x1f\n0-9A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
+
+
+def _unusable_lines(lines: list[str | None]) -> list[int]:
+    """Positions of the lines from SQLite that are not CSV lines once separators
+    become commas: missing, no local time, not one cell per column, a cell to
+    quote or to neutralise.
+
+    The whole batch is tested at once (a handful of scans in C); only a batch
+    that fails is looked at line by line.
+    """
+    if None not in lines and _block_usable("\n".join(lines), len(lines)):  # type: ignore[arg-type]
+        return []
+    return [i for i, line in enumerate(lines) if line is None or not _block_usable(line, 1)]
+
+
+def _block_usable(block: str, count: int) -> bool:
+    return (
+        block.count("\n") == count - 1
+        and block.count(LINE_SEPARATOR) == count * (len(EXPORT_COLUMNS) - 1)
+        and "," not in block
+        and '"' not in block
+        and "\r" not in block
+        and not block.startswith(LINE_SEPARATOR)  # no local time
+        and "\n" + LINE_SEPARATOR not in block
+        and _MAYBE_FORMULA.search(block) is None
+    )
+
+
+def _store_csv_chunks(store: Store, where: EventFilter, tz: ZoneInfo) -> CountedChunks:
+    """The bytes of :func:`_csv_chunks` for the store's events, from lines SQLite formatted;
+    counted the same way (see :data:`CountedChunks`)."""
+    fixed = fixed_offset_span(tz)
+    if fixed is None:  # a zone with daylight saving time: local time is Python's to compute
+        yield from _csv_chunks(store.iter_events(where), tz)
+        return
+    batches = iter_export_lines(
+        store,
+        where,
+        unusable=_unusable_lines,
+        local_offset_min=fixed[0],
+        local_span=fixed[1],
+        batch=_STORE_CSV_BATCH,
+    )
+    out = _CsvChunks(tz)
+    count = 0
+    for batch in batches:
+        count += len(batch)
+        run: list[str] = []  # consecutive lines from SQLite
+        for line in batch:
+            if isinstance(line, str):
+                run.append(line)
+                continue
+            _write_lines(out.buffer, run)
+            run = []
+            out.writer.writerow(_csv_row(line, tz))
+        _write_lines(out.buffer, run)
+        if chunk := out.full_chunk():
+            yield chunk, count
+    if chunk := out.last_chunk():
+        yield chunk, count
+
+
+def _write_lines(buffer: io.StringIO, lines: list[str]) -> None:
+    if lines:
+        buffer.write("\r\n".join(lines).replace(LINE_SEPARATOR, ","))
+        buffer.write("\r\n")
+
+
+def iter_store_csv(store: Store, where: EventFilter, *, tz: ZoneInfo) -> Iterator[bytes]:
+    """The CSV export of the events ``where`` selects, as byte chunks, straight from the store.
+
+    Byte for byte what :func:`iter_csv` gives for ``store.iter_events(where)``
+    (the chunk boundaries may differ), several times faster: SQLite formats
+    the cells (local time too, when the zone keeps one offset; see
+    :func:`fixed_offset_span`) and only rows with a cell that could need
+    neutralising pass through :func:`neutralise`. Lazy, like :func:`iter_csv`.
+    """
+    return (chunk for chunk, _ in _store_csv_chunks(store, where, tz))
+
+
+def iter_store_csv_counted(store: Store, where: EventFilter, *, tz: ZoneInfo) -> CountedChunks:
+    """The chunks of :func:`iter_store_csv`, each with the number of data rows in it
+    and in the chunks before it (:data:`CountedChunks`): for a streamed download
+    whose audit must say how many rows left, even when it is cut short.
+
+    Example::
+
+        for chunk, rows in iter_store_csv_counted(store, where, tz=tz):
+            send(chunk)  # ``rows`` rows have now been sent
+    """
+    return _store_csv_chunks(store, where, tz)
+
+
+def write_store_csv(store: Store, where: EventFilter, out: IO[bytes], *, tz: ZoneInfo) -> int:
+    """Write the CSV export of the events ``where`` selects to ``out``; return the rows.
+
+    The bytes are those of :func:`write_csv` for ``store.iter_events(where)``;
+    see :func:`iter_store_csv` for why it is faster.
+    """
+    return _write_chunks(_store_csv_chunks(store, where, tz), out)
