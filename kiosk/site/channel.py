@@ -11,10 +11,17 @@ from typing import Protocol
 
 
 class Channel(Protocol):
-    def subscriptions(self) -> list[str]: ...  # topic filters to subscribe (QoS 1)
-    def on_message(self, topic: str, payload: bytes) -> None: ...  # called on the sync thread; may write the DB
-    def publications(self, limit: int) -> list[Publication]: ...  # what to publish now (may be empty)
-    def published(self, items: list[Publication]) -> None: ...  # broker acknowledged these (PUBACK)
+    # topic filters to subscribe (QoS 1)
+    def subscriptions(self) -> list[str]: ...
+
+    # called on the sync thread; may write the DB
+    def on_message(self, topic: str, payload: bytes) -> None: ...
+
+    # what to publish now (may be empty)
+    def publications(self, limit: int) -> list[Publication]: ...
+
+    # broker acknowledged these (PUBACK)
+    def published(self, items: list[Publication]) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,12 @@ from kiosk.store.connection import (
 from kiosk.store.events import EventRepository
 from kiosk.store.migrations import MIGRATIONS, migrate
 from kiosk.store.site import SiteRepository
+from kiosk.store.site_presence import (
+    PartitionSnapshot,
+    PresenceConflict,
+    PresenceFact,
+    SitePresenceRepository,
+)
 from kiosk.store.throttle import ThrottleRepository
 from kiosk.store.values import (
     DECISIONS,
@@ -98,7 +104,10 @@ __all__ = [
     "EventFilter",
     "KioskHealth",
     "NewEvent",
+    "PartitionSnapshot",
     "Presence",
+    "PresenceConflict",
+    "PresenceFact",
     "SiteCode",
     "Store",
     "StoreError",
@@ -117,7 +126,8 @@ class Store:
 
     Every method is its area's repository's (``store.events``,
     ``store.accounts``, ``store.audit_log``, ``store.site``, ``store.codes``,
-    ``store.throttle``),
+    ``store.throttle``, ``store.site_presence``: other gates' facts, read
+    through ``store.site_presence`` itself),
     so callers need only the store; all of them share ``connection``. A
     method that changes what a manager may audit takes an ``audit``
     (:class:`AuditNote`) and writes it in the change's own transaction.
@@ -134,6 +144,7 @@ class Store:
         self.audit_log = AuditRepository(connection)
         self.codes = CodeRepository(connection)
         self.throttle = ThrottleRepository(connection)
+        self.site_presence = SitePresenceRepository(connection)
 
     @classmethod
     def open(

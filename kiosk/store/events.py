@@ -17,6 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kiosk.store.connection import Connection, read_snapshot
+from kiosk.store.site_presence import (
+    AFTER_EVERYTHING,
+    SITE_INSIDE_SQL,
+    SITE_OCCUPANCY_SQL,
+    SitePresenceRepository,
+    purge_facts_before,
+)
 from kiosk.store.values import (
     LOG_ORDER,
     LOG_ORDER_NEWEST_FIRST,
@@ -51,6 +58,7 @@ class EventRepository:
     def __init__(self, db: Connection, *, boot_id: str) -> None:
         self._db = db
         self.boot_id = boot_id
+        self._site = SitePresenceRepository(db)
 
     def record(self, event: NewEvent) -> Event:
         """Append ``event`` to the log and update presence, durably, in one transaction.
@@ -174,10 +182,17 @@ class EventRepository:
     def presence_of(self, subject_hash: str, *, now: datetime, expiry_h: float) -> Presence | None:
         """This person's presence, or ``None`` if they are not inside.
 
-        An entry older than ``expiry_h`` hours counts as gone: people leave
-        without scanning out, and a stale presence must not block them (or
-        inflate occupancy) forever.
+        Site-wide: when another gate's fact about them comes later in the
+        site's order than this gate's own events, it decides (see
+        :mod:`kiosk.store.site_presence`). An entry older than ``expiry_h``
+        hours counts as gone: people leave without scanning out, and a stale
+        presence must not block them (or inflate occupancy) forever.
         """
+        remote_has_last_word, remote = self._site.remote_presence(
+            subject_hash, now=now, expiry_h=expiry_h
+        )
+        if remote_has_last_word:
+            return remote
         rows = self._db.read(
             "read presence",
             "SELECT subject_hash, display_name, masked_id, entered_at_utc, event_id, gate_id "
@@ -197,11 +212,11 @@ class EventRepository:
         )
 
     def occupancy(self, *, now: datetime, expiry_h: float) -> int:
-        """How many people are inside, with the same expiry as :meth:`presence_of`."""
+        """How many people are inside site-wide, with the same expiry as :meth:`presence_of`."""
         rows = self._db.read(
             "count presence",
-            "SELECT count(*) FROM presence WHERE entered_at_utc >= ?",
-            (expiry_cutoff(now, expiry_h),),
+            SITE_OCCUPANCY_SQL,
+            (expiry_cutoff(now, expiry_h), AFTER_EVERYTHING),
         )
         return int(rows[0][0])
 
@@ -327,12 +342,10 @@ class EventRepository:
         return visits
 
     def inside(self, *, now: datetime, expiry_h: float) -> list[Presence]:
-        """Everyone inside now, earliest entry first."""
+        """Everyone inside now, site-wide, earliest entry first (another gate's
+        entry has no name: facts carry none)."""
         rows = self._db.read(
-            "read presence",
-            "SELECT subject_hash, display_name, masked_id, entered_at_utc, event_id, gate_id "
-            "FROM presence WHERE entered_at_utc >= ? ORDER BY entered_at_utc",
-            (expiry_cutoff(now, expiry_h),),
+            "read presence", SITE_INSIDE_SQL, (expiry_cutoff(now, expiry_h), AFTER_EVERYTHING)
         )
         return [
             Presence(
@@ -347,9 +360,11 @@ class EventRepository:
         ]
 
     def purge_events_before(self, cutoff: datetime) -> int:
-        """Delete events older than ``cutoff`` (retention); presence goes with them."""
+        """Delete events older than ``cutoff`` (retention); presence, and the
+        other gates' facts as old, go with them."""
         with self._db.write("purge old events") as conn:
             cursor = conn.execute("DELETE FROM events WHERE at_utc < ?", (to_text(cutoff),))
+            purge_facts_before(conn, cutoff)
             return cursor.rowcount
 
     def event_reasons(self) -> list[str]:

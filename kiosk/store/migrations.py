@@ -314,6 +314,70 @@ def _m0009_throttle(db: Database) -> None:
     db.execute("DROP TABLE login_failures")
 
 
+def _m0012_site_presence(db: Database) -> None:
+    """Site-wide presence: the other gates' entries and exits (facts), the
+    latest of them per subject by the site's order key, when each gate of
+    the site was last heard (the site view is fresh as of the oldest of
+    those), and how far this gate's own facts were published.
+
+    A fact is what anti-passback needs and no more: no name, no masked id.
+    """
+    db.execute(
+        """
+        CREATE TABLE site_presence (
+            event_id      TEXT PRIMARY KEY NOT NULL,
+            gate_id       TEXT NOT NULL,
+            subject_hash  TEXT NOT NULL,
+            direction     TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            at_utc        TEXT NOT NULL,
+            boot_id       TEXT NOT NULL,
+            seq           INTEGER NOT NULL CHECK (seq >= 1),
+            received_at   TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "CREATE INDEX idx_site_presence_subject "
+        "ON site_presence (subject_hash, at_utc, gate_id, boot_id, seq)"
+    )
+    db.execute("CREATE INDEX idx_site_presence_at_utc ON site_presence (at_utc)")
+    # Derived from site_presence (the greatest order key per subject), kept so
+    # that occupancy is one indexed count per scan.
+    db.execute(
+        """
+        CREATE TABLE site_presence_latest (
+            subject_hash  TEXT PRIMARY KEY NOT NULL,
+            event_id      TEXT NOT NULL,
+            gate_id       TEXT NOT NULL,
+            direction     TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            at_utc        TEXT NOT NULL,
+            boot_id       TEXT NOT NULL,
+            seq           INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "CREATE INDEX idx_site_presence_latest_in ON site_presence_latest (direction, at_utc)"
+    )
+    db.execute(
+        """
+        CREATE TABLE site_peers (
+            gate_id         TEXT PRIMARY KEY NOT NULL,
+            last_heard_utc  TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE site_presence_meta (
+            id               INTEGER PRIMARY KEY CHECK (id = 1),
+            published_rowid  INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("INSERT INTO site_presence_meta (id, published_rowid) VALUES (1, 0)")
+
+
 Migration = tuple[str, Callable[[Database], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -327,6 +391,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0007_session_epoch", _m0007_session_epoch),
     ("0008_boot_order", _m0008_boot_order),
     ("0009_throttle", _m0009_throttle),
+    ("0012_site_presence", _m0012_site_presence),
 )
 
 
