@@ -267,6 +267,36 @@ WEB_SETTINGS: tuple[Setting, ...] = (
 )
 SETTINGS = SETTINGS + WEB_SETTINGS
 
+SITE_PRESENCE_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "site",
+        "stale_after_s",
+        30.0,
+        "A gate of a site that has not heard every gate of it for this many seconds decides "
+        "on a stale site view (its events are flagged).",
+        minimum=1,
+        maximum=3600,
+    ),
+    Setting(
+        "site",
+        "antipassback_when_stale",
+        "soft",
+        "Anti-passback on a stale site view: local (what this gate knows), soft (allow, "
+        "warn), deny (refuse entries).",
+        choices=("local", "soft", "deny"),
+    ),
+    Setting(
+        "site",
+        "entry_gates",
+        1,
+        "How many gates of the site admit entries: on a stale site view each admits at most "
+        "its share of the capacity left.",
+        minimum=1,
+        maximum=1000,
+    ),
+)
+SETTINGS = SETTINGS + SITE_PRESENCE_SETTINGS
+
 EDITABLE_ON_WEB: tuple[str, ...] = (
     "gate.id",
     "gate.site_name",

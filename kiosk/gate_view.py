@@ -6,6 +6,7 @@ so the codes stay a matter of bytes and keys, and the policy a pure function.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from kiosk.codes.base import Credential
@@ -20,17 +21,34 @@ def gate_view(
     *,
     at: datetime,
     expiry_h: float,
+    stale_after_s: float | None = None,
 ) -> GateView:
     """What ``store`` knows at ``at`` about the holder of ``credential``
     (``hashed``: their subject hash; None for a code that did not identify
     anyone) and about the gate. Presence older than ``expiry_h`` hours counts
-    as gone. Raises StoreError: the caller fails secure."""
+    as gone. Presence and occupancy are site-wide (other gates' facts folded
+    in); the site view is stale when the gate has heard no gate of its site,
+    or not all of them, for more than ``stale_after_s`` seconds (None: never
+    stale; neither is a gate that never heard a site). Raises StoreError: the
+    caller fails secure."""
     presence = store.presence_of(hashed, now=at, expiry_h=expiry_h) if hashed else None
-    return GateView(
+    view = GateView(
         present_since=presence.entered_at if presence else None,
         occupancy=store.occupancy(now=at, expiry_h=expiry_h),
         denylisted=store.is_denylisted(hashed) if hashed else False,
         revoked=is_revoked(store, credential),
+    )
+    if stale_after_s is None:
+        return view
+    fresh_as_of = store.site_presence.fresh_as_of()
+    if fresh_as_of is None or (at - fresh_as_of).total_seconds() <= stale_after_s:
+        return view
+    snapshot = store.site_presence.partition_snapshot(fresh_as_of, now=at, expiry_h=expiry_h)
+    return replace(
+        view,
+        site_stale=True,
+        occupancy_at_fresh=snapshot.occupancy_known,
+        entries_since_fresh=snapshot.entries_since,
     )
 
 

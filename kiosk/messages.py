@@ -35,6 +35,22 @@ _MESSAGES: dict[str, Message] = {
     "kind-not-allowed": Message(
         "Loại mã này không được chấp nhận tại cổng", "This kind of code is not accepted here"
     ),
+    # a gate of a site that has not heard the other gates (a partition)
+    "site-view-stale": Message(
+        "Cổng đang mất kết nối với các cổng khác", "This gate cannot hear the other gates"
+    ),
+    "antipassback-stale": Message(
+        "Mã này đã được dùng để vào và chưa ra (cổng đang mất kết nối)",
+        "This code was used to enter and has not exited (gate offline)",
+    ),
+    "antipassback-unverified": Message(
+        "Cổng đang mất kết nối, chưa kiểm tra được lượt vào. Vui lòng gặp bảo vệ",
+        "This gate cannot check entries at other gates now. Please see the guard",
+    ),
+    "capacity-share-used": Message(
+        "Cổng đang mất kết nối và đã đủ số người cho phép. Vui lòng chờ",
+        "This gate is offline and has admitted its share of places. Please wait",
+    ),
     "store-fault": Message(
         "Hệ thống đang lỗi. Vui lòng gặp bảo vệ", "System fault. Please see the guard"
     ),

@@ -35,6 +35,8 @@ def policy_rules(settings: Settings) -> PolicyRules:
         antipassback=settings["policy.antipassback"],
         capacity=settings["policy.capacity"],
         allowed_kinds=settings.allowed_kinds,
+        antipassback_when_stale=settings["site.antipassback_when_stale"],
+        entry_gates=settings["site.entry_gates"],
     )
 
 
@@ -50,6 +52,7 @@ def scan_settings(settings: Settings) -> ScanSettings:
         retention_days=settings["privacy.retention_days"],
         site_id=settings["gate.site_id"],
         code_skew_s=settings["codes.skew_s"],
+        site_stale_after_s=settings["site.stale_after_s"],
     )
 
 

@@ -46,6 +46,9 @@ class ScanSettings:
     """Clock difference tolerated at both ends of a signed code's validity."""
     keys_poll_s: float = 5.0
     """How often the site's key manifest is looked at for rotated or retired keys."""
+    site_stale_after_s: float = 30.0
+    """A gate of a site that has not heard every gate for longer than this
+    (seconds) decides on a stale site view (``site.stale_after_s``)."""
 
     # The loop's own pace, not site settings: the cadences above and below
     # are taken when the scanner is built (a settings change keeps them).

@@ -235,6 +235,7 @@ class Scanner:
             hashed,
             at=at,
             expiry_h=self.settings.presence_expiry_h,
+            stale_after_s=self.settings.site_stale_after_s,
         )
 
     def _new_event(

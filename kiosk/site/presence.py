@@ -102,7 +102,7 @@ def decode(payload: bytes) -> PresenceFact | Beat:
         raise MalformedPresence("unknown version")
     keys = frozenset(document)
     gate = document.get("gate")
-    if not is_valid_id(gate):
+    if not isinstance(gate, str) or not is_valid_id(gate):
         raise MalformedPresence("bad gate id")
     if keys == _BEAT_KEYS:
         return Beat(gate_id=gate, at_utc=_time_text(document["beat"]))
