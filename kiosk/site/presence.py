@@ -231,9 +231,8 @@ class PresenceChannel:
             self.counts["own"] += 1
             return
         result = self._store.site_presence.fold([message], heard=[sender], at=now)
-        self.counts["folded"] += result.added
-        self.counts["duplicate"] += result.duplicate
-        self.counts["own"] += result.own
+        found = {"folded": result.added, "duplicate": result.duplicate, "own": result.own}
+        self.counts.update({what: n for what, n in found.items() if n})
 
     def _sender(self, topic: str) -> str | None:
         prefix, suffix = f"{self._topics.site}/gate/", "/presence"
