@@ -151,7 +151,7 @@ class LoopbackBroker:
 def site_truth(gates: dict[str, SimGate], *, now: datetime) -> set[tuple[str, str]]:
     """Who is inside by every gate's log merged in the site's order key: the
     model the gates must converge to (subject hash, entry event id)."""
-    merged = []
+    merged: list[tuple[tuple[str, str, str, int, str], Event]] = []
     for gate in gates.values():
         for event in gate.store.events_between(
             now - timedelta(hours=EXPIRY_H), now + timedelta(seconds=1)
@@ -159,7 +159,8 @@ def site_truth(gates: dict[str, SimGate], *, now: datetime) -> set[tuple[str, st
             if event.decision == "allow" and event.subject_hash is not None:
                 key = (to_text(event.at), event.gate_id, event.boot_id, event.seq, event.id)
                 merged.append((key, event))
-    latest = {}
+    latest: dict[str, Event] = {}
     for _, event in sorted(merged, key=lambda pair: pair[0]):
+        assert event.subject_hash is not None
         latest[event.subject_hash] = event
     return {(s, e.id) for s, e in latest.items() if e.direction == "in"}
