@@ -35,6 +35,7 @@ from kiosk.site.presence import (
 )
 from kiosk.site.topics import Topics
 from kiosk.store import PresenceFact, Store
+from kiosk.store.site_presence import SITE_OCCUPANCY_SQL
 from kiosk.store.values import to_text
 from tests.site_gates import EXPIRY_H, SITE_ID, LoopbackBroker, SimGate, hashed, site_truth
 
@@ -497,3 +498,26 @@ def test_healing_delivers_in_any_order_with_duplicates_and_converges(tmp_path):
     assert insides[0] == insides[1] == insides[2]
     assert insides[0] == site_truth(gates, now=clock.now())
     assert sum(gate.channel.counts["duplicate"] for gate in gates.values()) > 0
+
+
+def test_a_gate_taken_out_of_the_site_is_no_longer_waited_for(tmp_path):
+    clock, gates, broker = make_site(tmp_path)
+    a = gates["gate-1"]
+    broker.cut.add("gate-2")
+    step(clock, broker)
+    assert a.scan(1)[0].warning == SITE_VIEW_STALE
+    assert a.store.site_presence.forget_gate("gate-2")
+    step(clock, broker)
+    assert a.scan(2)[0].warning is None
+
+
+def test_site_occupancy_reads_a_subjects_events_by_its_index(tmp_path):
+    with Store.open(tmp_path / "gate.db", boot_id="b") as store:
+        plan = " ".join(
+            str(row[3])
+            for row in store.connection.conn.execute(
+                f"EXPLAIN QUERY PLAN {SITE_OCCUPANCY_SQL}", ("2026", "9999")
+            )
+        )
+    assert "idx_events_subject_hash" in plan
+    assert "idx_events_decision_reason" not in plan
