@@ -136,7 +136,7 @@ class LoopbackBroker:
                         for receiver in self.gates:
                             self.queues.setdefault(receiver, []).append((item.topic, item.payload))
                     channel.published(items)
-                    if all(item.key == "beat" for item in items):
+                    if all(item.key.startswith("beat:") for item in items):
                         break
             for gate_id in self.connected():
                 batch = self.queues.pop(gate_id, [])

@@ -271,7 +271,8 @@ class PresenceChannel:
         elif limit > 0 and self._beat_due(mono):
             self._last_sent_mono = mono
             now = self._clock.now()
-            items.append(Publication(self._own_topic, encode_beat(self._gate_id, now), key="beat"))
+            beat = encode_beat(self._gate_id, now)
+            items.append(Publication(self._own_topic, beat, key=f"beat:{to_text(now)}"))
         return items
 
     def _beat_due(self, mono: float) -> bool:

@@ -10,8 +10,10 @@ a thin facade over the repositories that share its one connection:
   visits, who is inside, purge), :mod:`~kiosk.store.accounts` (users,
   sessions), :mod:`~kiosk.store.throttle` (failed logins, declarations),
   :mod:`~kiosk.store.audit`, :mod:`~kiosk.store.site`
-  (settings, admissions by hand, denylist, kiosk health) and
-  :mod:`~kiosk.store.codes` (issued site codes, the trust list).
+  (settings, admissions by hand, denylist, kiosk health),
+  :mod:`~kiosk.store.codes` (issued site codes, the trust list) and
+  :mod:`~kiosk.store.site_presence` (the other gates' entries and exits,
+  when each gate was last heard, conflicts after a partition).
 
 Durability is the point. The gate admits nobody without a durable row, so
 :meth:`Store.record` commits with ``synchronous=FULL`` (an fsync of the WAL)
