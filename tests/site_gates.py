@@ -66,6 +66,7 @@ class SimGate:
             clock=self.clock,
             expiry_h=EXPIRY_H,
             beat_every_s=self.beat_every_s,
+            gap_s=self.stale_after_s,
         )
 
     def restart(self) -> None:
@@ -113,12 +114,14 @@ class SimGate:
 
 @dataclass
 class LoopbackBroker:
-    """QoS 1 with persistent sessions, in memory: what a connected gate
-    publishes is acknowledged and queued for every gate (itself included);
-    a gate receives its queue only while connected."""
+    """QoS 1 in memory: what a connected gate publishes is acknowledged and
+    queued for every gate (itself included); a gate receives its queue only
+    while connected. Without ``persistent`` sessions, what is published while
+    a gate is cut off is lost for it (the broker keeps nothing for it)."""
 
     gates: dict[str, SimGate]
     cut: set[str] = field(default_factory=set)
+    persistent: bool = True
     queues: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
 
     def connected(self) -> list[str]:
@@ -134,7 +137,9 @@ class LoopbackBroker:
                 while items := channel.publications(100):
                     for item in items:
                         for receiver in self.gates:
-                            self.queues.setdefault(receiver, []).append((item.topic, item.payload))
+                            if self.persistent or receiver not in self.cut:
+                                queue = self.queues.setdefault(receiver, [])
+                                queue.append((item.topic, item.payload))
                     channel.published(items)
                     if all(item.key.startswith("beat:") for item in items):
                         break

@@ -484,8 +484,10 @@ def test_a_double_entry_across_a_partition_is_kept_as_a_conflict(tmp_path):
     assert a.inside() == b.inside() == {(hashed(1), second.id), (hashed(2), other.id)}
 
 
-def test_healing_delivers_in_any_order_with_duplicates_and_converges(tmp_path):
+@pytest.mark.parametrize("persistent", [True, False])
+def test_healing_delivers_in_any_order_with_duplicates_and_converges(tmp_path, persistent):
     clock, gates, broker = make_site(tmp_path, ("gate-1", "gate-2", "gate-3"))
+    broker.persistent = persistent
     broker.cut.update({"gate-2", "gate-3"})
     step(clock, broker)
     for n in range(1, 30):
@@ -499,6 +501,7 @@ def test_healing_delivers_in_any_order_with_duplicates_and_converges(tmp_path):
     assert insides[0] == insides[1] == insides[2]
     assert insides[0] == site_truth(gates, now=clock.now())
     assert sum(gate.channel.counts["duplicate"] for gate in gates.values()) > 0
+    assert all(gate.channel.counts["rewind"] for gate in gates.values())
 
 
 def test_a_gate_taken_out_of_the_site_is_no_longer_waited_for(tmp_path):
@@ -522,3 +525,14 @@ def test_site_occupancy_reads_a_subjects_events_by_its_index(tmp_path):
         )
     assert "idx_events_subject_hash" in plan
     assert "idx_events_decision_reason" not in plan
+
+
+def test_a_gate_heard_for_the_first_time_gets_the_presence_it_missed(tmp_path):
+    clock, gates, broker = make_site(tmp_path, ("gate-1",))
+    _, entry = gates["gate-1"].scan(1)
+    step(clock, broker)
+    newcomer = SimGate("gate-2", tmp_path, clock, PolicyRules())
+    gates["gate-2"] = newcomer
+    step(clock, broker)
+    assert newcomer.inside() == {(hashed(1), entry.id)}
+    assert newcomer.scan(1)[0].direction == "out"

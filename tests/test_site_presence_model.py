@@ -2,7 +2,8 @@
 
 Random scans at three gates, partitions (a gate stops hearing the others and
 they stop hearing it), heals (what was queued delivered in random order, with
-duplicates) and restarts (a new boot, a new sync process; the database
+duplicates; with or without a broker that kept messages for the gate that
+was away) and restarts (a new boot, a new sync process; the database
 stays). The model is every gate's log merged in the site's order key:
 
 - capacity is never exceeded by who is inside by that merged log, at any
@@ -61,8 +62,9 @@ class Site(RuleBasedStateMachine):
         stale_mode=st.sampled_from(["local", "soft", "deny"]),
         antipassback=st.sampled_from(["off", "soft", "hard"]),
         seed=st.integers(0, 2**32),
+        persistent=st.booleans(),
     )
-    def build(self, stale_mode: str, antipassback: str, seed: int) -> None:
+    def build(self, stale_mode: str, antipassback: str, seed: int, persistent: bool) -> None:
         rules = PolicyRules(
             mode="both",
             antipassback=antipassback,  # type: ignore[arg-type]
@@ -71,6 +73,7 @@ class Site(RuleBasedStateMachine):
             entry_gates=len(GATE_IDS),
         )
         self.rng = random.Random(seed)
+        self.broker.persistent = persistent
         for gate_id in GATE_IDS:
             self.gates[gate_id] = SimGate(gate_id, self.folder, self.clock, rules)
         self.broker.pump()

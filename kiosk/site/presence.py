@@ -170,6 +170,13 @@ class PresenceChannel:
     again (a lost connection; receivers drop duplicates). The position up to
     which facts were acknowledged is kept in the database, so a restarted
     process resends only what was not.
+
+    ``gap_s`` (pass ``site.stale_after_s``): a gate heard again after longer
+    than this, or for the first time, may have missed this gate's facts (a
+    partition, a broker that kept no session for it, a new or rebuilt gate),
+    so they are offered again from when it was last heard (or from
+    ``expiry_h`` ago). Receivers drop duplicates; nothing depends on the
+    broker keeping messages for a gate that is away.
     """
 
     def __init__(
@@ -182,6 +189,7 @@ class PresenceChannel:
         expiry_h: float,
         beat_every_s: float = 5.0,
         resend_after_s: float = 30.0,
+        gap_s: float = 30.0,
     ) -> None:
         self._store = store
         self._topics = Topics(site_id)
@@ -191,11 +199,13 @@ class PresenceChannel:
         self._expiry = timedelta(hours=expiry_h)
         self._beat_every_s = beat_every_s
         self._resend_after_s = resend_after_s
+        self._gap_s = gap_s
         self._last_sent_mono: float | None = None
         self._in_flight: dict[str, _InFlight] = {}
         self.counts: Counter[str] = Counter()
         """Messages by what became of them: folded, duplicate, own, beat,
-        malformed, wrong-topic, wrong-gate."""
+        malformed, wrong-topic, wrong-gate; and ``rewind``: facts offered
+        again for a gate heard after a gap."""
 
     # -- in ---------------------------------------------------------------
 
@@ -221,6 +231,8 @@ class PresenceChannel:
             self._refuse("wrong-gate", topic, "names another gate than its topic")
             return
         now = self._clock.now()
+        if sender != self._gate_id:
+            self._rewind_after_gap(sender, now)
         if isinstance(message, Beat):
             self._store.site_presence.fold([], heard=[sender], at=now)
             self.counts["beat"] += 1
@@ -233,6 +245,16 @@ class PresenceChannel:
         result = self._store.site_presence.fold([message], heard=[sender], at=now)
         found = {"folded": result.added, "duplicate": result.duplicate, "own": result.own}
         self.counts.update({what: n for what, n in found.items() if n})
+
+    def _rewind_after_gap(self, sender: str, now: datetime) -> None:
+        last = self._store.site_presence.last_heard().get(sender)
+        if last is not None and (now - last).total_seconds() <= self._gap_s:
+            return
+        since = now - self._expiry if last is None else last - timedelta(seconds=self._gap_s)
+        if self._store.site_presence.rewind_published(since):
+            self._in_flight.clear()
+            self.counts["rewind"] += 1
+            log.info("heard gate %s after a gap: offering this gate's facts again", sender)
 
     def _sender(self, topic: str) -> str | None:
         prefix, suffix = f"{self._topics.site}/gate/", "/presence"

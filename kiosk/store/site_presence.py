@@ -306,6 +306,23 @@ class SitePresenceRepository:
                 (rowid,),
             )
 
+    def rewind_published(self, since: datetime) -> bool:
+        """Offer again this log's facts from ``since`` on (a gate that was not
+        heard for a while may have missed them: receivers drop duplicates).
+        Whether the position moved back."""
+        with self._db.write("rewind the presence cursor") as conn:
+            (first,) = conn.execute(
+                "SELECT min(rowid) FROM events WHERE at_utc >= ?", (to_text(since),)
+            ).fetchone()
+            if first is None:
+                return False
+            cursor = conn.execute(
+                "UPDATE site_presence_meta SET published_rowid = ? "
+                "WHERE id = 1 AND published_rowid > ?",
+                (int(first) - 1, int(first) - 1),
+            )
+            return cursor.rowcount > 0
+
     # ----------------------------------------------------------------- after a partition
 
     def conflicts(self, *, since: datetime, expiry_h: float) -> list[PresenceConflict]:
