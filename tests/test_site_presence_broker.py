@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.clock import SystemClock
 from kiosk.gate_view import gate_view
-from kiosk.policy import PolicyRules, decide
+from kiosk.policy import SITE_VIEW_STALE, PolicyRules, decide
 from kiosk.site.channel import Publication
 from kiosk.site.presence import PresenceChannel, decode
 from kiosk.store import NewEvent, PresenceFact, Store
@@ -37,6 +37,7 @@ from tests.mosquitto_fixture import (  # noqa: F401  (fixtures: broker, site)
 from tests.site_gates import EXPIRY_H, SITE_ID, hashed, person
 
 FACTS = 100
+STALE_S = 1.0
 
 
 class MiniSync:
@@ -189,3 +190,91 @@ def test_an_entry_at_one_gate_is_an_exit_at_the_other_within_a_bound(
     # Not a timed assert (the machine is shared): a bound that only a broken
     # path would miss. The figure is reported; the target is p99 <= 300 ms.
     assert p99 < WAIT_S * 1000
+
+
+def _wait_until(condition, what: str) -> None:
+    """Poll ``condition`` (the gates work on their own threads) until true or WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    pause = threading.Event()
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {WAIT_S} s: {what}"
+        pause.wait(0.02)
+
+
+def test_a_partition_is_flagged_and_its_double_entry_kept_after_the_heal(
+    site: TestSite, broker: RunningBroker, tmp_path: Path
+):
+    clock = SystemClock()
+    rules = PolicyRules(mode="entry", antipassback="hard", antipassback_when_stale="local")
+    stores = {g: Store.open(tmp_path / f"{g}.db", boot_id=f"{g}-boot") for g in site.gates}
+
+    def channel(gate_id: str) -> PresenceChannel:
+        return PresenceChannel(
+            stores[gate_id],
+            site_id=SITE_ID,
+            gate_id=gate_id,
+            clock=clock,
+            expiry_h=EXPIRY_H,
+            beat_every_s=0.1,
+            gap_s=STALE_S,
+        )
+
+    def scan(gate_id: str, n: int):
+        store = stores[gate_id]
+        at = clock.now()
+        view = gate_view(
+            store, person(n), hashed(n), at=at, expiry_h=EXPIRY_H, stale_after_s=STALE_S
+        )
+        decision = decide(person(n), rules=rules, view=view)
+        event = store.record(
+            NewEvent(
+                gate_id=gate_id,
+                at=at,
+                utc_offset_min=420,
+                clock_synced=True,
+                direction=decision.direction,
+                decision=decision.verdict,
+                reason=decision.reason,
+                kind="cccd",
+                subject_hash=hashed(n),
+                display_name=None,
+                masked_id=None,
+                warning=decision.warning,
+            )
+        )
+        return decision, event
+
+    def stale(gate_id: str) -> bool:
+        return gate_view(
+            stores[gate_id], None, None, at=clock.now(), expiry_h=EXPIRY_H, stale_after_s=STALE_S
+        ).site_stale
+
+    a = stores["gate-1"]
+    with MiniSync(broker, site.gates["gate-1"], "gate-1", channel("gate-1")):
+        with MiniSync(broker, site.gates["gate-2"], "gate-2", channel("gate-2")):
+            _wait_until(
+                lambda: set(a.site_presence.last_heard()) == {"gate-1", "gate-2"},
+                "gate-1 hears both gates",
+            )
+            _wait_until(lambda: not stale("gate-1") and not stale("gate-2"), "a fresh view")
+        # gate-2's sync process is gone: a partition.
+        _wait_until(lambda: stale("gate-1") and stale("gate-2"), "both views stale")
+        first_decision, first = scan("gate-1", 1)
+        second_decision, second = scan("gate-2", 1)  # gate-2 cannot know
+        assert first_decision.warning == second_decision.warning == SITE_VIEW_STALE
+        assert second_decision.allowed
+        with MiniSync(broker, site.gates["gate-2"], "gate-2", channel("gate-2")):
+            _wait_until(
+                lambda: all(
+                    len(s.site_presence.conflicts(since=first.at, expiry_h=EXPIRY_H)) == 1
+                    for s in stores.values()
+                ),
+                "both gates see the double entry",
+            )
+            _wait_until(lambda: not stale("gate-1") and not stale("gate-2"), "fresh again")
+    for store in stores.values():
+        (conflict,) = store.site_presence.conflicts(since=first.at, expiry_h=EXPIRY_H)
+        assert (conflict.first_event_id, conflict.second_event_id) == (first.id, second.id)
+        inside = store.inside(now=clock.now(), expiry_h=EXPIRY_H)
+        assert [p.event_id for p in inside] == [second.id]
+        store.close()
