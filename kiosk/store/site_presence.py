@@ -17,6 +17,12 @@ for the capacity share (:meth:`SitePresenceRepository.partition_snapshot`).
 Conflicts (the same subject entering at two gates with no exit between, as a
 partition allows) are found by a query over the merged order, never by
 rewriting anything.
+
+The order key trusts the gates' clocks: every gate computes the same answer
+whatever their skew, but a gate whose clock is behind by more than the time
+between someone's entry at one gate and their exit at another orders the
+exit first (the person stays inside everywhere until presence expires).
+Events carry ``clock_synced`` for that reason.
 """
 
 from __future__ import annotations
