@@ -34,9 +34,10 @@ from admin_web.exports import export_to_file
 from bench.crash_harness import run_export_kills, run_kiosk_kills
 from kiosk.clock import FakeClock
 from kiosk.export import write_xlsx
+from kiosk.export.workbook import UnnamedTempWorkbook
 from kiosk.export_worker import XlsxJob, run_job
 from kiosk.store import Event, EventFilter, Store
-from kiosk.tempfiles import AtomicOutput, UnnamedTempWorkbook
+from kiosk.tempfiles import AtomicOutput
 from tests.web import record
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -30,8 +30,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlite_utils import Database
-
 from kiosk.errors import StoreError
 from kiosk.store.values import search_fold
 
@@ -66,7 +64,7 @@ OPEN_RETRY_S = 1.0
 :class:`LazyConnection` waits after one try before it tries again; calls in
 between fail at once with the last cause, without touching the file."""
 
-Migrate = Callable[[Database], None]
+Migrate = Callable[[sqlite3.Connection], None]
 """Brings a freshly opened file's schema up to date (see :mod:`kiosk.store.migrations`)."""
 
 
@@ -175,7 +173,7 @@ class OpenConnection:
                 conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             else:
                 _configure(conn, busy_timeout_ms=busy_timeout_ms)
-                migrate(Database(conn, execute_plugins=False))
+                migrate(conn)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot prepare the database: {describe(exc, path)}") from exc

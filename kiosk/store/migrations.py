@@ -9,11 +9,16 @@ released, is never edited, renamed or reordered.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from kiosk.store.connection import immediate_transaction
+
+if TYPE_CHECKING:
+    # sqlite-utils imports numpy whenever numpy is installed (about 0.1 s and
+    # 20 MB): loaded only when a migration is pending, not by every command.
+    from sqlite_utils import Database
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +319,7 @@ def _m0009_throttle(db: Database) -> None:
     db.execute("DROP TABLE login_failures")
 
 
-Migration = tuple[str, Callable[[Database], None]]
+Migration = tuple[str, Callable[["Database"], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -330,13 +335,19 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def migrate(db: Database) -> None:
+def migrate(conn: sqlite3.Connection) -> None:
     """Apply pending migrations in order, each in its own write transaction.
 
     Checking first with a plain read lets a fully migrated file open without
-    taking the write lock; the check is repeated under the lock because the
-    other process may be migrating the same file at the same moment.
+    taking the write lock (or loading sqlite-utils); the check is repeated
+    under the lock because the other process may be migrating the same file
+    at the same moment.
     """
+    if not _pending(conn):
+        return
+    from sqlite_utils import Database
+
+    db = Database(conn, execute_plugins=False)
     applied = _applied(db)
     for name, apply in MIGRATIONS:
         if name in applied:
@@ -356,6 +367,17 @@ def migrate(db: Database) -> None:
                 "VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
                 (name,),
             )
+
+
+def _pending(conn: sqlite3.Connection) -> bool:
+    """Whether any migration is still to apply, by one plain read."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'"
+    ).fetchone()
+    if exists is None:
+        return True
+    applied = {str(row[0]) for row in conn.execute("SELECT name FROM migrations")}
+    return any(name not in applied for name, _ in MIGRATIONS)
 
 
 def _applied(db: Database) -> set[str]:
