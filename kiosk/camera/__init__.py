@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk.camera.base import (
     CAMERA_BACKOFF,
     MAX_STUCK_THREADS,
+    RELEASE_TIMEOUT_S,
     SOURCE_KINDS,
     STALL_MIN_FRAMES,
     STALL_TIMEOUT_S,
@@ -50,6 +51,7 @@ from kiosk.errors import ConfigError
 
 if TYPE_CHECKING:
     from kiosk.camera.files import IMAGE_SUFFIXES, FileSource, is_image_file
+    from kiosk.camera.focus import FOCUS_MODES, Focus, FocusPlan, sharpness
     from kiosk.camera.grabber import Device, GrabberSource
     from kiosk.camera.picamera2 import PICAMERA2_INSTALL, Picamera2Source
     from kiosk.camera.synthetic import SyntheticSource
@@ -57,9 +59,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAMERA_BACKOFF",
+    "FOCUS_MODES",
     "IMAGE_SUFFIXES",
     "MAX_STUCK_THREADS",
     "PICAMERA2_INSTALL",
+    "RELEASE_TIMEOUT_S",
     "SOURCE_KINDS",
     "STALL_MIN_FRAMES",
     "STALL_TIMEOUT_S",
@@ -68,6 +72,8 @@ __all__ = [
     "CaptureLike",
     "Device",
     "FileSource",
+    "Focus",
+    "FocusPlan",
     "Frame",
     "FrameSource",
     "GrabberSource",
@@ -79,6 +85,7 @@ __all__ = [
     "grey_problem",
     "is_image_file",
     "open_source",
+    "sharpness",
     "to_grey",
 ]
 
@@ -86,6 +93,10 @@ _LAZY = {
     "IMAGE_SUFFIXES": "files",
     "FileSource": "files",
     "is_image_file": "files",
+    "FOCUS_MODES": "focus",
+    "Focus": "focus",
+    "FocusPlan": "focus",
+    "sharpness": "focus",
     "Device": "grabber",
     "GrabberSource": "grabber",
     "PICAMERA2_INSTALL": "picamera2",
