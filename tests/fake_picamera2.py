@@ -138,6 +138,17 @@ class FakeCameraBus:
             camera.wake.set()
 
 
+def install(monkeypatch: Any, bus: FakeCameraBus) -> FakeCameraBus:
+    """Put ``bus``'s picamera2 and libcamera in ``sys.modules`` for one test
+    (``monkeypatch`` is pytest's fixture)."""
+    import sys
+
+    picamera2, libcamera = bus.modules()
+    monkeypatch.setitem(sys.modules, "picamera2", picamera2)
+    monkeypatch.setitem(sys.modules, "libcamera", libcamera)
+    return bus
+
+
 class FakePicamera2:
     def __init__(self, bus: FakeCameraBus, camera_num: int) -> None:
         info = bus.info()[camera_num]  # IndexError for a missing camera, as picamera2

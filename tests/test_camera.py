@@ -54,6 +54,7 @@ from tests.fake_picamera2 import (
     AfModeEnum,
     AfRangeEnum,
     FakeCameraBus,
+    install,
 )
 from tests.waiting import wait_until
 
@@ -571,10 +572,7 @@ def test_pi_camera_without_picamera2_says_how_to_install_it(
 @pytest.fixture
 def camera_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCameraBus]:
     """A fake picamera2 and libcamera in ``sys.modules``, a Camera Module 3 attached."""
-    bus = FakeCameraBus()
-    picamera2, libcamera = bus.modules()
-    monkeypatch.setitem(sys.modules, "picamera2", picamera2)
-    monkeypatch.setitem(sys.modules, "libcamera", libcamera)
+    bus = install(monkeypatch, FakeCameraBus())
     yield bus
     bus.release_all()
 
