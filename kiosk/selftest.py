@@ -67,6 +67,26 @@ def check_camera(source: FrameSource, clock: Clock, *, seconds: float = CAMERA_S
     return Check(f"camera {state.name}", True, detail)
 
 
+def check_attached_cameras(settings: Settings) -> Check:
+    """What libcamera sees: Raspberry Pi cameras and USB webcams (UVC), in
+    ``camera.device`` numbering, so a camera set up with the wrong source or
+    number shows. Fails only when the settings name a libcamera camera that
+    is not there; a webcam read through V4L2 does not need libcamera."""
+    from kiosk.camera.picamera2 import libcamera_cameras
+
+    try:
+        cameras = libcamera_cameras()
+    except GateError as exc:
+        return Check("libcamera cameras", True, f"not listed: {exc}")
+    listed = "; ".join(c.describe() for c in cameras) or "none"
+    if settings["camera.source"] != "picamera2":
+        return Check("libcamera cameras", True, listed)
+    number = str(settings["camera.device"])
+    found = number.isdigit() and int(number) < len(cameras)
+    wanted = f"camera.device = {number!r} " + ("is listed" if found else "is not listed")
+    return Check("libcamera cameras", found, f"{listed} ({wanted})")
+
+
 def focus_mode(settings: Settings, source: FrameSource) -> tuple[str, bool]:
     """What focus the camera was given, and False when the settings ask for a
     fixed focus the camera cannot do (a wrong setting, not just a camera
@@ -236,6 +256,7 @@ def run_selftest(
             decoder=make_decoder("zxing"),
             on_reading=on_reading,
         ),
+        check_attached_cameras(settings),
     ]
     checks += check_decoders()
     checks += check_outputs(

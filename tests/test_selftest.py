@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -14,6 +15,7 @@ from kiosk.config import load_settings
 from kiosk.decoder import make_decoder
 from kiosk.selftest import (
     TEST_PAYLOAD,
+    check_attached_cameras,
     check_camera,
     check_disk,
     check_focus,
@@ -21,7 +23,7 @@ from kiosk.selftest import (
     run_selftest,
 )
 from kiosk.synthetic import Scene
-from tests.fake_picamera2 import CAMERA_MODULE_2, FakeCameraBus, install
+from tests.fake_picamera2 import CAMERA_MODULE_2, UVC_WEBCAM, FakeCameraBus, install
 from tests.waiting import wait_until
 
 
@@ -215,3 +217,32 @@ def test_fixed_focus_on_a_camera_without_a_lens_motor_fails_the_focus_check(tmp_
         "fixed: the camera cannot move its lens (no LensPosition control); 10 cm not set",
         False,
     )
+
+
+def test_selftest_lists_the_cameras_libcamera_sees_and_checks_the_configured_one(
+    tmp_path, monkeypatch
+):
+    install(monkeypatch, FakeCameraBus(cameras=[UVC_WEBCAM, CAMERA_MODULE_2]))
+
+    def settings(**overrides: object):
+        return load_settings(
+            overrides={"gate.data_dir": str(tmp_path), "pins.backend": "mock", **overrides},
+            env={},
+        )
+
+    listed = "camera 0: imx219, Raspberry Pi camera; camera 1: HD Pro Webcam C920, USB webcam (UVC)"
+    webcam = check_attached_cameras(settings(**{"camera.source": "v4l2"}))
+    assert (webcam.ok, webcam.detail) == (True, listed)
+    second = check_attached_cameras(
+        settings(**{"camera.source": "picamera2", "camera.device": "1"})
+    )
+    assert (second.ok, second.detail) == (True, f"{listed} (camera.device = '1' is listed)")
+    third = check_attached_cameras(settings(**{"camera.source": "picamera2", "camera.device": "2"}))
+    assert (third.ok, third.detail) == (False, f"{listed} (camera.device = '2' is not listed)")
+
+
+def test_without_picamera2_the_libcamera_list_is_skipped_not_failed(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails
+    check = check_attached_cameras(settings_for(tmp_path))
+    assert check.ok
+    assert check.detail.startswith("not listed: the Pi camera needs picamera2")

@@ -6,7 +6,8 @@ image a decoder wants) and the capture time on the monotonic clock of the
 
 Adapters, named after their technology, one module each:
 
-- :class:`Picamera2Source` (``picamera2``) -- the Pi Camera Module;
+- :class:`Picamera2Source` (``picamera2``) -- a camera libcamera drives: the
+  Pi Camera Module (focused as :class:`Focus` says), or a USB webcam it lists;
 - :class:`V4l2Source` (``v4l2``) -- a USB webcam through OpenCV's V4L2 backend;
 - :class:`FileSource` (``files``) -- a recorded video or a folder of images, replayed;
 - :class:`SyntheticSource` (``synthetic``) -- QR codes rendered into noisy
@@ -14,7 +15,9 @@ Adapters, named after their technology, one module each:
 
 The two live cameras share the supervised grabber thread of ``grabber``
 (stall detection, reopening with backoff; its docstring gives the fault
-budget). ``base`` holds what all share: :class:`Frame`, :class:`SourceState`,
+budget; a stuck Pi camera is closed before it is reopened). ``focus``
+turns the focus settings into libcamera controls and measures
+:func:`sharpness`. ``base`` holds what all share: :class:`Frame`, :class:`SourceState`,
 the :class:`FrameSource` port, :class:`Backoff` and :func:`to_grey`, the one
 conversion of a captured image to grey. :func:`open_source` builds any of
 them from settings.

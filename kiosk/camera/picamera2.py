@@ -104,6 +104,12 @@ def attached_cameras(picamera2: Any) -> list[AttachedCamera]:
     ]
 
 
+def libcamera_cameras() -> list[AttachedCamera]:
+    """The cameras libcamera sees on this machine (``selftest``, the installer);
+    :class:`DependencyMissing` where picamera2 is not installed."""
+    return attached_cameras(_import_picamera2().picamera2)
+
+
 _Y_FIRST = ("YUYV", "YVYU")
 _Y_SECOND = ("UYVY", "VYUY")
 _CV2_TO_GREY = {
