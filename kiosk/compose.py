@@ -95,6 +95,10 @@ def source_for(settings: Settings, *, clock: Clock, **extra: Any) -> FrameSource
     kind = settings["camera.source"]
     if kind in LIVE_CAMERAS:
         extra.setdefault("stall_timeout_s", settings["camera.stall_timeout_s"])
+    if kind == "picamera2":
+        from kiosk.camera.focus import Focus
+
+        extra.setdefault("focus", Focus(settings["camera.focus"], settings["camera.focus_cm"]))
     if kind == "synthetic":
         extra.setdefault("schedule", sample_schedule())
         extra.setdefault("loop", True)

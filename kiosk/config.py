@@ -100,6 +100,33 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=60,
     ),
     Setting(
+        "camera",
+        "focus",
+        "auto-macro",
+        "Pi camera focus: auto-macro (continuous autofocus in the macro range, for codes "
+        "held 5-30 cm away), fixed (the lens held at focus_cm), none (left to the camera). "
+        "Applied only where the camera has those controls (Camera Module 3).",
+        choices=("auto-macro", "fixed", "none"),
+    ),
+    Setting(
+        "camera",
+        "focus_cm",
+        10.0,
+        "With focus = fixed: distance in cm from the lens to the held code.",
+        minimum=2,
+        maximum=1000,
+    ),
+    Setting(
+        "camera",
+        "fault_exit_s",
+        60.0,
+        "After this many seconds of continuous camera fault the kiosk exits with an error, "
+        "so that systemd restarts it (a hung camera driver is freed only with the process); "
+        "0: never.",
+        minimum=0,
+        maximum=3600,
+    ),
+    Setting(
         "decoder",
         "backend",
         "pipeline",
@@ -477,11 +504,39 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"policy.allowed_kinds: unknown kind {kind!r} (known: {', '.join(sorted(known))})"
         )
+    problems.extend(_camera_checks(values))
     pin_fields: tuple[str, ...] = ("green", "red", "buzzer", "relay", "button", "status")
     pin_fields += ("relay_active_high", "relay_pulse_ms", "light_ms")
     if all(f"pins.{p}" in values for p in pin_fields):
         pins = Settings(values=values).pin_config()
         problems.extend(f"pins: {p}" for p in pins.validate())
+    return problems
+
+
+FAULT_EXIT_MIN_S = 10.0
+"""The shortest ``camera.fault_exit_s`` (other than 0): a camera is given
+several reopening attempts (2 s apart) before the process gives up on it."""
+
+
+def _camera_checks(values: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    if values.get("camera.focus") == "fixed" and values.get("camera.source") != "picamera2":
+        problems.append(
+            "camera.focus: 'fixed' needs camera.source = 'picamera2' (the lens of a USB "
+            f"webcam is not driven); got camera.source = {values.get('camera.source')!r}"
+        )
+    exit_s = values.get("camera.fault_exit_s")
+    stall_s = values.get("camera.stall_timeout_s")
+    if exit_s and exit_s < FAULT_EXIT_MIN_S:
+        problems.append(
+            f"camera.fault_exit_s: {exit_s:g} is too short; 0 (never) or at least "
+            f"{FAULT_EXIT_MIN_S:g} s, so that a camera is reopened a few times first"
+        )
+    elif exit_s and stall_s is not None and exit_s <= stall_s:
+        problems.append(
+            f"camera.fault_exit_s: {exit_s:g} must be longer than camera.stall_timeout_s "
+            f"({stall_s:g})"
+        )
     return problems
 
 

@@ -73,7 +73,8 @@ class ScanHooks:
     the loop proves alive: after a frame was processed, or while the camera
     reports that it is failing and being reopened. A camera that silently
     stops delivering without saying so calls nothing, so a service watchdog
-    restarts the process.
+    restarts the process; nor does a camera the loop gave up on (see
+    :attr:`Scanner.gave_up`).
     """
 
     on_outcome: OnOutcome | None = None
@@ -151,6 +152,13 @@ class Scanner:
         return self._faults.fps
 
     @property
+    def gave_up(self) -> str | None:
+        """Why the loop stopped on its own (a camera at fault for
+        ``camera_fault_exit_s``, or one only a new process can free), else None.
+        The caller exits non-zero so that the service manager restarts it."""
+        return self._faults.gave_up
+
+    @property
     def overrides_waiting(self) -> int:
         """Overrides that opened the door and wait for the database."""
         return self._desk.waiting
@@ -158,9 +166,10 @@ class Scanner:
     # -- the loop -------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Step until ``stop`` is set or a file source runs out."""
+        """Step until ``stop`` is set, a file source runs out, or the loop
+        gives up on the camera (:attr:`gave_up`)."""
         log.info("scanning at gate %s", self.settings.gate_id)
-        while not stop.is_set() and not self.source.exhausted:
+        while not stop.is_set() and not self.source.exhausted and self.gave_up is None:
             self.step()
         self._desk.last_chance()
         self._faults.write_health()
@@ -175,7 +184,7 @@ class Scanner:
             # (stalled, errored, gone) and is being reopened: show the fault.
             reported = not self.source.exhausted and not self.source.state.ok
             self._faults.set_camera(reported)
-            if reported:
+            if reported and self.gave_up is None:
                 self._heartbeat()  # alive: reporting the fault, reopening the camera
             self._faults.tick()
             return outcomes

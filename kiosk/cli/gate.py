@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from kiosk.cli.group import cli, config_option, load
 @config_option
 def run(config_path: Path | None) -> None:
     """Scan codes at the gate until stopped (Ctrl-C or SIGTERM).
+
+    Exits with status 1 when the camera stays at fault for camera.fault_exit_s
+    (or cannot be freed at all), so that systemd restarts the kiosk.
 
     Example:
 
@@ -40,6 +44,11 @@ def run(config_path: Path | None) -> None:
             gate.scanner.run(stop)
         finally:
             systemd.stopping()
+        gave_up = gate.scanner.gave_up
+    if gave_up is not None:
+        # After the gate is closed (relay off, health row written): systemd
+        # restarts the process, with a fresh camera driver (Restart=on-failure).
+        raise click.ClickException(f"{gave_up}; exiting so that the service is restarted")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -149,9 +158,26 @@ def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None
     def confirm(question: str) -> bool:
         return assume_yes or click.confirm(question, default=True)
 
+    def show_reading(reading: str) -> None:
+        # On a terminal only, rewritten in place while the tester moves the code.
+        click.echo(f"\r  focus: {reading}    ", nl=False, err=True)
+
+    live = sys.stderr.isatty()
+    if live:
+        click.echo(
+            "Đưa mã QR cách camera 5-15 cm để đo độ nét. / "
+            "Hold a QR code 5-15 cm from the camera to measure the focus.",
+            err=True,
+        )
     checks = selftest_at_gate(
-        load(config_path), clock=SystemClock(), confirm=confirm, include_relay=not no_relay
+        load(config_path),
+        clock=SystemClock(),
+        confirm=confirm,
+        include_relay=not no_relay,
+        on_reading=show_reading if live else None,
     )
+    if live:
+        click.echo(err=True)
     for check in checks:
         mark = "✓" if check.ok else "✗"
         click.echo(f"{mark} {check.name}: {check.detail}")
