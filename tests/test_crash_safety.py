@@ -29,11 +29,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import kiosk.tempfiles
-from admin_web.exports import export_to_file
 from bench.crash_harness import run_export_kills, run_kiosk_kills
 from kiosk.clock import FakeClock
 from kiosk.export import write_xlsx
 from kiosk.export_worker import XlsxJob, run_job
+from kiosk.exporting import export_to_file
 from kiosk.store import Event, EventFilter, Store
 from kiosk.tempfiles import AtomicOutput, UnnamedTempWorkbook
 from tests.web import record

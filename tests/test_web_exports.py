@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import openpyxl
@@ -35,7 +35,7 @@ from kiosk.export_worker import (
     filter_to_json,
 )
 from kiosk.store import Event, EventFilter, Store
-from tests.web import log_in, make_app, record
+from tests.web import AppWith, log_in, record
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -99,11 +99,10 @@ def test_csv_download_is_the_events_csv_made_by_sqlite(
 
 
 def test_csv_download_in_a_zone_with_summer_time_reads_events(
-    tmp_path: Path, clock: FakeClock
+    app_with: AppWith, clock: FakeClock
 ) -> None:
     """Local time with daylight saving time is Python's to compute: same bytes, same audit."""
-    overrides: dict[str, Any] = {"gate.timezone": "Europe/London"}
-    app = make_app(tmp_path, clock=clock, **overrides)
+    app = app_with({"gate.timezone": "Europe/London"})
     store: Store = app.extensions["gatekiosk"].store
     try:
         fill(store, clock, 5)
