@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install
+.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -23,6 +23,11 @@ typecheck: $(TEST_STAMP)
 
 unit: $(TEST_STAMP)
 	$(BIN)/pytest
+
+# Everything but the slow and browser tests (markers in pyproject.toml): the
+# loop while working; `make test` before committing.
+test-quick: $(TEST_STAMP)
+	$(BIN)/pytest -m "not slow and not browser"
 
 # Several minutes: decoders, per-frame cost, glass-to-light latency, store and a
 # 1,000,000-event export. Writes bench/report.md and bench/report.json.

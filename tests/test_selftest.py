@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from gpiozero.pins.mock import MockFactory
 
@@ -98,6 +99,7 @@ def test_a_full_disk_is_reported(tmp_path):
     assert "MB free" in check.detail
 
 
+@pytest.mark.slow
 def test_cli_prints_a_checklist_and_exits_non_zero_on_any_failure(tmp_path):
     config = tmp_path / "gate.toml"
     config.write_text(
