@@ -22,13 +22,17 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
+# The tests spread over every core (pytest-xdist; WORKERS=0: one process),
+# except the browser tests, which share one Chromium in one process.
+WORKERS ?= auto
 unit: $(TEST_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal -m "not browser"
+	$(BIN)/pytest -m browser
 
 # Everything but the slow and browser tests (markers in pyproject.toml): the
 # loop while working; `make test` before committing.
 test-quick: $(TEST_STAMP)
-	$(BIN)/pytest -m "not slow and not browser"
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal -m "not slow and not browser"
 
 # Several minutes: decoders, per-frame cost, glass-to-light latency, store and a
 # 1,000,000-event export. Writes bench/report.md and bench/report.json.
