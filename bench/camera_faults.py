@@ -9,8 +9,9 @@ Part 1, the gate in this process, on the real clock with real threads: the
 scanner, source and decoder exactly as ``gatekiosk run`` composes them from
 the default settings (``kiosk.compose.build_gate``, ``source_for``), with a
 V4L2 camera whose ``cv2.VideoCapture`` is a fake device paced in real time
-(:class:`tests.fakes.FakeCamera`, the tests' own; 15 fps; opening takes ``--open-delay-s`` and the first frame
-``--first-frame-s`` more, like a USB webcam), the production decoder
+(:class:`tests.fakes.FakeCamera`, the tests' own, at 15 fps; opening takes
+``--open-delay-s`` and the first frame ``--first-frame-s`` more, like a USB
+webcam), the production decoder
 (pipeline) on a rendered CCCD held in view, a real SQLite store and
 gpiozero's MockFactory pins. The scan loop runs in its own thread for the
 whole run; each repetition breaks one thing for a while, then mends it:
