@@ -34,8 +34,8 @@ def create_app(
     """Build the web app for a site's settings.
 
     ``store`` and ``clock`` replace the real ones (tests, the demo).
-    ``password_hashing`` is how the users page hashes new passwords (and the
-    cost of a login for an unknown name); tests pass a cheap one.
+    ``password_hashing`` is how the users page hashes new passwords (and what
+    a login for an unknown name costs); tests pass a cheap one.
     """
     from admin_web import (
         admin,
@@ -78,9 +78,6 @@ def create_app(
         hash_key=load_or_create_key(settings.key_path),
         password_hashing=password_hashing,
     )
-    # Made now, not at the first login for an unknown name, which would
-    # otherwise take twice as long as any other.
-    _ = password_hashing.stand_in_hash
     app.extensions["gatekiosk"] = context
 
     security.init_app(app)

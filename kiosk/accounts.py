@@ -12,7 +12,6 @@ no cheap default anywhere.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,8 +37,8 @@ class PasswordHashing:
     ``"scrypt"`` is werkzeug's memory-hard default (``scrypt:32768:8:1``).
     A stored hash names its own method and cost, so checking a password
     always uses what the hash was made with, whatever this says; only new
-    hashes (new accounts, new passwords) and the stand-in hash below follow
-    it.
+    hashes (new accounts, new passwords) and logins for unknown names
+    (:func:`authenticate`) follow it.
     """
 
     method: str = "scrypt"
@@ -47,13 +46,6 @@ class PasswordHashing:
     def hash(self, password: str) -> str:
         """A salted hash of ``password`` (random salt per password)."""
         return generate_password_hash(password, method=self.method)
-
-    @functools.cached_property
-    def stand_in_hash(self) -> str:
-        """A hash of no one's password, at this method's cost: a login for an
-        unknown name is checked against it, so it takes as long as one for a
-        known name. Made on first use, once per setting."""
-        return generate_password_hash("not-a-password-of-anyone", method=self.method)
 
 
 SCRYPT = PasswordHashing()
@@ -107,7 +99,9 @@ def authenticate(
     """The user if the name and password match an enabled account."""
     user = store.user_by_name(name) if _NAME.match(name) else None
     if user is None:
-        check_password_hash(hashing.stand_in_hash, password)
+        # One scrypt, as checking a real account's password costs: a login for
+        # an unknown name takes as long as one for a known name.
+        hashing.hash(password)
         return None
     if not check_password_hash(user.password_hash, password) or user.disabled:
         return None

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings
 
 from kiosk.accounts import PasswordHashing
 from kiosk.clock import FakeClock
@@ -29,6 +30,12 @@ from kiosk.store import Store
 from tests.web import CHEAP_HASHING, AppWith, log_in, make_app
 
 RAM_TMP = Path("/dev/shm")
+
+# No per-example deadline (Hypothesis's default is 200 ms): timing is the
+# benchmarks' job, and a busy machine must not fail a property. Example
+# counts stay as each test sets them.
+settings.register_profile("gatekiosk", deadline=None)
+settings.load_profile("gatekiosk")
 
 
 def pytest_configure(config: pytest.Config) -> None:
