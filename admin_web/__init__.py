@@ -16,6 +16,7 @@ from flask import Flask
 
 from admin_web.context import WebContext
 from admin_web.routing import RowIdConverter
+from kiosk.accounts import SCRYPT, PasswordHashing
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
 from kiosk.privacy import load_or_create_key
@@ -28,10 +29,13 @@ def create_app(
     store: Store | None = None,
     clock: Clock | None = None,
     test_config: Mapping[str, Any] | None = None,
+    password_hashing: PasswordHashing = SCRYPT,
 ) -> Flask:
     """Build the web app for a site's settings.
 
     ``store`` and ``clock`` replace the real ones (tests, the demo).
+    ``password_hashing`` is how the users page hashes new passwords (and what
+    a login for an unknown name costs); tests pass a cheap one.
     """
     from admin_web import (
         admin,
@@ -72,6 +76,7 @@ def create_app(
         store=store if store is not None else Store.open(settings.db_path, concurrent_reads=True),
         clock=clock if clock is not None else SystemClock(),
         hash_key=load_or_create_key(settings.key_path),
+        password_hashing=password_hashing,
     )
     app.extensions["gatekiosk"] = context
 

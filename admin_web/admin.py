@@ -23,9 +23,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers.response import Response
 
-from admin_web.accounts import ROLES, AccountError, add_user, reset_password
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
+from kiosk.accounts import ROLES, AccountError, add_user, reset_password
 from kiosk.config import EDITABLE_ON_WEB, SETTINGS, Setting, Settings, with_site_settings
 from kiosk.errors import ConfigError, StoreError
 from kiosk.privacy import subject_hash
@@ -430,6 +430,7 @@ def users_add() -> Any:
                 password=password,
                 at=audit.at,
                 audit=audit,
+                hashing=gk().password_hashing,
             )
         except (AccountError, StoreError) as exc:
             problem = _account_message(exc)
@@ -489,7 +490,14 @@ def users_password(user_id: int) -> Any:
         problem = _("The two passwords differ.")
     else:
         try:
-            reset_password(gk().store, target, password, at=audit.at, audit=audit)
+            reset_password(
+                gk().store,
+                target,
+                password,
+                at=audit.at,
+                audit=audit,
+                hashing=gk().password_hashing,
+            )
         except AccountError as exc:
             problem = _account_message(exc)
     if problem:

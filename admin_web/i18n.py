@@ -1,4 +1,16 @@
-"""Vietnamese and English, with Flask-Babel; Vietnamese unless the user chooses."""
+"""Vietnamese and English, with Flask-Babel; Vietnamese unless the user chooses.
+
+The admin pages' own words are English in the code and translated through
+the catalog in ``translations/`` (one language per page, the user's). What
+a visitor is told about a decision is not: :mod:`kiosk.messages` holds each
+reason's Vietnamese and English side by side, because the gate, which runs
+without Flask, shows both at once, and the log, the live feed and the gate
+screen repeat those same words (the pages pick the side for their language,
+:func:`admin_web.presenting.reason_text`). They translate different
+messages (where a word coincides, the meaning differs: "Entry" heads the
+inside page's time column, "Giờ vào", and is the gate screen's direction,
+"Vào"), so they are two jobs, not one mechanism twice.
+"""
 
 from __future__ import annotations
 

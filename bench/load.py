@@ -430,8 +430,8 @@ def write_config(work: Path, *, fps: float, port: int) -> Path:
 
 def prepare_database(settings: Any, rows: int, *, seed: int) -> dict[str, Any]:
     """``rows`` events ending a minute ago, the accounts, the subject-hash key."""
-    from admin_web.accounts import add_user
     from bench.export_bench import populate
+    from kiosk.accounts import add_user
     from kiosk.privacy import load_or_create_key
     from kiosk.store import Store
 

@@ -80,7 +80,7 @@ def start_demo_web(settings: Settings, *, clock: Clock, port: int) -> DemoWeb:
     """The admin web beside the demo gate, with a manager whose password is
     made up for this run only (there are no default credentials)."""
     from admin_web import create_app
-    from admin_web.accounts import add_user, reset_password
+    from kiosk.accounts import add_user, reset_password
 
     store = Store.open(settings.db_path, concurrent_reads=True)
     password = secrets.token_urlsafe(12)

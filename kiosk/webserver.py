@@ -24,8 +24,14 @@ class RunningServer:
     url: str
 
     def stop(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=5)
+        if self.thread.is_alive():
+            # Closed by the server's own loop: closed from here, a socket can
+            # vanish between the loop's listing of its sockets and its
+            # select(), which then fails with EBADF in the loop's thread.
+            self.server.trigger.pull_trigger(self.server.close)
+            self.thread.join(timeout=5)
+        else:
+            self.server.close()
 
 
 def make_server(app: Flask, *, host: str, port: int) -> Any:

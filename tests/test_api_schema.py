@@ -31,6 +31,7 @@ from hypothesis import settings
 from schemathesis.specs.openapi.checks import ignored_auth
 
 import admin_web
+from kiosk.accounts import PasswordHashing
 from kiosk.clock import FakeClock
 from kiosk.store import KioskHealth, Store
 from tests.web import log_in, make_app, record
@@ -143,12 +144,16 @@ SESSIONS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+def api(
+    tmp_path_factory: pytest.TempPathFactory, password_hashing: PasswordHashing
+) -> Iterator[Flask]:
     """One app for the whole scan (the JSON endpoints only read), with a
     guard and a manager logged in."""
     clock = FakeClock(wall=datetime(2026, 3, 9, 2, 30, tzinfo=UTC))
     overrides: dict[str, Any] = {"web.display_token": TOKEN}
-    app = make_app(tmp_path_factory.mktemp("api"), clock=clock, **overrides)
+    app = make_app(
+        tmp_path_factory.mktemp("api"), clock=clock, hashing=password_hashing, **overrides
+    )
     store: Store = app.extensions["gatekiosk"].store
     populate(store, clock)
     for role in ("guard", "manager"):

@@ -18,7 +18,6 @@ time figures are measured by ``bench/camera_faults.py``.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import logging
 import re
@@ -68,10 +67,8 @@ from kiosk.scanner import (
 from kiosk.store import KioskHealth, Store
 from kiosk.synthetic import render_code_frame
 from tests.fake_picamera2 import FakeCameraBus, install
+from tests.fakes import WAIT_S, FakeCamera
 from tests.waiting import wait_until
-
-WAIT_S = 10.0
-"""Generous real-time limit for a grabber thread to park (a loaded CI box)."""
 
 TICK_S = 0.1
 """Fake time between two steps of the loop: a 10 fps camera."""
@@ -87,112 +84,6 @@ PINS = PinConfig(
 RED, STATUS = 27, 25
 
 _names = itertools.count()
-
-
-# --------------------------------------------------------------------------
-# The fake device
-
-
-class FakeCamera:
-    """The webcam behind the device node, as the test drives it.
-
-    Modes: ``streaming`` -- the newest connection's read returns one frame
-    each time the test calls :meth:`offer` and waits in between (an older
-    connection's read fails: its stream ended with it); ``stalled`` -- every
-    read blocks (a hung driver; opens still succeed); ``error`` -- reads raise
-    ``OSError(EIO)``; ``gone`` -- unplugged: reads fail, opens find nothing.
-    A change of mode wakes every blocked read.
-    """
-
-    def __init__(self, image: np.ndarray) -> None:
-        self.image = image
-        self.mode = "streaming"
-        self.opens = 0
-        self.captures: list[FakeCapture] = []
-        self.parked = 0  # reads blocked inside the device, not woken since
-        self.epoch = 0  # bumped by every change of mode, which wakes them all
-        self.pending = 0  # frames offered, not yet read
-        self.cond = threading.Condition()
-
-    def open(self) -> FakeCapture:
-        """What ``cv2.VideoCapture(device)`` finds."""
-        with self.cond:
-            self.opens += 1
-            capture = FakeCapture(self, opened=self.mode != "gone")
-            if capture.opened:
-                self.captures.append(capture)
-            return capture
-
-    def set_mode(self, mode: str) -> None:
-        with self.cond:
-            self.mode = mode
-            # Every blocked read is woken to act on the new mode: none counts
-            # as parked any more, even before its thread has run.
-            self.epoch += 1
-            self.parked = 0
-            self.cond.notify_all()
-
-    def offer(self) -> bool:
-        """If streaming and the current connection waits for a frame, give it
-        one and wait until the grabber handed it over: it reads again, or it
-        let the device go (an abandoned connection drops the frame and ends)."""
-        with self.cond:
-            newest = self.captures[-1] if self.captures else None
-            if self.mode != "streaming" or newest is None or not newest.waiting:
-                return False
-            served = newest.served
-            self.pending = 1
-            self.cond.notify_all()
-            assert self.cond.wait_for(
-                lambda: newest.served > served and (newest.waiting or newest.released), WAIT_S
-            )
-            return True
-
-
-class FakeCapture:
-    """One ``cv2.VideoCapture`` on the fake camera."""
-
-    def __init__(self, camera: FakeCamera, *, opened: bool) -> None:
-        self.camera = camera
-        self.opened = opened
-        self.waiting = False
-        self.served = 0
-        self.released = False
-
-    def isOpened(self) -> bool:
-        return self.opened
-
-    def set(self, prop_id: int, value: float) -> bool:
-        return True
-
-    def read(self) -> tuple[bool, Any]:
-        camera = self.camera
-        with camera.cond:
-            while True:
-                if camera.mode == "gone":
-                    return False, None
-                if camera.mode == "error":
-                    raise OSError(errno.EIO, "VIDIOC_DQBUF: Input/output error")
-                if camera.mode == "streaming":
-                    if self is not camera.captures[-1]:
-                        return False, None
-                    if camera.pending:
-                        camera.pending -= 1
-                        self.served += 1
-                        return True, camera.image
-                self.waiting = True
-                camera.parked += 1
-                epoch = camera.epoch
-                camera.cond.notify_all()
-                camera.cond.wait()
-                if camera.epoch == epoch:
-                    camera.parked -= 1
-                self.waiting = False
-
-    def release(self) -> None:
-        with self.camera.cond:
-            self.released = True
-            self.camera.cond.notify_all()
 
 
 def grabber_threads(source: V4l2Source) -> list[threading.Thread]:

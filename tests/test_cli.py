@@ -249,6 +249,7 @@ def test_run_with_a_missing_config_file_says_which(runner, tmp_path):
     assert "nope.toml: no such file" in result.output
 
 
+@pytest.mark.slow
 def test_demo_decides_and_records_the_first_visitor(runner, tmp_path):
     result = runner.invoke(
         cli, ["demo", "--data-dir", str(tmp_path), "--seconds", "2.5", "--web-port", "0"]

@@ -30,12 +30,12 @@ from flask.testing import FlaskClient
 
 import kiosk.export.csv
 import kiosk.tempfiles
-from admin_web.exports import export_to_file
 from bench.crash_harness import run_export_kills, run_kiosk_kills
 from kiosk.clock import FakeClock
 from kiosk.export import write_xlsx
 from kiosk.export.workbook import UnnamedTempWorkbook
 from kiosk.export_worker import XlsxJob, run_job
+from kiosk.exporting import export_to_file
 from kiosk.store import Event, EventFilter, Store
 from kiosk.tempfiles import AtomicOutput
 from tests.web import record
@@ -46,6 +46,7 @@ AT = datetime(2026, 1, 6, tzinfo=UTC)
 # --------------------------------------------------------------------------- SIGKILL
 
 
+@pytest.mark.slow
 def test_kiosk_killed_at_random_moments_keeps_every_signalled_decision(tmp_path: Path) -> None:
     run = run_kiosk_kills(tmp_path, kills=8, seed=6, max_delay_s=1.0)
     figures = run.figures()
@@ -63,6 +64,7 @@ def test_kiosk_killed_at_random_moments_keeps_every_signalled_decision(tmp_path:
     assert figures["web_errors"] == 0
 
 
+@pytest.mark.slow
 def test_web_and_cli_killed_mid_export_leave_nothing_behind(tmp_path: Path) -> None:
     run = run_export_kills(
         tmp_path, rows=8000, web_kills=3, cli_kills=2, seed=6, write_fraction=0.3

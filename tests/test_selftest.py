@@ -6,6 +6,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from gpiozero.pins.mock import MockFactory
 
@@ -120,6 +121,7 @@ def test_a_full_disk_is_reported(tmp_path):
     assert "MB free" in check.detail
 
 
+@pytest.mark.slow
 def test_cli_prints_a_checklist_and_exits_non_zero_on_any_failure(tmp_path):
     config = tmp_path / "gate.toml"
     config.write_text(

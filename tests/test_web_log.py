@@ -19,11 +19,11 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import kiosk.export.csv
-from admin_web.exports import export_to_file
 from admin_web.forms import parse_local
 from kiosk.clock import FakeClock
 from kiosk.errors import StoreError
 from kiosk.export import EXPORT_COLUMNS
+from kiosk.exporting import export_to_file
 from kiosk.messages import message_for
 from kiosk.store import Event, EventFilter, Store
 from tests.web import csrf_token, record

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from werkzeug.test import TestResponse
 from kiosk.clock import FakeClock
 from kiosk.keys import init_keys
 from kiosk.store import EventFilter, Store
-from tests.web import PASSWORDS, csrf_token, log_in, make_app, record
+from tests.web import PASSWORDS, AppWith, csrf_token, log_in, record
 
 COOKIE = "gatekiosk_session"
 LAN = {"REMOTE_ADDR": "192.168.1.50"}
@@ -221,11 +220,8 @@ def test_api_routes_answer_anonymous_with_401(client: FlaskClient) -> None:
 
 
 @pytest.fixture
-def token_app(tmp_path: Path, clock: FakeClock) -> Iterator[Flask]:
-    overrides: dict[str, Any] = {"web.display_token": TOKEN}
-    app = make_app(tmp_path, clock=clock, **overrides)
-    yield app
-    app.extensions["gatekiosk"].store.close()
+def token_app(app_with: AppWith) -> Flask:
+    return app_with({"web.display_token": TOKEN})
 
 
 @pytest.mark.parametrize("path", ["/display", "/display/state"])

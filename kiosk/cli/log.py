@@ -82,8 +82,8 @@ def export(
     """
     import getpass
 
-    from admin_web.exports import export_to_file
     from kiosk.clock import SystemClock
+    from kiosk.exporting import export_to_file
     from kiosk.store import EventFilter, Store
 
     settings = load(config_path)
