@@ -29,6 +29,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import kiosk.export.csv
+import kiosk.export.workbook
 import kiosk.tempfiles
 from bench.crash_harness import run_export_kills, run_kiosk_kills
 from kiosk.clock import FakeClock
@@ -162,7 +163,7 @@ def test_a_sheet_that_may_pass_2_gib_is_zipped_with_zip64(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As if the rows already written were within the margin of the zip's limit.
-    monkeypatch.setattr(kiosk.tempfiles, "_SHEET_XML_MARGIN", zipfile.ZIP64_LIMIT)
+    monkeypatch.setattr(kiosk.export.workbook, "_SHEET_XML_MARGIN", zipfile.ZIP64_LIMIT)
     out = io.BytesIO()
     write_xlsx(make_events(10), out, tz=HCM, tmpdir=tmp_path)
     data = out.getvalue()
