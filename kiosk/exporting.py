@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kiosk.export import write_store_csv, write_xlsx
+from kiosk.export import write_store_csv
 from kiosk.store import EventFilter, Store
 from kiosk.tempfiles import AtomicOutput
 
@@ -62,6 +62,8 @@ def export_to_file(
         if fmt == "csv":
             rows = write_store_csv(store, where, output.file, tz=tz)
         else:
+            from kiosk.export.xlsx import write_xlsx
+
             rows = write_xlsx(store.iter_events(where), output.file, tz=tz, tmpdir=target.parent)
         output.commit()
     store.audit(
