@@ -478,9 +478,9 @@ class Store:
 
     # ----------------------------------------------------------------- codes
 
-    def save_site_code(self, code: SiteCode) -> None:
-        """Keep a declaration or staff pass the site issued."""
-        self.codes.save_site_code(code)
+    def save_site_code(self, code: SiteCode, *, audit: AuditNote | None = None) -> None:
+        """Keep a declaration or staff pass the site issued (and ``audit``, with its id)."""
+        self.codes.save_site_code(code, audit=audit)
 
     def site_code(self, code_id: str) -> SiteCode | None:
         return self.codes.site_code(code_id)

@@ -23,9 +23,11 @@ class CodeRepository:
 
     # ----------------------------------------------------------------- the site's own codes
 
-    def save_site_code(self, code: SiteCode) -> None:
+    def save_site_code(self, code: SiteCode, *, audit: AuditNote | None = None) -> None:
         """Keep a declaration or staff pass the site issued (for revocation and
-        the managers' lists); the code itself carries what the gate needs."""
+        the managers' lists); the code itself carries what the gate needs.
+        ``audit``, completed with the code's id, is written in the same
+        transaction."""
         with self._db.write("save the issued code") as conn:
             conn.execute(
                 "INSERT INTO site_codes (id, kind, issued_at_utc, valid_from_utc, "
@@ -46,6 +48,7 @@ class CodeRepository:
                     code.text,
                 ),
             )
+            write_audit(conn, audit, code=code.id)
 
     def site_code(self, code_id: str) -> SiteCode | None:
         rows = self._db.read(
