@@ -30,7 +30,6 @@ loop's types cost nothing to a command that never opens a camera.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from kiosk.camera.base import (
@@ -51,6 +50,7 @@ from kiosk.camera.base import (
 )
 from kiosk.clock import Clock
 from kiosk.errors import ConfigError
+from kiosk.lazy import lazy_names
 
 if TYPE_CHECKING:
     from kiosk.camera.files import IMAGE_SUFFIXES, FileSource, is_image_file
@@ -111,13 +111,7 @@ _LAZY = {
 """Names whose module is loaded on first use, and that module (in this package)."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_names(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:
