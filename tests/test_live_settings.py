@@ -46,8 +46,9 @@ from kiosk.scanner import (
     ScanSettings,
     SiteLink,
 )
-from kiosk.site_business import PURGE_START_DELAY_S
+from kiosk.site_business import PURGE_BATCH_ROWS, PURGE_START_DELAY_S
 from kiosk.store import AdmitRequest, Event, NewEvent, Store
+from tests.test_purge import copy_event
 from tests.waiting import wait_until
 
 RELAY = 23  # the default relay pin, active-low
@@ -602,6 +603,30 @@ def test_retention_change_takes_effect_at_the_next_purge(make_kiosk):
     kiosk.frames(0.5)
 
     assert kiosk.events() == []
+
+
+def test_a_long_purge_takes_one_batch_a_frame_while_the_gate_keeps_deciding(make_kiosk, caplog):
+    kiosk = make_kiosk()  # 21 days
+    record_event_aged(kiosk, timedelta(days=30))
+    [old] = kiosk.events()
+    copy_event(kiosk.settings.db_path, old.id, 2 * PURGE_BATCH_ROWS)  # two batches and one row
+    record_event_aged(kiosk, timedelta(days=20))
+    kiosk.clock.advance(PURGE_START_DELAY_S)
+    cutoff = kiosk.clock.now() - timedelta(days=21)
+
+    def past_retention() -> int:
+        return len(kiosk.web.events_between(cutoff - timedelta(days=3650), cutoff))
+
+    assert past_retention() == 2 * PURGE_BATCH_ROWS + 1
+    with caplog.at_level(logging.INFO, logger="kiosk.site_business"):
+        [outcome] = kiosk.hold(VISITOR_CCCD.payload, 0.2)  # two frames, two batches
+        assert past_retention() == 1
+        kiosk.frames(0.2)  # the last row, then the issued codes
+
+    assert outcome.decision.reason == "ok"  # decided and recorded during the purge
+    assert past_retention() == 0
+    assert "purged 1001 events older than 21 days (4 batches)" in caplog.text
+    assert [e.reason for e in kiosk.events()] == ["unrecognised", "ok"]  # the recent ones
 
 
 # -- the hot path -------------------------------------------------------------------
