@@ -66,12 +66,13 @@ that took longer than this halves the next, one that took under half of it
 doubles the next (see :func:`next_batch_rows`)."""
 
 PURGE_BATCH_ROWS = 500
-"""The most rows one purge batch deletes, and the first batch's size; on
-this machine about 100 ms under load (bench/report-purge.md), so the target
-above soon halves it."""
+"""The most rows one purge batch deletes, and the first batch's size. With a
+million events to purge, batches on an x86 test machine settled around 250
+rows and 26 ms (bench/report-purge.md); on a Pi's SD card they settle lower."""
 
 PURGE_BATCH_MIN_ROWS = 10
-"""The fewest: a disk this slow still finishes a million rows in a day."""
+"""The fewest, however slow the disk: 10 rows a loop step at 10 steps a
+second still purge a million rows in about three hours."""
 
 PURGE_START_DELAY_S = 60.0
 """The kiosk's first purge waits this long after start: the camera and the
