@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install
+.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -87,3 +87,7 @@ $(TEST_STAMP): pyproject.toml deploy/dev-bootstrap.sh
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache
+
+# 1,000,000 events purged under the real loop at 30 fps, batched and as one DELETE; writes bench/report-purge.md.
+purge-bench: $(TEST_STAMP)
+	$(BIN)/python -m bench.purge_bench

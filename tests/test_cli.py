@@ -574,6 +574,32 @@ def test_purge_deletes_old_events_and_issued_codes_and_prints_the_counts(runner,
     assert result.output == "Purged 2 events and 1 issued codes (retention: 7 days).\n"
 
 
+def test_purge_goes_batch_by_batch_and_prints_the_totals(runner, config, tmp_path):
+    from datetime import timedelta
+
+    from kiosk.clock import FakeClock
+    from kiosk.site_business import PURGE_BATCH_ROWS
+    from tests.test_purge import copy_event
+    from tests.web import record
+
+    now = store_now()
+    db_path = tmp_path / "data" / "gatekiosk.db"
+    with Store.open(db_path) as store:
+        record(store, FakeClock(), at=now - timedelta(days=40))
+        [old] = store.recent_events()
+        record(store, FakeClock(), at=now - timedelta(days=3))
+    copy_event(db_path, old.id, 2 * PURGE_BATCH_ROWS)  # two batches and one row past retention
+
+    result = runner.invoke(cli, ["purge", "--config", str(config)])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"Purged {2 * PURGE_BATCH_ROWS + 1} events and 0 issued codes (retention: 21 days).\n"
+    )
+    with Store.open(db_path) as store:
+        assert len(store.recent_events()) == 1
+
+
 # -- what each command loads -------------------------------------------------
 
 IMAGE_LIBRARIES = ("cv2", "zxingcpp", "picamera2")

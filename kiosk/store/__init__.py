@@ -308,9 +308,10 @@ class Store:
         """Everyone inside now, earliest entry first."""
         return self.events.inside(now=now, expiry_h=expiry_h)
 
-    def purge_events_before(self, cutoff: datetime) -> int:
-        """Delete events older than ``cutoff`` (retention); presence goes with them."""
-        return self.events.purge_events_before(cutoff)
+    def purge_events_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete the ``limit`` oldest events older than ``cutoff`` (one batch of
+        the retention purge); presence goes with them. Fewer than ``limit``: done."""
+        return self.events.purge_events_before(cutoff, limit=limit)
 
     def event_reasons(self) -> list[str]:
         """The reason codes present in the log, sorted: what the log's reason filter offers."""
@@ -501,9 +502,10 @@ class Store:
         """Revoke; False if there is no such code or it was revoked already."""
         return self.codes.revoke_site_code(code_id, by=by, at=at, audit=audit)
 
-    def purge_site_codes_before(self, cutoff: datetime) -> int:
-        """Delete issued codes that expired before ``cutoff`` (retention)."""
-        return self.codes.purge_site_codes_before(cutoff)
+    def purge_site_codes_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` issued codes that expired before ``cutoff`` (one
+        batch of the retention purge). Fewer than ``limit``: done."""
+        return self.codes.purge_site_codes_before(cutoff, limit=limit)
 
     def add_trusted_certificates(
         self,

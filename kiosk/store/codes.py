@@ -96,11 +96,14 @@ class CodeRepository:
                 write_audit(conn, audit)
             return cursor.rowcount > 0
 
-    def purge_site_codes_before(self, cutoff: datetime) -> int:
-        """Delete issued codes that expired before ``cutoff`` (retention)."""
+    def purge_site_codes_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` issued codes that expired before ``cutoff``
+        (retention), in one short transaction. Fewer than ``limit``: none left."""
         with self._db.write("purge old issued codes") as conn:
             cursor = conn.execute(
-                "DELETE FROM site_codes WHERE expires_at_utc < ?", (to_text(cutoff),)
+                "DELETE FROM site_codes WHERE rowid IN (SELECT rowid FROM site_codes "
+                "WHERE expires_at_utc < ? LIMIT ?)",
+                (to_text(cutoff), limit),
             )
             return cursor.rowcount
 
