@@ -39,7 +39,7 @@ from kiosk.config import Settings, load_settings
 from kiosk.demo_codes import SignedDemoVisitors, signed_demo_visitors
 from kiosk.errors import GateError
 from kiosk.keys import MANIFEST_NAME, init_keys
-from kiosk.privacy import load_or_create_key, subject_hash
+from kiosk.privacy import load_or_create_key, subject_hash, typed_id_subject
 from kiosk.samples import (
     DENYLISTED_ID,
     VISITOR_CCCD,
@@ -263,7 +263,7 @@ def run_demo(
         on_outcome=report,
     ) as gate:
         key = load_or_create_key(settings.key_path)
-        hashed = subject_hash(key, DENYLISTED_ID)
+        hashed = subject_hash(key, typed_id_subject(DENYLISTED_ID))
         if not gate.store.is_denylisted(hashed):
             gate.store.add_to_denylist(
                 hashed, label="Lê Hoàng Phúc (demo)", note="demo: denylisted", at=clock.now()

@@ -260,7 +260,7 @@ def test_denylist_add_hashes_the_id_number_and_never_keeps_it(
     )
     assert response.status_code == 200
     key = app.extensions["gatekiosk"].hash_key
-    assert web_store.is_denylisted(subject_hash(key, ID_NUMBER))
+    assert web_store.is_denylisted(subject_hash(key, f"person:{ID_NUMBER}"))
     page = response.get_data(as_text=True)
     assert "Trần Văn B" in page
     assert "stole a forklift" in page
@@ -279,7 +279,7 @@ def test_denylist_add_hashes_the_id_number_and_never_keeps_it(
 def test_denylist_add_accepts_a_passport_number(app: Flask, manager: FlaskClient) -> None:
     post(manager, "/denylist/add", {"id_number": "c1234567", "label": "A", "note": "B"})
     key = app.extensions["gatekiosk"].hash_key
-    assert app.extensions["gatekiosk"].store.is_denylisted(subject_hash(key, "C1234567"))
+    assert app.extensions["gatekiosk"].store.is_denylisted(subject_hash(key, "pc-covid:C1234567"))
 
 
 @pytest.mark.parametrize(
