@@ -6,6 +6,8 @@ Through the camera: real codes rendered into frames, the real decoder, the
 gate built by the composition root, a real SQLite file.
 """
 
+# ruff: noqa: F811 -- the fixtures site and gates are imported from test_kiosk_sitecodes
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -23,7 +25,7 @@ from kiosk.privacy import (
 )
 from kiosk.samples import VISITOR_CCCD
 from kiosk.scanner import Outcome
-from tests.test_kiosk_sitecodes import decisions, filmed, gates, site  # noqa: F401 -- fixtures
+from tests.test_kiosk_sitecodes import decisions, filmed, gates, site  # noqa: F401
 
 KEY = b"k" * 32
 AT = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
