@@ -53,11 +53,14 @@ _PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 def _from_this_machine() -> bool:
-    """The request comes straight from this machine's loopback.
+    """The request comes from this machine's loopback.
 
-    ``remote_addr`` is the TCP peer (no proxy header is honoured). A request
-    that went through a proxy on this machine also arrives from loopback, so
-    one that carries a proxy's forwarding header is not taken as local.
+    ``remote_addr`` is what waitress established: the TCP peer, or, behind
+    the proxy named by ``web.trusted_proxy``, the client the proxy reports
+    (see :mod:`kiosk.webserver`); no header is read here to grant anything.
+    Without a trusted proxy, a loopback request that carries a forwarding
+    header came through a proxy nobody said to trust, on behalf of anyone:
+    it is not taken as local.
     """
     try:
         address = ipaddress.ip_address(request.remote_addr or "")
@@ -67,6 +70,8 @@ def _from_this_machine() -> bool:
         address = address.ipv4_mapped
     if not address.is_loopback:
         return False
+    if gk().settings["web.trusted_proxy"]:
+        return True
     return not any(name in request.headers for name in _PROXY_HEADERS)
 
 

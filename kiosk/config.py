@@ -8,6 +8,7 @@ out of range all fail at start-up, in one message that lists every problem.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -242,6 +243,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
+DISPLAY_TOKEN_MIN_CHARS = 20
+"""A display token is a password anyone on the LAN may guess at: at least
+this long (``secrets.token_urlsafe(15)`` gives 20 characters)."""
+
 WEB_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "web",
@@ -256,13 +261,66 @@ WEB_SETTINGS: tuple[Setting, ...] = (
         "display_token",
         "",
         "Secret that lets a screen on another machine open /display without logging in "
-        "(/display?token=...); empty: only this machine's own screen may.",
+        f"(/display?token=...), at least {DISPLAY_TOKEN_MIN_CHARS} characters; empty: only "
+        "this machine's own screen may.",
     ),
     Setting(
         "web",
         "cookie_secure",
         False,
         "Send the session cookie over HTTPS only (turn on behind a TLS proxy).",
+    ),
+    Setting(
+        "web",
+        "trusted_proxy",
+        "",
+        "IP address of the reverse proxy in front of the admin web (127.0.0.1 for Caddy or "
+        "nginx on the Pi); its X-Forwarded-For and X-Forwarded-Proto are believed, and the "
+        "proxy must send X-Forwarded-For. Empty: no proxy is trusted, and a request that "
+        "carries forwarding headers is never taken for this machine's own screen.",
+    ),
+    Setting(
+        "web",
+        "trusted_proxy_count",
+        1,
+        "How many trusted proxies are chained in front of the admin web.",
+        minimum=1,
+        maximum=5,
+    ),
+    Setting(
+        "web",
+        "allowed_hosts",
+        "",
+        "Comma-separated host names the admin web answers to, besides IP addresses, "
+        "localhost, this machine's name (and name.local) and web.host; a request for "
+        "any other name is refused (against DNS rebinding).",
+    ),
+    Setting(
+        "web",
+        "threads",
+        8,
+        "Worker threads answering requests (the dashboard and the gate screen poll "
+        "twice a second each).",
+        minimum=2,
+        maximum=64,
+    ),
+    Setting(
+        "web",
+        "connection_limit",
+        500,
+        "Most connections open at once; idle ones count too. Keep it well below the "
+        "process's open-file limit (ulimit -n, 1024 by default).",
+        minimum=20,
+        maximum=10000,
+    ),
+    Setting(
+        "web",
+        "channel_timeout_s",
+        30,
+        "Seconds after which a connection that sends nothing is closed (checked every "
+        "few seconds), so idle or half-sent requests cannot hold connections.",
+        minimum=5,
+        maximum=600,
     ),
 )
 SETTINGS = SETTINGS + WEB_SETTINGS
@@ -471,6 +529,7 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         r"[A-Za-z0-9._-]{1,32}", str(values["gate.site_id"])
     ):
         problems.append("gate.site_id: 1 to 32 letters, digits, '.', '_' or '-'")
+    problems.extend(_web_checks(values))
     kinds = {k.strip() for k in str(values.get("policy.allowed_kinds", "")).split(",")}
     known = {"declaration", "staff-pass", "cccd", "pc-covid", "hcert"}
     for kind in sorted(kinds - known - {""}):
@@ -482,6 +541,38 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     if all(f"pins.{p}" in values for p in pin_fields):
         pins = Settings(values=values).pin_config()
         problems.extend(f"pins: {p}" for p in pins.validate())
+    return problems
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+
+
+def host_names(text: str) -> tuple[str, ...]:
+    """``web.allowed_hosts`` as lower-case names, without empty items."""
+    return tuple(name.strip().lower().rstrip(".") for name in text.split(",") if name.strip())
+
+
+def _web_checks(values: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    token = str(values.get("web.display_token", ""))
+    if token and len(token) < DISPLAY_TOKEN_MIN_CHARS:
+        problems.append(
+            f"web.display_token: at least {DISPLAY_TOKEN_MIN_CHARS} characters "
+            "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    proxy = str(values.get("web.trusted_proxy", "")).strip()
+    if proxy:
+        try:
+            ipaddress.ip_address(proxy.strip("[]"))
+        except ValueError:
+            problems.append(
+                f"web.trusted_proxy: {proxy!r} is not an IP address (a host name or '*' "
+                "would trust anyone)"
+            )
+    for name in host_names(str(values.get("web.allowed_hosts", ""))):
+        if not _HOST_NAME.fullmatch(name):
+            problems.append(f"web.allowed_hosts: {name!r} is not a host name")
     return problems
 
 

@@ -51,7 +51,7 @@ from kiosk.samples import (
 from kiosk.scanner import Outcome
 from kiosk.store import Store
 from kiosk.synthetic import Scene
-from kiosk.webserver import RunningServer, serve_in_background
+from kiosk.webserver import RunningServer, Serving, serve_in_background
 
 SHOW_S = 3.0
 """How long each sample visitor holds the code to the camera."""
@@ -91,10 +91,11 @@ def start_demo_web(settings: Settings, *, clock: Clock, port: int) -> DemoWeb:
         reset_password(store, account, password, at=clock.now())
         store.set_user_disabled(account.id, False)
     app = create_app(settings, store=store, clock=clock)
+    serving = Serving.from_settings(settings)
     try:
-        server = serve_in_background(app, host="127.0.0.1", port=port)
-    except GateError:
-        server = serve_in_background(app, host="127.0.0.1", port=0)  # 8080 is taken
+        server = serve_in_background(app, host="127.0.0.1", port=port, serving=serving)
+    except GateError:  # 8080 is taken
+        server = serve_in_background(app, host="127.0.0.1", port=0, serving=serving)
     return DemoWeb(server.url, password, server, store)
 
 

@@ -17,7 +17,7 @@ from kiosk.store import KioskHealth, Store
 from tests.web import log_in, make_app, record
 
 LAN = {"REMOTE_ADDR": "192.168.1.50"}
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-display-token-for-tests"
 
 
 @pytest.fixture
