@@ -1,5 +1,6 @@
 """Settings: defaults, the TOML file, the environment, and one message for every problem."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,29 @@ def test_documented_example_matches_the_declared_settings_and_loads():
 def test_a_pin_timing_out_of_range_is_reported_not_crashed_on():
     with pytest.raises(ConfigError, match=r"pins\.relay_pulse_ms: 5 is below the minimum 50"):
         load_settings(overrides={"pins.relay_pulse_ms": 5}, env={})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("web.display_token", "short-token", "at least 20 characters"),
+        ("web.trusted_proxy", "*", "is not an IP address"),
+        ("web.trusted_proxy", "proxy.lan", "is not an IP address"),
+        ("web.allowed_hosts", "gate.example.org, bad host", "'bad host' is not a host name"),
+    ],
+)
+def test_web_security_settings_are_checked_at_start_up(name, value, problem):
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_settings(overrides={name: value}, env={})
+
+
+def test_web_security_settings_accept_sane_values():
+    settings = load_settings(
+        overrides={
+            "web.display_token": "x" * 20,
+            "web.trusted_proxy": "::1",
+            "web.allowed_hosts": "gate.example.org, kiosk.local",
+        },
+        env={},
+    )
+    assert settings["web.connection_limit"] == 500

@@ -242,6 +242,26 @@ def test_the_gate_screen_is_local_or_token_only(token_app: Flask, path: str) -> 
         assert_security_headers(response, path)
 
 
+def test_display_token_guesses_are_throttled_per_address(
+    token_app: Flask, clock: FakeClock
+) -> None:
+    client = token_app.test_client()
+    other = {"REMOTE_ADDR": "192.168.1.51"}
+    for guess in range(10):
+        assert (
+            client.get(f"/display/state?token=guess-{guess}", environ_base=LAN).status_code == 403
+        )
+    refused = client.get("/display/state?token=one-more", environ_base=LAN)
+    assert refused.status_code == 429
+    assert refused.get_data(as_text=True).startswith("Quá nhiều mã màn hình sai")
+    # Not even the right token from that address, until the window ends.
+    assert client.get(f"/display/state?token={TOKEN}", environ_base=LAN).status_code == 429
+    assert client.get(f"/display/state?token={TOKEN}", environ_base=other).status_code == 200
+    assert client.get("/display/state").status_code == 200  # the Pi's own screen
+    clock.advance(15 * 60)
+    assert client.get(f"/display/state?token={TOKEN}", environ_base=LAN).status_code == 200
+
+
 def test_without_a_configured_token_no_token_opens_the_screen(app: Flask) -> None:
     client = app.test_client()
     assert client.get("/display?token=", environ_base=LAN).status_code == 403
