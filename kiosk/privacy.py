@@ -38,6 +38,7 @@ from kiosk.codes.base import (
     KIND_STAFF_PASS,
     Credential,
 )
+from kiosk.datadir import ensure_private_dir
 from kiosk.errors import StoreError
 from kiosk.tempfiles import AtomicOutput
 
@@ -51,7 +52,7 @@ def load_or_create_key(path: Path) -> bytes:
     try:
         key = path.read_bytes()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)
         key = secrets.token_bytes(KEY_BYTES)
         # Whole or not at all: a kill or a power cut while creating it must
         # not leave an empty key file, which would keep the gate from starting.

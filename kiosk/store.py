@@ -45,6 +45,7 @@ from typing import Any, Self
 
 from sqlite_utils import Database
 
+from kiosk.datadir import create_private_file
 from kiosk.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -754,8 +755,8 @@ class Store:
         if read_only and not path.exists():
             raise StoreError(f"no database at {path}")
         try:
-            if not read_only:
-                path.parent.mkdir(parents=True, exist_ok=True)
+            if not read_only:  # folder 0700, file 0600 (SQLite gives -wal and -shm its mode)
+                create_private_file(path)
         except OSError as exc:
             raise StoreError(f"cannot create the database directory: {exc.strerror}") from exc
         try:
