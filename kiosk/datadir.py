@@ -33,6 +33,7 @@ def ensure_private_dir(path: Path) -> None:
         with contextlib.suppress(FileExistsError):  # another process made it first
             folder.mkdir(mode=PRIVATE_DIR_MODE)
             os.chmod(folder, PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+    path.mkdir(exist_ok=True)  # FileExistsError when a file stands where the folder goes
 
 
 def create_private_file(path: Path) -> None:
