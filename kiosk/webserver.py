@@ -85,8 +85,18 @@ class RunningServer:
     url: str
 
     def stop(self) -> None:
-        self.server.close()
+        """Close the listening socket and every connection, then the workers.
+
+        The closing runs in the server's own thread (through waitress's
+        trigger): closed from here, a socket the loop is waiting on fails its
+        select() with EBADF, and the thread dies with that error.
+        """
+        from waitress import wasyncore
+
+        sockets = self.server._map  # waitress names no public way to stop
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
         self.thread.join(timeout=5)
+        self.server.task_dispatcher.shutdown()
 
 
 def make_server(app: Flask, *, host: str, port: int, serving: Serving | None = None) -> Any:
