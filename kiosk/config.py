@@ -274,10 +274,11 @@ WEB_SETTINGS: tuple[Setting, ...] = (
         "web",
         "trusted_proxy",
         "",
-        "IP address of the reverse proxy in front of the admin web (127.0.0.1 for Caddy or "
-        "nginx on the Pi); its X-Forwarded-For and X-Forwarded-Proto are believed, and the "
-        "proxy must send X-Forwarded-For. Empty: no proxy is trusted, and a request that "
-        "carries forwarding headers is never taken for this machine's own screen.",
+        "IP address the reverse proxy in front of the admin web connects from, exactly "
+        "(127.0.0.1 for Caddy or nginx on the Pi); its X-Forwarded-For and "
+        "X-Forwarded-Proto are believed, and it must send X-Forwarded-For. Empty: no proxy "
+        "is trusted, and a request that carries forwarding headers is never taken for "
+        "this machine's own screen.",
     ),
     Setting(
         "web",
