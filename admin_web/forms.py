@@ -63,6 +63,8 @@ class DateOutOfRange(BadRequest):
 
     def get_response(self, *args: object, **kwargs: object) -> Response:
         return Response(self.TEXT, status=400, mimetype="text/plain")
+
+
 _REASON_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from flask import Flask, Response, request
 from flask_wtf.csrf import CSRFProtect
 
-from kiosk.config import Settings, host_names
+from kiosk.config import Settings
+from kiosk.web_checks import host_names
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ out of range all fail at start-up, in one message that lists every problem.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -20,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gate_controller.pins import PinConfig
 from kiosk.errors import ConfigError
+from kiosk.web_checks import DISPLAY_TOKEN_MIN_CHARS, web_problems
 
 ENV_PREFIX = "GATEKIOSK_"
 
@@ -242,10 +242,6 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=3650,
     ),
 )
-
-DISPLAY_TOKEN_MIN_CHARS = 20
-"""A display token is a password anyone on the LAN may guess at: at least
-this long (``secrets.token_urlsafe(15)`` gives 20 characters)."""
 
 WEB_SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -530,7 +526,7 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         r"[A-Za-z0-9._-]{1,32}", str(values["gate.site_id"])
     ):
         problems.append("gate.site_id: 1 to 32 letters, digits, '.', '_' or '-'")
-    problems.extend(_web_checks(values))
+    problems.extend(web_problems(values))
     kinds = {k.strip() for k in str(values.get("policy.allowed_kinds", "")).split(",")}
     known = {"declaration", "staff-pass", "cccd", "pc-covid", "hcert"}
     for kind in sorted(kinds - known - {""}):
@@ -542,38 +538,6 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     if all(f"pins.{p}" in values for p in pin_fields):
         pins = Settings(values=values).pin_config()
         problems.extend(f"pins: {p}" for p in pins.validate())
-    return problems
-
-
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})?"
-_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
-
-
-def host_names(text: str) -> tuple[str, ...]:
-    """``web.allowed_hosts`` as lower-case names, without empty items."""
-    return tuple(name.strip().lower().rstrip(".") for name in text.split(",") if name.strip())
-
-
-def _web_checks(values: Mapping[str, Any]) -> list[str]:
-    problems: list[str] = []
-    token = str(values.get("web.display_token", ""))
-    if token and len(token) < DISPLAY_TOKEN_MIN_CHARS:
-        problems.append(
-            f"web.display_token: at least {DISPLAY_TOKEN_MIN_CHARS} characters "
-            "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
-        )
-    proxy = str(values.get("web.trusted_proxy", "")).strip()
-    if proxy:
-        try:
-            ipaddress.ip_address(proxy.strip("[]"))
-        except ValueError:
-            problems.append(
-                f"web.trusted_proxy: {proxy!r} is not an IP address (a host name or '*' "
-                "would trust anyone)"
-            )
-    for name in host_names(str(values.get("web.allowed_hosts", ""))):
-        if not _HOST_NAME.fullmatch(name):
-            problems.append(f"web.allowed_hosts: {name!r} is not a host name")
     return problems
 
 

@@ -108,9 +108,7 @@ EXPORT_COLUMNS: tuple[ExportColumn, ...] = (
 # plus the full-width forms that East Asian input methods produce and that
 # some spreadsheet apps fold to ASCII on entry).
 _FORMULA_STARTS = frozenset("=+-@＝＋－＠")
-# OWASP also lists tab and carriage return as dangerous first characters in their own
-# right; every other control character (category Cc) is treated the same way.
-_DANGEROUS_FIRST = frozenset("\t\r")
+# OWASP also lists tab and CR as dangerous first characters; so is every control character.
 
 
 def neutralise(cell: str) -> str:
@@ -125,10 +123,9 @@ def neutralise(cell: str) -> str:
       space, byte-order mark, bidi overrides such as U+202E) is one of
       ``= + - @`` or their full-width forms ``＝ ＋ － ＠``.
 
-    Skipping leading whitespace and invisible characters matters because
-    several spreadsheet apps trim or drop them on import, after which the
-    formula character is first (LibreOffice drops a leading NUL: ``"\x00=1+1"``
-    became a live formula, issue 14). Everything else is returned unchanged, so ordinary
+    Skipping them matters because spreadsheet apps trim or drop them on
+    import (LibreOffice drops a leading NUL), after which the formula
+    character is first. Everything else is returned unchanged, so ordinary
     names cost one character test. The trade-off: genuine text such as
     ``-2`` or ``+84 90...`` is shown with the apostrophe; a reader cannot
     tell an original leading apostrophe from an added one.
@@ -138,7 +135,7 @@ def neutralise(cell: str) -> str:
     first = cell[0]
     if first.isalnum():  # The common case: a name, a code, a hex id.
         return cell
-    if first in _DANGEROUS_FIRST or unicodedata.category(first) == "Cc":
+    if unicodedata.category(first) == "Cc":
         return "'" + cell
     for char in cell:
         if char in _FORMULA_STARTS:
