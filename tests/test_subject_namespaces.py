@@ -127,3 +127,22 @@ def test_a_denylist_entry_made_before_the_upgrade_still_refuses_its_person(site,
     [outcome] = filmed(site, gates, VISITOR_CCCD.payload)
 
     assert decisions([outcome]) == [("deny", "in", "denylisted", "cccd")]
+
+
+def test_denylisting_a_forged_code_does_not_denylist_the_real_person(site, gates):
+    staff = site.staff_pass(staff_id="NV-0042")
+    forged = personal_qr("STAFF:NV-0042")
+    [forged_entry] = filmed(site, gates, forged)
+    assert forged_entry.event is not None
+    assert forged_entry.event.subject_hash is not None
+    site.web.add_to_denylist(
+        forged_entry.event.subject_hash, label="forger", note="", at=site.clock.now()
+    )
+
+    outcomes = filmed(site, gates, forged, staff.text, forged)
+
+    assert decisions(outcomes) == [
+        ("allow", "out", "ok-exit", "pc-covid"),  # a denylisted person may still leave
+        ("allow", "in", "ok", "staff-pass"),  # the real staff member is not denylisted
+        ("deny", "in", "denylisted", "pc-covid"),
+    ]
