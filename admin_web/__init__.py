@@ -80,7 +80,7 @@ def create_app(
     )
     app.extensions["gatekiosk"] = context
 
-    security.init_app(app)
+    security.init_app(app, settings)
     i18n.init_app(app)
     presenting.init_app(app)
     for module in (

@@ -28,7 +28,7 @@ from admin_web.context import gk
 from kiosk.accounts import ROLES, AccountError, add_user, reset_password
 from kiosk.config import EDITABLE_ON_WEB, SETTINGS, Setting, Settings, with_site_settings
 from kiosk.errors import ConfigError, StoreError
-from kiosk.privacy import subject_hash
+from kiosk.privacy import subject_hash, typed_id_subject
 from kiosk.store import AuditNote, User
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ def denylist_add() -> Any:
 
     user = _user()
     now = gk().clock.now()
-    hashed = subject_hash(gk().hash_key, id_number)
+    hashed = subject_hash(gk().hash_key, typed_id_subject(id_number))
     detail = {"label": typed["label"], "note": typed["note"]}  # and whether it "replaced"
     replaced = gk().store.add_to_denylist(
         hashed,

@@ -14,6 +14,8 @@ inside page's time column, "Giờ vào", and is the gate screen's direction,
 
 from __future__ import annotations
 
+import unicodedata
+
 from flask import Blueprint, Flask, redirect, request, session, url_for
 from flask_babel import Babel
 from werkzeug.wrappers.response import Response
@@ -40,11 +42,23 @@ def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
 
 
+BAD_NEXT = (
+    "Địa chỉ quay lại không hợp lệ (có ký tự điều khiển).\n"
+    "The return address is not valid (it has control characters).\n"
+)
+
+
 @bp.post("/lang/<code>")
 def choose(code: str) -> Response:
+    """Remember the language, then go back to ``next``: a path on this site
+    (anything else goes to the dashboard). A ``next`` with control characters
+    (CR/LF would split the Location header) is refused with a 400."""
+    target = request.form.get("next", "")
+    if any(unicodedata.category(char) == "Cc" for char in target):
+        return Response(BAD_NEXT, status=400, mimetype="text/plain")
     if code in LANGUAGES:
         session["lang"] = code
-    target = request.form.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
+    # A backslash counts as a slash in browsers: "/\\evil.example" is "//evil.example".
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
         target = url_for("dashboard.index")
     return redirect(target)

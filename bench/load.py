@@ -1077,7 +1077,9 @@ def run_load(config: LoadConfig, work: Path) -> dict[str, Any]:
     )
     (work / "plan.json").write_text(json.dumps(asdict(plan)), encoding="utf-8")
     key = load_or_create_key(settings.key_path)
-    visitor_of_hash = {subject_hash(key, plan.id_number(k)): k for k in range(plan.count)}
+    visitor_of_hash = {
+        subject_hash(key, f"person:{plan.id_number(k)}"): k for k in range(plan.count)
+    }
 
     environment = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),

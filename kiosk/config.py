@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gate_controller.pins import PinConfig
 from kiosk.errors import ConfigError
+from kiosk.web_checks import DISPLAY_TOKEN_MIN_CHARS, web_problems
 
 ENV_PREFIX = "GATEKIOSK_"
 
@@ -283,13 +284,67 @@ WEB_SETTINGS: tuple[Setting, ...] = (
         "display_token",
         "",
         "Secret that lets a screen on another machine open /display without logging in "
-        "(/display?token=...); empty: only this machine's own screen may.",
+        f"(/display?token=...), at least {DISPLAY_TOKEN_MIN_CHARS} characters; empty: only "
+        "this machine's own screen may.",
     ),
     Setting(
         "web",
         "cookie_secure",
         False,
         "Send the session cookie over HTTPS only (turn on behind a TLS proxy).",
+    ),
+    Setting(
+        "web",
+        "trusted_proxy",
+        "",
+        "IP address the reverse proxy in front of the admin web connects from, exactly "
+        "(127.0.0.1 for Caddy or nginx on the Pi); its X-Forwarded-For and "
+        "X-Forwarded-Proto are believed, and it must send X-Forwarded-For. Empty: no proxy "
+        "is trusted, and a request that carries forwarding headers is never taken for "
+        "this machine's own screen.",
+    ),
+    Setting(
+        "web",
+        "trusted_proxy_count",
+        1,
+        "How many trusted proxies are chained in front of the admin web.",
+        minimum=1,
+        maximum=5,
+    ),
+    Setting(
+        "web",
+        "allowed_hosts",
+        "",
+        "Comma-separated host names the admin web answers to, besides IP addresses, "
+        "localhost, this machine's name (and name.local) and web.host; a request for "
+        "any other name is refused (against DNS rebinding).",
+    ),
+    Setting(
+        "web",
+        "threads",
+        8,
+        "Worker threads answering requests (the dashboard and the gate screen poll "
+        "twice a second each).",
+        minimum=2,
+        maximum=64,
+    ),
+    Setting(
+        "web",
+        "connection_limit",
+        500,
+        "Most connections open at once; idle ones count too. Keep it well below the "
+        "process's open-file limit (ulimit -n, 1024 by default).",
+        minimum=20,
+        maximum=10000,
+    ),
+    Setting(
+        "web",
+        "channel_timeout_s",
+        30,
+        "Seconds after which a connection that sends nothing is closed (checked every "
+        "few seconds), so idle or half-sent requests cannot hold connections.",
+        minimum=5,
+        maximum=600,
     ),
 )
 SETTINGS = SETTINGS + WEB_SETTINGS
@@ -498,6 +553,7 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         r"[A-Za-z0-9._-]{1,32}", str(values["gate.site_id"])
     ):
         problems.append("gate.site_id: 1 to 32 letters, digits, '.', '_' or '-'")
+    problems.extend(web_problems(values))
     kinds = {k.strip() for k in str(values.get("policy.allowed_kinds", "")).split(",")}
     known = {"declaration", "staff-pass", "cccd", "pc-covid", "hcert"}
     for kind in sorted(kinds - known - {""}):

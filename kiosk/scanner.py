@@ -34,7 +34,7 @@ from kiosk.outcome import OnOutcome, Outcome
 from kiosk.overrides import OverrideDesk
 from kiosk.policy import Decision, GateView, decide
 from kiosk.presentation import PresentationFilter
-from kiosk.privacy import subject_hash
+from kiosk.privacy import legacy_subject_hash, subject_hash, subject_of
 from kiosk.scan_settings import GateSetup, ScanSettings, SetupForSite
 from kiosk.site_business import SiteBusiness, SiteLink, purge_past_retention
 from kiosk.store import Event, NewEvent, Store
@@ -212,7 +212,7 @@ class Scanner:
         at = self.clock.now()
         identified = self.registry.identify(code.raw, at=at)
         credential = identified if isinstance(identified, Credential) else None
-        hashed = subject_hash(self._hash_key, credential.subject_id) if credential else None
+        hashed = subject_hash(self._hash_key, subject_of(credential)) if credential else None
         with self._lock:
             try:
                 # Overrides that waited for the database go first, so the
@@ -244,6 +244,7 @@ class Scanner:
             hashed,
             at=at,
             expiry_h=self.settings.presence_expiry_h,
+            legacy_hashed=legacy_subject_hash(self._hash_key, credential) if credential else None,
         )
 
     def _new_event(

@@ -1,5 +1,6 @@
 """Settings: defaults, the TOML file, the environment, and one message for every problem."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,29 @@ def test_unknown_focus_mode_names_the_choices():
 def test_fault_exit_must_outlast_the_stall_timeout():
     with pytest.raises(ConfigError, match=r"fault_exit_s: 20 must be longer than .*\(30\)"):
         load_settings(overrides={"camera.fault_exit_s": 20, "camera.stall_timeout_s": 30}, env={})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("web.display_token", "short-token", "at least 20 characters"),
+        ("web.trusted_proxy", "*", "is not an IP address"),
+        ("web.trusted_proxy", "proxy.lan", "is not an IP address"),
+        ("web.allowed_hosts", "gate.example.org, bad host", "'bad host' is not a host name"),
+    ],
+)
+def test_web_security_settings_are_checked_at_start_up(name, value, problem):
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_settings(overrides={name: value}, env={})
+
+
+def test_web_security_settings_accept_sane_values():
+    settings = load_settings(
+        overrides={
+            "web.display_token": "x" * 20,
+            "web.trusted_proxy": "::1",
+            "web.allowed_hosts": "gate.example.org, kiosk.local",
+        },
+        env={},
+    )
+    assert settings["web.connection_limit"] == 500

@@ -15,7 +15,7 @@ from kiosk.store import KioskHealth, Store
 from tests.web import AppWith, log_in, record
 
 LAN = {"REMOTE_ADDR": "192.168.1.50"}
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-display-token-for-tests"
 
 
 @pytest.fixture

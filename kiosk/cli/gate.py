@@ -114,12 +114,14 @@ def web(config_path: Path | None) -> None:
         gatekiosk web --config /etc/gatekiosk/gatekiosk.toml
     """
     from admin_web import create_app
-    from kiosk.webserver import make_server, url_of
+    from kiosk.webserver import Serving, make_server, url_of
 
     settings = load(config_path)
     app = create_app(settings)
     host = settings["web.host"]
-    server = make_server(app, host=host, port=settings["web.port"])
+    server = make_server(
+        app, host=host, port=settings["web.port"], serving=Serving.from_settings(settings)
+    )
     store = app.extensions["gatekiosk"].store
     if not store.count_managers():
         click.echo(

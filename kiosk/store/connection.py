@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from kiosk.datadir import create_private_file
 from kiosk.errors import StoreError
 from kiosk.store.values import search_fold
 
@@ -153,8 +154,8 @@ class OpenConnection:
         if read_only and not path.exists():
             raise StoreError(f"no database at {path}")
         try:
-            if not read_only:
-                path.parent.mkdir(parents=True, exist_ok=True)
+            if not read_only:  # folder 0700, file 0600 (SQLite gives -wal and -shm its mode)
+                create_private_file(path)
         except OSError as exc:
             raise StoreError(f"cannot create the database directory: {exc.strerror}") from exc
         try:
