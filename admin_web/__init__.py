@@ -47,6 +47,7 @@ def create_app(
         passes,
         presenting,
         security,
+        site,
         trust,
     )
 
@@ -91,6 +92,7 @@ def create_app(
         declare,
         passes,
         trust,
+        site,
     ):
         app.register_blueprint(module.bp)
     return app

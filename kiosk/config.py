@@ -267,6 +267,31 @@ WEB_SETTINGS: tuple[Setting, ...] = (
 )
 SETTINGS = SETTINGS + WEB_SETTINGS
 
+SITE_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "site",
+        "hub",
+        "",
+        "host:port of the site's broker; empty: this gate is on its own (no site, no network).",
+    ),
+    Setting(
+        "site",
+        "dir",
+        "",
+        "Folder of the site's files (CA, this machine's certificate and key, the site's "
+        "subject-hash key); empty: <data_dir>/site.",
+    ),
+    Setting(
+        "site",
+        "enrol_port",
+        8443,
+        "Hub only: HTTPS port where gates join the site with a one-time token.",
+        minimum=1,
+        maximum=65535,
+    ),
+)
+SETTINGS = SETTINGS + SITE_SETTINGS
+
 EDITABLE_ON_WEB: tuple[str, ...] = (
     "gate.id",
     "gate.site_name",
@@ -311,6 +336,11 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / self.db_name
+
+    @property
+    def site_dir(self) -> Path:
+        """The site's files (see :mod:`kiosk.site.join`)."""
+        return Path(self.values["site.dir"] or self.data_dir / "site")
 
     @property
     def key_path(self) -> Path:

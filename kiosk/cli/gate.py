@@ -105,6 +105,7 @@ def web(config_path: Path | None) -> None:
         gatekiosk web --config /etc/gatekiosk/gatekiosk.toml
     """
     from admin_web import create_app
+    from admin_web.site import start_enrolment
     from kiosk.webserver import make_server, url_of
 
     settings = load(config_path)
@@ -112,6 +113,7 @@ def web(config_path: Path | None) -> None:
     host = settings["web.host"]
     server = make_server(app, host=host, port=settings["web.port"])
     store = app.extensions["gatekiosk"].store
+    enrolment = start_enrolment(app)  # on a site's hub only
     if not store.count_managers():
         click.echo(
             "gatekiosk: no manager account yet; create one with "
@@ -125,6 +127,8 @@ def web(config_path: Path | None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if enrolment is not None:
+            enrolment.stop()
         server.close()
         store.close()
 
