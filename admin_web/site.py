@@ -36,6 +36,7 @@ from kiosk.site.enrolment import (
     token_hash,
 )
 from kiosk.site.hub_setup import HubFolder, check_can_enrol, enrolment_answer, parse_public_key
+from kiosk.site.join import is_site_gate
 from kiosk.site.pki import load_certificate
 from kiosk.site.tls_front import TlsFront, server_context
 from kiosk.store import AuditNote
@@ -47,6 +48,37 @@ bp = Blueprint("site", __name__)
 enrol_bp = Blueprint("site_enrol", __name__)
 
 MAX_REQUEST_BYTES = 16 * 1024
+
+
+# Pages whose changes come from the hub on a gate that is a site member.
+MANAGED_ON_HUB = frozenset(
+    {
+        "admin.settings",
+        "admin.denylist_add",
+        "admin.denylist_remove",
+        "trust.upload",
+        "trust.remove",
+    }
+)
+
+
+@bp.app_context_processor
+def _site_managed() -> dict[str, Any]:
+    """``site_managed``: the settings, denylist and trust pages show read only."""
+    settings = gk().settings
+    managed = is_site_gate(settings)
+    return {"site_managed": managed, "site_hub": settings["site.hub"] if managed else ""}
+
+
+@bp.before_app_request
+def _refuse_changes_made_on_the_hub() -> tuple[str, int] | None:
+    """A change on a site gate's own page would be overwritten by the next
+    document from the hub: refuse it, pointing to the hub."""
+    if request.method != "POST" or request.endpoint not in MANAGED_ON_HUB:
+        return None
+    if not is_site_gate(gk().settings):
+        return None
+    return render_template("site_managed.html"), 403
 
 
 def _hub() -> HubFolder:

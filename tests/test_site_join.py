@@ -213,7 +213,9 @@ def test_site_init_is_idempotent_and_never_replaces_a_ca(hub: Hub) -> None:
         hash_key_path=hub.settings.key_path,
         now=hub.clock.now(),
     )
-    assert not (report.created_ca or report.created_hash_key or report.created_signing_keys)
+    assert not report.created_ca
+    assert not report.created_hash_key
+    assert not report.created_signing_keys
     assert hub.folder.pki.ca_certificate.read_bytes() == before
     assert hub.settings.key_path.read_bytes() == key_before
     with pytest.raises(SiteError, match="never replaced"):
