@@ -54,7 +54,9 @@ class ChannelRunner:
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self._client.tls_set_context(files.ssl_context())
         self._client.on_connect = self._on_connect
-        self._client.on_message = lambda c, u, m: self._inbox.put(("msg", m.topic, m.payload))
+        self._client.on_message = lambda c, u, m: self._inbox.put(
+            ("msg", m.topic, bytes(m.payload))
+        )
         self._client.on_publish = lambda c, u, mid, rc, p: self._inbox.put(("ack", mid, b""))
         self._thread = threading.Thread(target=self._run, daemon=True)
 
