@@ -28,7 +28,7 @@ T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 @dataclass
 class Site:
     clock: FakeClock
-    hub_store: Store
+    hub_store: Store  # where managers change things (the hub's web)
     hub_keys: Path
     gate_store: Store
     gate_keys: Path
@@ -51,9 +51,10 @@ def site(tmp_path: Path) -> Site:
     hub_keys, gate_keys = tmp_path / "hub" / "keys", tmp_path / "gate" / "keys"
     init_keys(hub_keys, at=T0)
     install_public_keys(gate_keys, public_keys_body(hub_keys))
-    hub_store = Store.open(tmp_path / "hub" / "site.db", boot_id="hub-boot")
+    hub_store = Store.open(tmp_path / "hub" / "site.db", boot_id="hub-web")
+    hub_process = Store.open(tmp_path / "hub" / "site.db", boot_id="hub-boot")
     gate_store = Store.open(tmp_path / "gate" / "gate.db", boot_id="gate-boot")
-    hub = HubDocuments(hub_store, site_id=SITE, keys_dir=hub_keys, clock=clock)
+    hub = HubDocuments(hub_process, site_id=SITE, keys_dir=hub_keys, clock=clock)
     gate = GateDocuments(gate_store, site_id=SITE, keys_dir=gate_keys, clock=clock)
     return Site(clock, hub_store, hub_keys, gate_store, gate_keys, hub, gate)
 
@@ -210,6 +211,32 @@ def test_the_version_in_force_survives_a_restart_of_the_sync_process(
         restarted.on_message(item.topic, item.payload)
     assert restarted.applied == {}
     assert restarted.refused == {"not_newer": len(items)}
+
+
+def test_the_hub_reads_the_bodies_again_only_when_the_database_or_keys_changed(
+    site: Site,
+) -> None:
+    site.publish()
+    reads = []
+    original = site.hub.refresh
+
+    def counted() -> list[str]:
+        reads.append(1)
+        return original()
+
+    site.hub.refresh = counted  # type: ignore[method-assign]
+    site.publish()
+    site.publish()
+    assert reads == []
+    site.hub_store.add_to_denylist("c" * 32, label="x", note="y", at=T0)
+    site.publish()
+    assert reads == [1]
+    rotate_keys(site.hub_keys, at=T0 + timedelta(days=1))
+    site.publish()
+    assert reads == [1, 1]
+    site.clock.advance(61)
+    site.publish()  # the full look, once a minute
+    assert reads == [1, 1, 1]
 
 
 def test_the_hub_publishes_its_latest_documents_again_after_a_restart(site: Site) -> None:
