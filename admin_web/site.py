@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request
@@ -48,6 +48,12 @@ bp = Blueprint("site", __name__)
 enrol_bp = Blueprint("site_enrol", __name__)
 
 MAX_REQUEST_BYTES = 16 * 1024
+# Refused tokens, counted for the whole hub (behind the TLS front every
+# request comes from loopback): past this many in the window, enrolment
+# pauses. A token has 80 bits; this keeps even the log from filling up.
+ENROL_FAILURES_MAX = 20
+ENROL_FAILURES_WINDOW = timedelta(minutes=15)
+_THROTTLE_KEY = "site-enrol"
 
 
 # Pages whose changes come from the hub on a gate that is a site member.
@@ -168,6 +174,13 @@ def enrol() -> tuple[Response, int]:
     except SiteError as exc:
         status = 409 if "already" in str(exc) else 400
         return _error(str(exc), status)
+    failures = context.store.throttle_counts([_THROTTLE_KEY]).get(_THROTTLE_KEY)
+    if (
+        failures is not None
+        and failures.hits >= ENROL_FAILURES_MAX
+        and now - failures.first_at < ENROL_FAILURES_WINDOW
+    ):
+        return _error("too many refused tokens; try again later", 429)
     redeemed = context.store.site_documents.redeem_enrolment_token(
         token_hash(token),
         gate_id=gate_id,
@@ -175,6 +188,7 @@ def enrol() -> tuple[Response, int]:
         audit=AuditNote("gate:" + gate_id, "site-join", {"gate": gate_id}, now),
     )
     if not redeemed:
+        context.store.throttle_hit([_THROTTLE_KEY], at=now, window=ENROL_FAILURES_WINDOW)
         log.warning("enrolment of gate %s refused: token used, expired or unknown", gate_id)
         return _error("token refused", 403)
     answer = enrolment_answer(

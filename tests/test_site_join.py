@@ -16,13 +16,19 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 
-from admin_web.site import EnrolmentService, start_enrolment
+from admin_web.site import (
+    ENROL_FAILURES_MAX,
+    ENROL_FAILURES_WINDOW,
+    EnrolmentService,
+    start_enrolment,
+)
 from kiosk.cli import cli
 from kiosk.clock import FakeClock
 from kiosk.config import Settings, load_settings
 from kiosk.keys import load_keyring, rotate_keys
 from kiosk.privacy import load_or_create_key
 from kiosk.site import SiteError
+from kiosk.site.downlink import GateDocuments, HubDocuments
 from kiosk.site.enrolment import (
     TOKEN_TTL,
     ca_fingerprint,
@@ -34,6 +40,7 @@ from kiosk.site.enrolment import (
 from kiosk.site.hub_setup import HubFolder, init_hub
 from kiosk.site.join import GateSiteFiles, join_site, write_site_settings
 from kiosk.site.pki import create_ca, load_certificate
+from kiosk.store import Store
 from tests.web import csrf_token, log_in, make_app
 
 HOSTS = ["localhost", "127.0.0.1"]
@@ -144,6 +151,18 @@ def test_a_mistyped_token_is_refused(hub: Hub, tmp_path: Path) -> None:
     hub.token()
     with pytest.raises(SiteError, match="refused the token"):
         join(hub, gate_settings(tmp_path / "gate"), token="AAAA-BBBB-CCCC-DDDD")
+
+
+def test_enrolment_pauses_after_many_refused_tokens(hub: Hub, tmp_path: Path) -> None:
+    gate = gate_settings(tmp_path / "gate")
+    for _ in range(ENROL_FAILURES_MAX):
+        with pytest.raises(SiteError, match="refused the token"):
+            join(hub, gate, token="AAAA-BBBB-CCCC-DDDD")
+    token = hub.token()
+    with pytest.raises(SiteError, match="paused enrolment"):
+        join(hub, gate, token=token)
+    hub.clock.advance(ENROL_FAILURES_WINDOW.total_seconds())
+    join(hub, gate, token=token)
 
 
 def test_a_wrong_ca_fingerprint_is_refused_before_the_token_is_sent(
@@ -264,3 +283,42 @@ def test_site_settings_replace_an_existing_site_section(tmp_path: Path) -> None:
     assert values["site"] == {"hub": "hub.local:8883", "dir": str(tmp_path / "site")}
     assert values["web"] == {"port": 9}
     assert values["gate"] == {"id": "g"}
+
+
+def test_cli_join_writes_the_settings_then_the_hub_revokes_the_gate(
+    hub: Hub, tmp_path: Path
+) -> None:
+    gate_toml = tmp_path / "gate.toml"
+    gate_toml.write_text(f'[gate]\nid = "side-gate"\ndata_dir = "{tmp_path / "gate"}"\n')
+    runner = CliRunner()
+    joined = runner.invoke(
+        cli,
+        [
+            "site",
+            "join",
+            hub.address,
+            "--token",
+            hub.token(),
+            "--ca",
+            hub.fingerprint,
+            "--config",
+            str(gate_toml),
+        ],
+    )
+    assert joined.exit_code == 0, joined.output
+    assert "Joined site factory-1 as gate side-gate" in joined.output
+    settings = load_settings(gate_toml, env={})
+    assert settings["site.hub"] == "localhost:8883"
+    clock = FakeClock()
+    with Store.open(settings.db_path) as store:
+        channel = GateDocuments.for_settings(settings, store, clock)
+        assert channel.subscriptions() == ["gk/factory-1/doc/#"]
+    hub_toml = tmp_path / "hub.toml"
+    hub_toml.write_text(f'[gate]\ndata_dir = "{hub.settings.data_dir}"\n')
+    revoked = runner.invoke(cli, ["site", "revoke", "side-gate", "--config", str(hub_toml)])
+    assert revoked.exit_code == 0, revoked.output
+    assert [g.revoked for g in enrolled_gates(hub.folder.pki)] == [True]
+    acl = (hub.folder.broker_dir / "acl").read_text()
+    assert "side-gate" in acl
+    with Store.open(hub.settings.db_path) as store:
+        assert HubDocuments.for_settings(hub.settings, store, clock).subscriptions() == []

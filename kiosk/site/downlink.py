@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiosk.clock import Clock
-from kiosk.config import EDITABLE_ON_WEB
+from kiosk.config import EDITABLE_ON_WEB, Settings
 from kiosk.errors import GateError
 from kiosk.every import Every
 from kiosk.keys import MANIFEST_NAME, KeyRing, kid_for, load_keyring
@@ -176,6 +176,14 @@ class HubDocuments:
         self._latest: dict[str, PublishedDocument] = {}
         self._pending: set[str] = set()
 
+    @classmethod
+    def for_settings(cls, settings: Settings, store: Store, clock: Clock) -> HubDocuments:
+        """The hub's channel, for the site ``gatekiosk site init`` made here."""
+        from kiosk.site.hub_setup import HubFolder
+
+        site_id = HubFolder(settings.site_dir).description().site_id
+        return cls(store, site_id=site_id, keys_dir=settings.keys_dir, clock=clock)
+
     def subscriptions(self) -> list[str]:
         return []
 
@@ -294,6 +302,14 @@ class GateDocuments:
         self._waiting: dict[DocumentKind, bytes] = {}
         self.refused: Counter[str] = Counter()
         self.applied: Counter[str] = Counter()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, store: Store, clock: Clock) -> GateDocuments:
+        """The gate's channel, for the site ``gatekiosk site join`` joined."""
+        from kiosk.site.join import GateSiteFiles
+
+        site_id = GateSiteFiles(settings.site_dir).description().site_id
+        return cls(store, site_id=site_id, keys_dir=settings.keys_dir, clock=clock)
 
     def subscriptions(self) -> list[str]:
         return [self._topics.all_documents]

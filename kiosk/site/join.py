@@ -274,6 +274,11 @@ def _refusal(status: int) -> str:
             "Cổng này đã có trong khu vực; thu hồi nó trên hub trước (`gatekiosk site revoke`)."
             " / This gate is already in the site; revoke it on the hub first."
         )
+    if status == 429:
+        return (
+            "Hub tạm dừng nhận cổng mới vì có quá nhiều mã sai; thử lại sau 15 phút."
+            " / The hub paused enrolment after too many refused tokens; try again in 15 minutes."
+        )
     return f"Hub từ chối yêu cầu. / The hub refused the enrolment (HTTP {status})."
 
 
