@@ -196,7 +196,17 @@ def test_documents_out_of_order_apply_only_the_newest(site: Site) -> None:
     site.gate.on_message(topic, v2)
     site.gate.on_message(topic, v3)
     assert site.gate_store.site_settings()["policy.capacity"] == 3
-    assert site.gate.refused == {"not_newer": 2}
+    assert site.gate.refused == {"not_newer": 1}
+    assert site.gate.unchanged == {"settings": 1}  # the hub's republish, not a replay
+
+
+def test_the_hubs_periodic_republish_is_received_quietly(site: Site) -> None:
+    site.publish()
+    site.clock.advance(61)
+    again = site.publish()
+    assert len(again) == len(DocumentKind)
+    assert site.gate.refused == {}
+    assert site.gate.unchanged == dict.fromkeys(DocumentKind, 1)
 
 
 def test_the_version_in_force_survives_a_restart_of_the_sync_process(

@@ -166,6 +166,10 @@ def site_join(config_path: Path | None, hub_address: str, token: str, fingerprin
         "Cài đặt, danh sách chặn và danh sách tin cậy giờ do hub quản lý. / "
         "Settings, denylist and trust list are now managed on the hub."
     )
+    click.echo(
+        "Khởi động lại gatekiosk (kiosk và web) để dùng khoá băm của khu vực. / "
+        "Restart gatekiosk (kiosk and web) so they hash with the site's key."
+    )
 
 
 @site.command("revoke")

@@ -300,8 +300,12 @@ class GateDocuments:
         self._applied: dict[str, int] | None = None
         # Signed by a key this gate does not know yet: tried again after a keys document.
         self._waiting: dict[DocumentKind, bytes] = {}
+        # The bytes last applied, by kind: the hub's periodic republish of
+        # the same document is expected, not a replay worth a log line.
+        self._last_payload: dict[DocumentKind, bytes] = {}
         self.refused: Counter[str] = Counter()
         self.applied: Counter[str] = Counter()
+        self.unchanged: Counter[str] = Counter()
 
     @classmethod
     def for_settings(cls, settings: Settings, store: Store, clock: Clock) -> GateDocuments:
@@ -337,6 +341,10 @@ class GateDocuments:
         return self._applied
 
     def _receive(self, kind: DocumentKind, payload: bytes) -> None:
+        if self._last_payload.get(kind) == payload:
+            self.unchanged[kind.value] += 1
+            log.debug("site document %s received again, unchanged", kind)
+            return
         try:
             keyring = load_keyring(self._keys_dir)
         except GateError as exc:
@@ -355,6 +363,7 @@ class GateDocuments:
             self._refuse("bad_body", kind, str(exc))
             return
         self.versions()[kind.value] = result.version
+        self._last_payload[kind] = payload
         self.applied[kind.value] += 1
         log.info("applied site document %s version %d", kind, result.version)
         if kind is DocumentKind.KEYS:
