@@ -121,6 +121,8 @@ def web(config_path: Path | None) -> None:
             err=True,
         )
     click.echo(f"gatekiosk: admin web at {url_of(server, host)}")
+    if enrolment is not None:
+        click.echo(f"gatekiosk: gates join this hub over HTTPS on port {enrolment.port}")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run()
