@@ -33,7 +33,14 @@ from kiosk.keys import MANIFEST_NAME, init_keys
 from kiosk.privacy import load_or_create_key
 from kiosk.site import SiteError
 from kiosk.site.broker import DEFAULT_PORT, BrokerConfig, write_broker_files
-from kiosk.site.enrolment import PkiPaths, blocked_gate_ids, enrol_gate, init_site_pki, load_ca
+from kiosk.site.enrolment import (
+    PkiPaths,
+    blocked_gate_ids,
+    enrol_gate,
+    enrolled_gates,
+    init_site_pki,
+    load_ca,
+)
 from kiosk.site.files import PUBLIC_FILE_MODE, write_atomically
 from kiosk.site.keyfiles import public_keys_body
 from kiosk.site.pki import load_certificate
@@ -170,8 +177,6 @@ def check_can_enrol(hub: HubFolder, gate_id: str) -> None:
     """Raise SiteError if ``gate_id`` is not a valid gate id or is already in
     (checked before the token is spent)."""
     check_gate_id(gate_id)
-    from kiosk.site.enrolment import enrolled_gates
-
     for gate in enrolled_gates(hub.pki):
         if gate.gate_id == gate_id and not gate.revoked:
             raise SiteError(
