@@ -272,15 +272,20 @@ SITE_SETTINGS: tuple[Setting, ...] = (
         "site",
         "hub",
         "",
-        "host:port of the site's broker; empty: this gate is on its own (no site, no network).",
+        "The site's hub, host:port of its MQTT broker (TLS), for example hub.local:8883; "
+        "empty: this gate is on its own (no broker, no upload).",
     ),
     Setting(
         "site",
         "dir",
         "",
-        "Folder of the site's files (CA, this machine's certificate and key, the site's "
-        "subject-hash key); empty: <data_dir>/site.",
+        "Folder of the site's files (CA, this machine's certificate and key, the hub's "
+        "public keys, the site's hash key); empty: <data_dir>/site.",
     ),
+)
+SETTINGS = SETTINGS + SITE_SETTINGS
+
+ENROLMENT_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "site",
         "enrol_port",
@@ -290,7 +295,7 @@ SITE_SETTINGS: tuple[Setting, ...] = (
         maximum=65535,
     ),
 )
-SETTINGS = SETTINGS + SITE_SETTINGS
+SETTINGS = SETTINGS + ENROLMENT_SETTINGS
 
 EDITABLE_ON_WEB: tuple[str, ...] = (
     "gate.id",
@@ -334,13 +339,19 @@ class Settings:
         return self.data_dir / "keys"
 
     @property
-    def db_path(self) -> Path:
-        return self.data_dir / self.db_name
+    def site_dir(self) -> Path:
+        """The site's files (see ``site.dir``)."""
+        configured = str(self.values.get("site.dir", ""))
+        return Path(configured) if configured else self.data_dir / "site"
 
     @property
-    def site_dir(self) -> Path:
-        """The site's files (see :mod:`kiosk.site.join`)."""
-        return Path(self.values["site.dir"] or self.data_dir / "site")
+    def in_site(self) -> bool:
+        """Whether this machine belongs to a site (``site.hub`` is set)."""
+        return bool(str(self.values.get("site.hub", "")).strip())
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / self.db_name
 
     @property
     def key_path(self) -> Path:
@@ -507,6 +518,9 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"policy.allowed_kinds: unknown kind {kind!r} (known: {', '.join(sorted(known))})"
         )
+    hub = str(values.get("site.hub", "")).strip()
+    if hub and not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}", hub):
+        problems.append("site.hub: host:port of the hub's broker, for example hub.local:8883")
     pin_fields: tuple[str, ...] = ("green", "red", "buzzer", "relay", "button", "status")
     pin_fields += ("relay_active_high", "relay_pulse_ms", "light_ms")
     if all(f"pins.{p}" in values for p in pin_fields):

@@ -19,7 +19,7 @@ Layout of ``site.dir`` on a gate (:class:`GateSiteFiles`)::
     site.json          site id, gate id, broker address
     ca.pem             the site CA (what the gate trusts the broker by)
     gate.pem           this gate's certificate (its common name is the gate id)
-    private/gate.key   this gate's private key, 0600 in a 0700 folder
+    gate.key           this gate's private key, 0600
     subject.key        the site's subject-hash key, 0600 (also installed as
                        the gate's own ``subject.key``, so the kiosk hashes with it)
 
@@ -49,7 +49,6 @@ from kiosk.privacy import KEY_BYTES
 from kiosk.site import SiteError
 from kiosk.site.enrolment import same_fingerprint
 from kiosk.site.files import (
-    PRIVATE_DIR_MODE,
     PRIVATE_FILE_MODE,
     PUBLIC_DIR_MODE,
     PUBLIC_FILE_MODE,
@@ -88,7 +87,7 @@ class GateSiteFiles:
 
     @property
     def key(self) -> Path:
-        return self.folder / "private" / "gate.key"
+        return self.folder / "gate.key"
 
     @property
     def subject_key(self) -> Path:
@@ -178,7 +177,6 @@ def join_site(
     pinned.load_verify_locations(cadata=ca_pem.decode("ascii"))
 
     ensure_dir(files.folder, PUBLIC_DIR_MODE)
-    ensure_dir(files.key.parent, PRIVATE_DIR_MODE)
     key = new_private_key()
     write_private_key(files.key, key)  # before asking: a certificate is useless without it
     public_pem = key.public_key().public_bytes(
