@@ -5,6 +5,8 @@ waitress server and the hub's TLS front on loopback."""
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 import stat
 import tomllib
 from collections.abc import Iterator
@@ -322,3 +324,33 @@ def test_cli_join_writes_the_settings_then_the_hub_revokes_the_gate(
     assert "side-gate" in acl
     with Store.open(hub.settings.db_path) as store:
         assert HubDocuments.for_settings(hub.settings, store, clock).subscriptions() == []
+
+
+def https_exchange(hub: Hub, request: bytes) -> bytes:
+    context = ssl.create_default_context(cafile=str(hub.folder.pki.ca_certificate))
+    with (
+        socket.create_connection(("127.0.0.1", hub.enrolment.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as secure,
+    ):
+        secure.sendall(request)
+        answer = b""
+        while chunk := secure.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_the_https_port_serves_enrolment_only_one_plain_request_at_a_time(hub: Hub) -> None:
+    ca = https_exchange(hub, b"GET /site/enrol/ca HTTP/1.1\r\nHost: hub\r\n\r\n")
+    assert ca.startswith(b"HTTP/1.1 200")
+    assert ca.endswith(hub.folder.pki.ca_certificate.read_bytes())
+    login = https_exchange(hub, b"GET /login HTTP/1.1\r\nHost: hub\r\n\r\n")
+    assert login.startswith(b"HTTP/1.1 404")  # the admin web is not behind this port
+    chunked = https_exchange(
+        hub,
+        b"POST /site/enrol HTTP/1.1\r\nHost: hub\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    assert chunked.startswith(b"HTTP/1.1 400")
+    huge = https_exchange(
+        hub, b"POST /site/enrol HTTP/1.1\r\nHost: hub\r\nContent-Length: 999999\r\n\r\n"
+    )
+    assert huge.startswith(b"HTTP/1.1 400")

@@ -7,15 +7,17 @@ with its own server certificate, issued by that CA for its host names.
 :class:`TlsFront` terminates TLS with that certificate and relays the
 bytes to the web server on loopback; the web sees an ordinary request.
 
-One thread accepts; each connection gets a thread per direction. It is
-meant for a handful of joins, not for traffic: connections beyond
-``max_connections`` are closed at once.
+One thread accepts; each connection gets a thread that reads one whole
+request, passes it on, and writes the whole answer back, then closes.
+It is meant for a handful of joins, not for traffic: one request per
+connection, bodies up to :data:`MAX_BODY_BYTES`, and connections beyond
+``max_connections`` closed at once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -29,6 +31,9 @@ HANDSHAKE_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 30.0
 ACCEPT_POLL_S = 0.5  # how soon stop() is noticed by the accepting thread
 _CHUNK_BYTES = 65536
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 64 * 1024  # an enrolment request is about 1 KB
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 def server_context(certificate: Path, key: Path) -> ssl.SSLContext:
@@ -102,36 +107,79 @@ class TlsFront:
                 log.info("enrolment connection refused in the TLS handshake: %s", exc)
                 conn.close()
                 return
-            secure.settimeout(IDLE_TIMEOUT_S)
-            try:
-                upstream = socket.create_connection(self._upstream, timeout=IDLE_TIMEOUT_S)
-            except OSError as exc:
-                log.warning("the admin web does not answer on %s: %s", self._upstream, exc)
-                secure.close()
-                return
-            back = threading.Thread(target=_pump, args=(upstream, secure), daemon=True)
-            back.start()
-            _pump(secure, upstream)
-            back.join(timeout=IDLE_TIMEOUT_S)
-            for end in (secure, upstream):
-                with contextlib.suppress(OSError):
-                    end.close()
+            with secure:
+                secure.settimeout(IDLE_TIMEOUT_S)
+                try:
+                    request = _read_request(secure)
+                    if request is None:
+                        secure.sendall(_BAD_REQUEST)
+                        return
+                    secure.sendall(self._forward(request))
+                except (OSError, ssl.SSLError) as exc:
+                    log.info("enrolment connection ended early: %s", exc)
         finally:
             self._slots.release()
 
+    def _forward(self, request: bytes) -> bytes:
+        """The web's whole response to ``request`` (it closes after answering)."""
+        try:
+            with socket.create_connection(self._upstream, timeout=IDLE_TIMEOUT_S) as upstream:
+                upstream.sendall(_closing(request))
+                response = bytearray()
+                while len(response) <= MAX_RESPONSE_BYTES:
+                    data = upstream.recv(_CHUNK_BYTES)
+                    if not data:
+                        return bytes(response)
+                    response += data
+        except OSError as exc:
+            log.warning("the admin web does not answer on %s: %s", self._upstream, exc)
+            return _BAD_GATEWAY
+        log.warning("the admin web's answer is larger than %d bytes", MAX_RESPONSE_BYTES)
+        return _BAD_GATEWAY
 
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    """Copy bytes until ``source`` ends or fails, then end ``target``'s writing."""
-    try:
-        while True:
-            data = source.recv(_CHUNK_BYTES)
-            if not data:
-                break
-            target.sendall(data)
-    except (OSError, ssl.SSLError):
-        pass
-    with contextlib.suppress(OSError, ValueError):
-        if isinstance(target, ssl.SSLSocket):
-            target.close()
-        else:
-            target.shutdown(socket.SHUT_WR)
+
+_BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*([0-9]{1,9})[ \t]*\r?$", re.I | re.M)
+_CHUNKED = re.compile(rb"^transfer-encoding:", re.I | re.M)
+_CONNECTION = re.compile(rb"^connection:[^\r\n]*\r\n", re.I | re.M)
+
+
+def _closing(request: bytes) -> bytes:
+    """``request`` with ``Connection: close``, so the web ends the connection
+    after its answer (a half-close instead would make waitress drop it)."""
+    end = request.index(b"\r\n\r\n")
+    head = _CONNECTION.sub(b"", request[:end] + b"\r\n")
+    return head + b"Connection: close\r\n\r\n" + request[end + 4 :]
+
+
+def _read_request(secure: ssl.SSLSocket) -> bytes | None:
+    """One whole HTTP/1.1 request (headers and a Content-Length body), or
+    None for anything else (too large, chunked, cut short).
+
+    One request per connection, read whole before the web sees it: the
+    TLS socket is used by this one thread only (OpenSSL's connection
+    object must not be read and written from two threads at once).
+    """
+    buffer = bytearray()
+    while b"\r\n\r\n" not in buffer:
+        if len(buffer) > MAX_HEADER_BYTES:
+            return None
+        data = secure.recv(_CHUNK_BYTES)
+        if not data:
+            return None
+        buffer += data
+    end = buffer.index(b"\r\n\r\n") + 4
+    headers = bytes(buffer[:end])
+    if _CHUNKED.search(headers):
+        return None
+    match = _CONTENT_LENGTH.search(headers)
+    total = end + (int(match.group(1)) if match else 0)
+    if total - end > MAX_BODY_BYTES:
+        return None
+    while len(buffer) < total:
+        data = secure.recv(_CHUNK_BYTES)
+        if not data:
+            return None
+        buffer += data
+    return bytes(buffer[:total])
