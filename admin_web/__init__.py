@@ -51,6 +51,7 @@ def create_app(
         passes,
         presenting,
         security,
+        site,
         trust,
     )
 
@@ -96,6 +97,16 @@ def create_app(
         declare,
         passes,
         trust,
+        site,
     ):
         app.register_blueprint(module.bp)
     return app
+
+
+def start_enrolment(app: Flask, **options: Any) -> Any:
+    """On a site's hub, serve gates' enrolment over HTTPS beside the web (see
+    :func:`admin_web.site.start_enrolment`); None on a machine that is not a hub.
+    With :func:`create_app`, what an entry point needs to serve the web."""
+    from admin_web.site import start_enrolment as start
+
+    return start(app, **options)

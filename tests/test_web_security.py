@@ -83,6 +83,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("/trust", "GET"): MANAGER,
     ("/trust/import", "POST"): MANAGER,
     ("/trust/remove", "POST"): MANAGER,
+    ("/site/gates", "GET"): MANAGER,
+    ("/site/gates/token", "POST"): MANAGER,
 }
 
 

@@ -113,7 +113,7 @@ def web(config_path: Path | None) -> None:
 
         gatekiosk web --config /etc/gatekiosk/gatekiosk.toml
     """
-    from admin_web import create_app
+    from admin_web import create_app, start_enrolment
     from kiosk.webserver import Serving, make_server, url_of
 
     settings = load(config_path)
@@ -123,6 +123,7 @@ def web(config_path: Path | None) -> None:
         app, host=host, port=settings["web.port"], serving=Serving.from_settings(settings)
     )
     store = app.extensions["gatekiosk"].store
+    enrolment = start_enrolment(app)  # on a site's hub only
     if not store.count_managers():
         click.echo(
             "gatekiosk: no manager account yet; create one with "
@@ -130,12 +131,16 @@ def web(config_path: Path | None) -> None:
             err=True,
         )
     click.echo(f"gatekiosk: admin web at {url_of(server, host)}")
+    if enrolment is not None:
+        click.echo(f"gatekiosk: gates join this hub over HTTPS on port {enrolment.port}")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
+        if enrolment is not None:
+            enrolment.stop()
         server.close()
         store.close()
 

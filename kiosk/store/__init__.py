@@ -55,6 +55,7 @@ from kiosk.store.connection import (
 from kiosk.store.events import EventRepository
 from kiosk.store.migrations import MIGRATIONS, migrate
 from kiosk.store.site import SiteRepository
+from kiosk.store.site_documents import SiteDocumentRepository
 from kiosk.store.throttle import ThrottleRepository
 from kiosk.store.values import (
     DECISIONS,
@@ -134,6 +135,7 @@ class Store:
         self.audit_log = AuditRepository(connection)
         self.codes = CodeRepository(connection)
         self.throttle = ThrottleRepository(connection)
+        self.site_documents = SiteDocumentRepository(connection)
 
     @classmethod
     def open(

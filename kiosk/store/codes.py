@@ -74,8 +74,9 @@ class CodeRepository:
         """Whether a manager revoked this declaration or pass (the gate asks per scan)."""
         rows = self._db.read(
             "check a revocation",
-            "SELECT 1 FROM site_codes WHERE id = ? AND revoked_at_utc IS NOT NULL",
-            (code_id,),
+            "SELECT 1 FROM site_codes WHERE id = ? AND revoked_at_utc IS NOT NULL "
+            "UNION ALL SELECT 1 FROM site_revoked_codes WHERE code_id = ?",
+            (code_id, code_id),
         )
         return bool(rows)
 

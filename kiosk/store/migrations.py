@@ -319,6 +319,60 @@ def _m0009_throttle(db: Database) -> None:
     db.execute("DROP TABLE login_failures")
 
 
+def _m0011_site_documents(db: Database) -> None:
+    """Several gates, one site: the documents the hub sends down and the
+    one-time tokens gates join with.
+
+    On a gate, ``site_documents_applied`` holds the version of each kind in
+    force and ``site_revoked_codes`` the codes the hub revoked (issued on the
+    hub, so this gate has no ``site_codes`` row for them). On the hub,
+    ``site_documents_published`` is the version counter per kind with the
+    signed bytes last published (sent again after a broker restart).
+    Enrolment tokens are kept as SHA-256 hashes only.
+    """
+    db.execute(
+        """
+        CREATE TABLE site_documents_applied (
+            kind           TEXT PRIMARY KEY NOT NULL,
+            version        INTEGER NOT NULL CHECK (version >= 1),
+            applied_at_utc TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE site_documents_published (
+            kind             TEXT PRIMARY KEY NOT NULL,
+            version          INTEGER NOT NULL CHECK (version >= 1),
+            digest           TEXT NOT NULL,
+            payload          BLOB NOT NULL,
+            published_at_utc TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE site_revoked_codes (
+            code_id        TEXT PRIMARY KEY NOT NULL,
+            revoked_at_utc TEXT NOT NULL,
+            revoked_by     TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE enrolment_tokens (
+            token_hash     TEXT PRIMARY KEY NOT NULL,
+            created_at_utc TEXT NOT NULL,
+            expires_at_utc TEXT NOT NULL,
+            created_by     TEXT NOT NULL,
+            used_at_utc    TEXT,
+            gate_id        TEXT
+        )
+        """
+    )
+
+
 Migration = tuple[str, Callable[["Database"], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -332,6 +386,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0007_session_epoch", _m0007_session_epoch),
     ("0008_boot_order", _m0008_boot_order),
     ("0009_throttle", _m0009_throttle),
+    ("0011_site_documents", _m0011_site_documents),
 )
 
 
