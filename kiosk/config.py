@@ -267,6 +267,24 @@ WEB_SETTINGS: tuple[Setting, ...] = (
 )
 SETTINGS = SETTINGS + WEB_SETTINGS
 
+SITE_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "site",
+        "hub",
+        "",
+        "The site's hub, host:port of its MQTT broker (TLS), for example hub.local:8883; "
+        "empty: this gate is on its own (no broker, no upload).",
+    ),
+    Setting(
+        "site",
+        "dir",
+        "",
+        "Folder of the site's files (CA, this machine's certificate and key, the hub's "
+        "public keys, the site's hash key); empty: <data_dir>/site.",
+    ),
+)
+SETTINGS = SETTINGS + SITE_SETTINGS
+
 EDITABLE_ON_WEB: tuple[str, ...] = (
     "gate.id",
     "gate.site_name",
@@ -307,6 +325,17 @@ class Settings:
     def keys_dir(self) -> Path:
         """The site's signing keys: private ones only readable by the service user."""
         return self.data_dir / "keys"
+
+    @property
+    def site_dir(self) -> Path:
+        """The site's files (see ``site.dir``)."""
+        configured = str(self.values.get("site.dir", ""))
+        return Path(configured) if configured else self.data_dir / "site"
+
+    @property
+    def in_site(self) -> bool:
+        """Whether this machine belongs to a site (``site.hub`` is set)."""
+        return bool(str(self.values.get("site.hub", "")).strip())
 
     @property
     def db_path(self) -> Path:
@@ -477,6 +506,9 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"policy.allowed_kinds: unknown kind {kind!r} (known: {', '.join(sorted(known))})"
         )
+    hub = str(values.get("site.hub", "")).strip()
+    if hub and not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}", hub):
+        problems.append("site.hub: host:port of the hub's broker, for example hub.local:8883")
     pin_fields: tuple[str, ...] = ("green", "red", "buzzer", "relay", "button", "status")
     pin_fields += ("relay_active_high", "relay_pulse_ms", "light_ms")
     if all(f"pins.{p}" in values for p in pin_fields):
