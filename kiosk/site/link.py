@@ -131,6 +131,8 @@ class ChannelLoop:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
+        self._awaiting_subacks: set[int] = set()
 
     # --- paho's network thread: queue only ---------------------------------
 
@@ -148,6 +150,9 @@ class ChannelLoop:
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._news.put(("puback", mid, reason))
 
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        self._news.put(("suback", mid))
+
     # --- the loop thread -----------------------------------------------------
 
     def stop(self) -> None:
@@ -158,6 +163,11 @@ class ChannelLoop:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        """Connected, and the broker has confirmed every subscription."""
+        return self._connected and not self._awaiting_subacks
 
     def publish_now(self, publication: Publication) -> mqtt.MQTTMessageInfo:
         """Publish outside any channel (a one-shot command); QoS 1."""
@@ -217,9 +227,12 @@ class ChannelLoop:
             # count against the room, so a lost one never stalls the loop.
             self._inflight.clear()
             log.info("connected to the broker %s:%d", self._address.host, self._address.port)
+            self._awaiting_subacks.clear()
             for channel in self._channels:
                 for topic in channel.subscriptions():
-                    self._client.subscribe(topic, qos=1)
+                    _, mid = self._client.subscribe(topic, qos=1)
+                    if mid is not None:
+                        self._awaiting_subacks.add(mid)
             if self._on_connected is not None:
                 self._on_connected()
         elif kind == "disconnect":
@@ -237,6 +250,8 @@ class ChannelLoop:
                     break
             if qos > 0:
                 self._client.ack(mid, qos)
+        elif kind == "suback":
+            self._awaiting_subacks.discard(news[1])
         elif kind == "puback":
             _, mid, reason = news
             sent = self._inflight.pop(mid, None)
