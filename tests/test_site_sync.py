@@ -13,9 +13,10 @@ import pytest
 
 from kiosk.clock import SystemClock
 from kiosk.config import load_settings
+from kiosk.site.gate_sync import UplinkChannel, build_sync
 from kiosk.site.hub import HubFiles, IngestChannel
 from kiosk.site.link import BrokerAddress, ChannelLoop
-from kiosk.site.gate_sync import UplinkChannel, build_sync
+from kiosk.site.topics import Topics
 from kiosk.site.uplink import GateStatus, decode_status, encode_batch
 from kiosk.store import Store
 from tests.mosquitto_fixture import (  # noqa: F401  (fixtures: broker, clients, site)
@@ -64,8 +65,6 @@ def start_hub(rig: SiteRig, running: list[Running]) -> IngestChannel:
     store = Store.open(rig.hub_db, boot_id="hub-boot")
     files = HubFiles.in_site_dir(rig.folder)
     clock = SystemClock()
-    from kiosk.site.topics import Topics
-
     ingest = IngestChannel(site_log=store.site_log, topics=Topics(files.site_id()), clock=clock)
     loop = files.loop(BrokerAddress(HOST, rig.broker.port), channels=[ingest], clock=clock)
     running.append(Running(loop))
@@ -133,11 +132,8 @@ def test_a_gate_cannot_upload_events_for_another_gate(
     rig: SiteRig, running: list[Running], clients: Clients
 ) -> None:
     ingest = start_hub(rig, running)
-    forged = [
-        Store.open(rig.folder / "forge.db", boot_id="forged").record(
-            synthetic_event("gate-1", synthetic_event("x", _now(), 0).at, 0)
-        )
-    ]
+    with Store.open(rig.folder / "forge.db", boot_id="forged") as forge:
+        forged = [forge.record(synthetic_event("gate-1", SystemClock().now(), 0))]
     liar = clients.gate("gate-2")
     # On its own topic, claiming gate-1: the broker lets it through, the hub refuses.
     reason = liar.publish(rig.site.topics.gate_events("gate-2"), encode_batch("gate-1", forged))
@@ -174,7 +170,3 @@ def test_malformed_batches_are_counted_and_the_hub_goes_on(
     ids = rig.record("gate-1", 5)
     wait_until(lambda: rig.all_uploaded(["gate-1"]), WAIT_S)
     assert sorted(rig.site_event_ids()) == sorted(ids)
-
-
-def _now():  # type: ignore[no-untyped-def]
-    return SystemClock().now()
