@@ -153,6 +153,7 @@ class SiteRig:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop_all(self) -> None:
+        """SIGTERM every process started here (the broker too), then wait for them."""
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -162,6 +163,7 @@ class SiteRig:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        self.broker.stop()  # a restarted one is ours to stop; the fixture's own is stopped again
 
     # --- events --------------------------------------------------------------
 
