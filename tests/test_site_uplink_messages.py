@@ -139,6 +139,7 @@ def refusal(value: Any) -> Problem:
         (lambda v: v["events"][0].update(utc_offset_min=100000), Problem.BAD_FIELD),
         (lambda v: v["events"][0].update(id="a b"), Problem.BAD_FIELD),
         (lambda v: v["events"][0].update(display_name=5), Problem.BAD_FIELD),
+        (lambda v: v["events"][0].update(reason=""), Problem.BAD_FIELD),
         (lambda v: v["events"][0].update(surprise="x"), Problem.BAD_FIELD),
         (lambda v: v["events"][0].update(gate_id="other-gate"), Problem.WRONG_GATE),
     ],

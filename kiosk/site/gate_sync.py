@@ -50,9 +50,14 @@ from kiosk.store.outbox import LogPosition, Outbox
 
 log = logging.getLogger(__name__)
 
-BATCH_EVENTS = 500
+BATCH_EVENTS = 1000
+BATCH_MAX_BYTES = 768 * 1024
+"""Below the broker's largest packet (1 MiB) with room for long names."""
 WINDOW_BATCHES = 8
 ACK_TIMEOUT_S = 10.0
+"""Seconds without any acknowledgement, while batches wait for one, before
+sending them again. Measured from the last acknowledgement, not from each
+batch: a hub busy with other gates' backlogs is slow, not gone."""
 STATUS_EVERY_S = 10.0
 
 
@@ -135,6 +140,7 @@ class UplinkChannel:
         self._ack_timeout_s = ack_timeout_s
         self._cursor: LogPosition | None = None
         self._inflight: dict[str, _InFlight] = {}
+        self._progress_mono = clock.monotonic()
         self.counts = UplinkCounts()
 
     def subscriptions(self) -> list[str]:
@@ -142,7 +148,8 @@ class UplinkChannel:
 
     def publications(self, limit: int) -> list[Publication]:
         now = self._clock.monotonic()
-        if any(now - b.sent_at_mono > self._ack_timeout_s for b in self._inflight.values()):
+        oldest = min((b.sent_at_mono for b in self._inflight.values()), default=now)
+        if now - max(oldest, self._progress_mono) > self._ack_timeout_s:
             waiting = sum(len(b.ids) for b in self._inflight.values())
             log.warning(
                 "the hub has not acknowledged %d event(s) within %.0f s; sending them again",
@@ -156,12 +163,15 @@ class UplinkChannel:
             batch = self._outbox.pending(limit=self._batch_events, after=self._cursor)
             if not batch.events:
                 break
-            self._cursor = batch.last
-            key = batch.events[0].id
-            self._inflight[key] = _InFlight({e.id for e in batch.events}, now)
-            offers.append(
-                Publication(self._events_topic, encode_batch(self._gate_id, batch.events), key)
-            )
+            events = batch.events
+            payload = encode_batch(self._gate_id, events)
+            while len(payload) > BATCH_MAX_BYTES and len(events) > 1:
+                events = events[: len(events) // 2]
+                payload = encode_batch(self._gate_id, events)
+            self._cursor = batch.positions[len(events) - 1]
+            key = events[0].id
+            self._inflight[key] = _InFlight({e.id for e in events}, now)
+            offers.append(Publication(self._events_topic, payload, key))
             self.counts.batches_sent += 1
         return offers
 
@@ -182,6 +192,7 @@ class UplinkChannel:
         """
         self._inflight.clear()
         self._cursor = None
+        self._progress_mono = self._clock.monotonic()
 
     def _refused(self, what: str, result: Malformed) -> None:
         self.counts.malformed += 1
@@ -196,6 +207,7 @@ class UplinkChannel:
             self._refused("acknowledgement", ack)
             return
         self.counts.events_acknowledged += self._outbox.mark_uploaded(ack.ids)
+        self._progress_mono = self._clock.monotonic()
         acked = set(ack.ids)
         for key, batch in list(self._inflight.items()):
             batch.ids -= acked

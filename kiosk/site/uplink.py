@@ -35,7 +35,9 @@ VERSION = 1
 MAX_PAYLOAD_BYTES = 1024 * 1024
 """The broker's own limit (``max_packet_size``); nothing larger is decoded."""
 MAX_EVENTS_PER_BATCH = 5000
-MAX_TEXT_CHARS = 2000
+MAX_TEXT_CHARS = 65536
+"""Longest text column accepted; a batch splits to stay under the packet limit."""
+MAX_LABEL_CHARS = 200
 _TOKEN = re.compile(r"[0-9A-Za-z_.:-]{1,64}")
 _AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _OFFSET_MIN = -24 * 60
@@ -285,8 +287,8 @@ def _event(item: Any, index: int) -> Event:
         clock_synced=_bool(item["clock_synced"], f"{where}.clock_synced"),
         direction=_choice(item["direction"], DIRECTIONS, f"{where}.direction"),
         decision=_choice(item["decision"], DECISIONS, f"{where}.decision"),
-        reason=_token(item["reason"], f"{where}.reason"),
-        kind=_token(item["kind"], f"{where}.kind"),
+        reason=_label(item["reason"], f"{where}.reason"),
+        kind=_label(item["kind"], f"{where}.kind"),
         override=_bool(item["override"], f"{where}.override"),
         **optional,
     )
@@ -329,6 +331,13 @@ def _text(value: Any, where: str, optional: bool = False) -> Any:
         return None
     if not isinstance(value, str) or len(value) > MAX_TEXT_CHARS:
         raise _bad(where, "not a text of reasonable length")
+    return value
+
+
+def _label(value: Any, where: str) -> str:
+    """A reason or kind code: any short non-empty text (a newer gate may know more)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_LABEL_CHARS:
+        raise _bad(where, "not a short text")
     return value
 
 

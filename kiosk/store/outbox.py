@@ -42,14 +42,19 @@ _IDS_PER_STATEMENT = 500
 
 @dataclass(frozen=True)
 class PendingBatch:
-    """Pending events, oldest first, and the position of the last one.
+    """Pending events, oldest first, and their positions in the log.
 
-    ``last`` is None when ``events`` is empty; pass it as ``after`` to read
-    the next batch without the ones already in flight.
+    Pass a position (``last``, or that of the last event sent) as ``after``
+    to read the next batch without the ones already in flight.
     """
 
     events: tuple[Event, ...]
-    last: LogPosition | None
+    positions: tuple[LogPosition, ...]
+
+    @property
+    def last(self) -> LogPosition | None:
+        """The position of the last event; None when there is none."""
+        return self.positions[-1] if self.positions else None
 
 
 class Outbox:
@@ -73,8 +78,8 @@ class Outbox:
             (start[0], start[1], limit),
         )
         events = tuple(event_from_row(tuple(row[1:])) for row in rows)
-        last = (int(rows[-1][0]), events[-1].seq) if rows else None
-        return PendingBatch(events=events, last=last)
+        positions = tuple((int(row[0]), event.seq) for row, event in zip(rows, events, strict=True))
+        return PendingBatch(events=events, positions=positions)
 
     def mark_uploaded(self, event_ids: Iterable[str]) -> int:
         """Clear the pending mark of these events, in one transaction; how many changed.
