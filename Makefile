@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install
+.PHONY: demo test lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install site-chaos
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -77,3 +77,8 @@ $(TEST_STAMP): pyproject.toml deploy/dev-bootstrap.sh
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache
+
+# Gates, broker and hub on loopback with random SIGKILLs: lost/doubled events, gate-to-site
+# latency, catch-up of a 600,000-event backlog, hub RSS. Writes bench/report-site-chaos.md.
+site-chaos: $(TEST_STAMP)
+	$(BIN)/python -m bench.site_chaos --gates 3 --rate 20 --chaos-s 300 --broker-kills 50 --hub-kills 10 --sync-kills 10 --backlog 600000

@@ -154,9 +154,12 @@ class SiteLog:
         if not events:
             return Ingested(stored=(), inserted=0, conflicting=())
         with self._db.write("store a gate's events") as conn:
+            first_seen: dict[str, str] = {}
+            for event in events:
+                first_seen.setdefault(event.boot_id, to_text(event.at))
             conn.executemany(
                 "INSERT OR IGNORE INTO boots (boot_id, first_seen_utc) VALUES (?, ?)",
-                [(e.boot_id, to_text(e.at)) for e in events],
+                list(first_seen.items()),
             )
             before = conn.total_changes
             conn.executemany(
@@ -175,6 +178,8 @@ class SiteLog:
             )
             inserted = conn.total_changes - before
             ids = [e.id for e in events]
+            if inserted == len(ids):  # all new: nothing was ignored
+                return Ingested(stored=tuple(ids), inserted=inserted, conflicting=())
             present: set[str] = set()
             for chunk in _chunks(ids):
                 present.update(
