@@ -101,7 +101,7 @@ class SiteRig:
         log_file = (self.folder / log_name).open("ab")
         env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", os.getcwd())}
         process = subprocess.Popen(
-            [sys.executable, "-m", "kiosk.cli", "-v", *args],
+            [sys.executable, "-m", "kiosk.cli", os.environ.get("SITE_LOG_LEVEL", "-v"), *args],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,

@@ -170,3 +170,19 @@ def test_malformed_batches_are_counted_and_the_hub_goes_on(
     ids = rig.record("gate-1", 5)
     wait_until(lambda: rig.all_uploaded(["gate-1"]), WAIT_S)
     assert sorted(rig.site_event_ids()) == sorted(ids)
+
+
+def test_sync_refuses_to_start_on_a_gate_without_a_site(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from kiosk.cli import cli
+
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n')
+    result = CliRunner().invoke(cli, ["sync", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "belongs to no site" in result.output
+    listed = CliRunner().invoke(cli, ["--help"]).output
+    assert "sync" in listed
+    assert "hub" in listed
+    assert "--since" in CliRunner().invoke(cli, ["hub", "resync", "--help"]).output

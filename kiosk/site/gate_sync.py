@@ -213,6 +213,11 @@ class UplinkChannel:
             batch.ids -= acked
             if not batch.ids:
                 del self._inflight[key]
+                log.debug(
+                    "batch %s acknowledged after %.0f ms",
+                    key[:8],
+                    (self._progress_mono - batch.sent_at_mono) * 1000,
+                )
 
     def _on_resync(self, payload: bytes) -> None:
         request = decode_resync(payload)

@@ -102,6 +102,7 @@ class IngestChannel:
         topic_gate = topic[len(self._prefix) : -len("/events")]
         if not topic.startswith(self._prefix) or not is_valid_id(topic_gate):
             return
+        started = self._clock.monotonic()
         batch = decode_batch(payload)
         if isinstance(batch, Malformed):
             count = self.stats.malformed.get(batch.problem, 0) + 1
@@ -134,6 +135,13 @@ class IngestChannel:
             for event in batch.events:
                 if event.id in fresh:
                     self.stats.add_latency((committed_at - event.at).total_seconds() * 1000)
+        log.debug(
+            "gate %s: %d event(s), %d new, committed in %.0f ms",
+            topic_gate,
+            len(batch.events),
+            result.inserted,
+            (self._clock.monotonic() - started) * 1000,
+        )
         if result.stored:
             ack_topic = f"{self._topics.to_gate(topic_gate)}/ack"
             self._acks.append(Publication(ack_topic, encode_ack(result.stored), result.stored[0]))

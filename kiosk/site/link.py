@@ -195,20 +195,26 @@ class ChannelLoop:
             self._client.loop_stop()
 
     def _turn(self) -> None:
+        """Handle what happened, one item at a time, and after each received
+        message publish what the channels offer: the hub's acknowledgement of
+        a batch goes out before the next batch is handled, and a gate refills
+        its window as soon as an acknowledgement frees a place."""
         try:
             news = self._news.get(timeout=self._poll_s)
         except queue.Empty:
             news = None
         handled = 0
-        while news is not None:
+        while news is not None and handled < 1000:  # the watchdog between floods
             self._handle(news)
             handled += 1
-            if handled >= 1000:  # let the channels publish between floods
-                break
+            if news[0] == "message" and self._connected:
+                self._publish_offers()
             try:
                 news = self._news.get_nowait()
             except queue.Empty:
                 news = None
+        if news is not None:
+            self._handle(news)
         if self._connected and not self._stop.is_set():
             self._publish_offers()
         if self._on_tick is not None:
@@ -267,20 +273,22 @@ class ChannelLoop:
                 channel.published([publication])
 
     def _publish_offers(self) -> None:
+        """Ask each channel for one publication at a time while there is room,
+        so the first is on the wire while the next is being prepared."""
         for channel in self._channels:
-            room = self._max_inflight - len(self._inflight)
-            if room <= 0:
-                return
-            offers: list[Publication] = []
-            with _reported("ask what to publish"):
-                offers = channel.publications(room)
-            for publication in offers:
-                info = self.publish_now(publication)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    # Not connected after all: the channel offers it again later.
-                    log.info("could not publish on %s (%s)", publication.topic, info.rc)
-                    return
-                self._inflight[info.mid] = (channel, publication)
+            while len(self._inflight) < self._max_inflight:
+                offers: list[Publication] = []
+                with _reported("ask what to publish"):
+                    offers = channel.publications(1)
+                if not offers:
+                    break
+                for publication in offers:
+                    info = self.publish_now(publication)
+                    if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                        # Not connected after all: the channel offers it again later.
+                        log.info("could not publish on %s (%s)", publication.topic, info.rc)
+                        return
+                    self._inflight[info.mid] = (channel, publication)
 
 
 @contextlib.contextmanager
