@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -15,6 +16,8 @@ import click
 from kiosk.cli.group import cli, config_option, load
 
 log = logging.getLogger(__name__)
+
+SYNC_NICENESS = 10
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> None:
@@ -47,6 +50,9 @@ def sync(config_path: Path | None, ack_timeout_s: float | None) -> None:
     from kiosk.systemd import SystemdNotifier
 
     settings = load(config_path)
+    # The kiosk's decisions come first: a backlog being uploaded takes only
+    # the CPU the scan loop leaves (the kiosk runs at the default priority).
+    os.nice(SYNC_NICENESS)
     clock = SystemClock()
     notifier = SystemdNotifier(clock=clock)
     with Store.open(settings.db_path) as store:
