@@ -323,7 +323,11 @@ def main() -> None:
             results["rss_mb_max"] = {k: round(v, 1) for k, v in chaos.max_rss.items()}
         finally:
             chaos.stop()
-    results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    results["machine"] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
+    }
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     args.out.write_text(report(results))
     print(report(results))
@@ -345,7 +349,8 @@ def report(r: dict[str, Any]) -> str:
         f"`python -m bench.site_chaos {options}`.",
         f"{a['gates']} gates, each a writer process recording {a['rate']} events/s through",
         "the real Store and a `gatekiosk sync`; one `gatekiosk hub`; the real Mosquitto;",
-        f"loopback, TLS, one machine ({r['machine']['cpus']} CPUs shared with other work).",
+        f"loopback, TLS, one machine ({r['machine']['cpus']} CPUs shared with other work;",
+        f"load average at the end {r['machine']['load_average_at_end']}).",
         "",
         "## Exactly once",
         "| recorded at the gates | in the site database | lost | doubled | unknown at gates |",

@@ -17,7 +17,7 @@ from kiosk.site.gate_sync import UplinkChannel, build_sync
 from kiosk.site.hub import HubFiles, IngestChannel
 from kiosk.site.link import BrokerAddress, ChannelLoop
 from kiosk.site.topics import Topics
-from kiosk.site.uplink import GateStatus, decode_status, encode_batch
+from kiosk.site.uplink import GateStatus, decode_status, encode_batch, encode_status
 from kiosk.store import Store
 from tests.mosquitto_fixture import (  # noqa: F401  (fixtures: broker, clients, site)
     HOST,
@@ -119,13 +119,21 @@ def test_the_gate_publishes_a_retained_status_and_the_broker_its_will(
 ) -> None:
     rig.record("gate-1", 3)
     start_sync(rig, running, "gate-1")
+    topic = rig.site.topics.gate_status("gate-1")
     hub = clients.hub()
-    hub.subscribe(rig.site.topics.gate_status("gate-1"))
-    message = hub.wait_for_message(rig.site.topics.gate_status("gate-1"))
+    hub.subscribe(topic)
+    message = hub.wait_for_message(topic)
     status = decode_status(message.payload)
     assert isinstance(status, GateStatus)
     assert status.online
     assert status.backlog == 3
+    running.pop().stop()  # systemd's stop: the gate leaves with its will
+    hub.wait_for_message(topic, encode_status(GateStatus("gate-1", False, None, None)))
+    late = clients.hub()  # the status is retained for whoever comes later
+    late.subscribe(topic)
+    assert decode_status(late.wait_for_message(topic).payload) == GateStatus(
+        "gate-1", False, None, None
+    )
 
 
 def test_a_gate_cannot_upload_events_for_another_gate(

@@ -207,6 +207,7 @@ class UplinkChannel:
             self._refused("acknowledgement", ack)
             return
         self.counts.events_acknowledged += self._outbox.mark_uploaded(ack.ids)
+        self._outbox.checkpoint()
         self._progress_mono = self._clock.monotonic()
         acked = set(ack.ids)
         for key, batch in list(self._inflight.items()):

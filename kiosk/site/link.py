@@ -35,6 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from kiosk.clock import Clock
 from kiosk.errors import GateError
@@ -125,6 +126,7 @@ class ChannelLoop:
         self._client.tls_set_context(tls)
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._client.max_inflight_messages_set(max_inflight)
+        self._has_will = will is not None
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
         self._client.on_connect = self._on_connect
@@ -191,7 +193,12 @@ class ChannelLoop:
             while not self._stop.is_set():
                 self._turn()
         finally:
-            self._client.disconnect()
+            # With a will, leave saying so (MQTT 5 reason 0x04): the broker
+            # publishes it, so a gate stopped on purpose shows "offline" too.
+            reason = None
+            if self._has_will:
+                reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+            self._client.disconnect(reasoncode=reason)
             self._client.loop_stop()
 
     def _turn(self) -> None:

@@ -99,6 +99,16 @@ class Outbox:
                 changed += cursor.rowcount
         return changed
 
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database now, without waiting for anyone.
+
+        The uploader calls this after marking events, so that the WAL its
+        marks fill is emptied by its own process, not by the kiosk's next
+        commit (SQLite's automatic checkpoint runs in whichever connection
+        commits past the threshold, inside the kiosk's decision time).
+        """
+        self._db.read("checkpoint the log", "PRAGMA wal_checkpoint(PASSIVE)", ())
+
     def mark_pending_since(self, since: datetime) -> int:
         """Mark every event at or after ``since`` for upload again; how many changed.
 
