@@ -50,10 +50,11 @@ HERE = Path(__file__).resolve().parent
 
 def writer_main(db: Path, gate_id: str, rate: float, out: Path) -> None:
     """Record events at ``rate`` a second until SIGTERM; then write record times."""
-    from kiosk.store import Store
+    from kiosk.store import Store, StoreError
     from tests.site_sync_harness import synthetic_event
 
     stopping = False
+    failures = 0
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -67,7 +68,11 @@ def writer_main(db: Path, gate_id: str, rate: float, out: Path) -> None:
         n = 0
         while not stopping:
             started = time.monotonic()
-            store.record(synthetic_event(gate_id, datetime.now(UTC), n))
+            try:
+                store.record(synthetic_event(gate_id, datetime.now(UTC), n))
+            except StoreError:  # a real gate would refuse (store fault): counted
+                failures += 1
+                continue
             timings.append((started, time.monotonic() - started))
             n += 1
             due += period
@@ -76,7 +81,7 @@ def writer_main(db: Path, gate_id: str, rate: float, out: Path) -> None:
                 time.sleep(delay)
             else:
                 due = time.monotonic()
-    out.write_text(json.dumps({"recorded": n, "timings": timings}))
+    out.write_text(json.dumps({"recorded": n, "failures": failures, "timings": timings}))
 
 
 # --- the harness ---------------------------------------------------------------
@@ -298,9 +303,10 @@ def main() -> None:
             gate = gates[0]
             chaos.syncs[gate].terminate()
             chaos.syncs[gate].wait()
-            chaos.start_writer(gate)
             print(f"recording a backlog of {args.backlog} events at {gate}", flush=True)
             chaos.rig.record(gate, args.backlog, per_transaction=5000)
+            chaos.start_writer(gate)
+            chaos.run_for(3.0, [])  # the writer starts
             before_start = time.monotonic()
             chaos.run_for(5.0, [])  # the writer's record time with no sync running
             catch_start = time.monotonic()
@@ -310,7 +316,8 @@ def main() -> None:
             writer = chaos.writers[gate]
             writer.terminate()
             writer.wait()
-            timings = json.loads((chaos.folder / f"writer-{gate}.json").read_text())["timings"]
+            written = json.loads((chaos.folder / f"writer-{gate}.json").read_text())
+            timings = written["timings"]
             idle = sorted(d * 1000 for t, d in timings if before_start <= t < catch_start)
             busy = sorted(d * 1000 for t, d in timings if catch_start <= t < catch_end)
             results["catch_up"] = {
@@ -319,6 +326,7 @@ def main() -> None:
                 "events_per_s": round(args.backlog / caught) if caught else None,
                 "record_ms_before": {"p50": percentile(idle, 50), "p99": percentile(idle, 99)},
                 "record_ms_during": {"p50": percentile(busy, 50), "p99": percentile(busy, 99)},
+                "record_failures": written["failures"],
             }
             results["rss_mb_max"] = {k: round(v, 1) for k, v in chaos.max_rss.items()}
         finally:
@@ -379,7 +387,8 @@ def report(r: dict[str, Any]) -> str:
         f"before p50 {before.get('p50', float('nan')):.1f} "
         f"/ p99 {before.get('p99', float('nan')):.1f};",
         f"during the catch-up p50 {during.get('p50', float('nan')):.1f} "
-        f"/ p99 {during.get('p99', float('nan')):.1f}.",
+        f"/ p99 {during.get('p99', float('nan')):.1f}; records refused (store fault): "
+        f"{c.get('record_failures')}.",
         "",
         "## Memory",
         f"Largest RSS sampled: hub {rss.get('hub')} MB, broker {rss.get('broker')} MB.",
