@@ -140,3 +140,15 @@ def test_the_hub_refuses_another_event_with_the_same_boot_and_sequence(
         assert result.stored == ()
         assert result.conflicting == (impostor.id,)
         assert site.site_log.event_ids() == [event.id]
+
+
+def test_a_resync_of_many_events_marks_them_all_in_short_transactions(
+    gate: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kiosk.store.outbox
+
+    monkeypatch.setattr(kiosk.store.outbox, "RESYNC_ROWS_PER_TRANSACTION", 3)
+    ids = [gate.record(scan(T0)).id for _ in range(10)]
+    gate.outbox.mark_uploaded(ids)
+    assert gate.outbox.mark_pending_since(T0) == 10
+    assert gate.outbox.count_pending() == 10

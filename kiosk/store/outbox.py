@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 LogPosition = tuple[int, int]
 """Where an event sits in the gate's log: (boot ordinal, seq); later is larger."""
 
+RESYNC_ROWS_PER_TRANSACTION = 2000
+
 # SQLite's smallest default limit of bound parameters is 999 (before 3.32).
 _IDS_PER_STATEMENT = 500
 
@@ -114,13 +116,21 @@ class Outbox:
 
         For a hub rebuilt after losing its disk (``gatekiosk hub resync``):
         the hub's idempotent insert makes sending an event twice harmless.
+        In transactions of :data:`RESYNC_ROWS_PER_TRANSACTION` rows: a month
+        of events marked at once would hold the write lock for seconds, and
+        the kiosk, waiting for it, would refuse visitors (store fault).
         """
-        with self._db.write("mark events for upload again") as conn:
-            cursor = conn.execute(
-                "UPDATE events SET upload_pending = 1 WHERE at_utc >= ? AND upload_pending = 0",
-                (to_text(since),),
-            )
-            return cursor.rowcount
+        marked = 0
+        while True:
+            with self._db.write("mark events for upload again") as conn:
+                cursor = conn.execute(
+                    "UPDATE events SET upload_pending = 1 WHERE rowid IN ("
+                    "SELECT rowid FROM events WHERE at_utc >= ? AND upload_pending = 0 LIMIT ?)",
+                    (to_text(since), RESYNC_ROWS_PER_TRANSACTION),
+                )
+            marked += cursor.rowcount
+            if cursor.rowcount < RESYNC_ROWS_PER_TRANSACTION:
+                return marked
 
     def count_pending(self) -> int:
         """How many events wait for the hub: the gate's backlog on the dashboard."""
