@@ -152,3 +152,19 @@ def test_a_resync_of_many_events_marks_them_all_in_short_transactions(
     gate.outbox.mark_uploaded(ids)
     assert gate.outbox.mark_pending_since(T0) == 10
     assert gate.outbox.count_pending() == 10
+
+
+@pytest.mark.parametrize(("hub", "marked"), [("", 0), ("hub.local:8883", 1)])
+def test_the_kiosks_store_marks_events_only_in_a_site(
+    tmp_path: Path, hub: str, marked: int
+) -> None:
+    from kiosk.clock import FakeClock
+    from kiosk.compose import open_store
+
+    settings = load_settings(overrides={"gate.data_dir": str(tmp_path), "site.hub": hub}, env={})
+    store = open_store(settings, clock=FakeClock())
+    try:
+        store.record(scan())
+        assert store.outbox.count_pending() == marked
+    finally:
+        store.close()
