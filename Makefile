@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench
+.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench site-chaos
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -91,3 +91,8 @@ clean:
 # 1,000,000 events purged under the real loop at 30 fps, batched and as one DELETE; writes bench/report-purge.md.
 purge-bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.purge_bench
+
+# Gates, broker and hub on loopback with random SIGKILLs: lost/doubled events, gate-to-site
+# latency, catch-up of a 600,000-event backlog, hub RSS. Writes bench/report-site-chaos.md.
+site-chaos: $(TEST_STAMP)
+	$(BIN)/python -m bench.site_chaos --gates 3 --rate 20 --chaos-s 300 --broker-kills 50 --hub-kills 10 --sync-kills 10 --backlog 600000

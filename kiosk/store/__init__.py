@@ -10,8 +10,10 @@ a thin facade over the repositories that share its one connection:
   visits, who is inside, purge), :mod:`~kiosk.store.accounts` (users,
   sessions), :mod:`~kiosk.store.throttle` (failed logins, declarations),
   :mod:`~kiosk.store.audit`, :mod:`~kiosk.store.site`
-  (settings, admissions by hand, denylist, kiosk health) and
-  :mod:`~kiosk.store.codes` (issued site codes, the trust list).
+  (settings, admissions by hand, denylist, kiosk health),
+  :mod:`~kiosk.store.codes` (issued site codes, the trust list) and
+  :mod:`~kiosk.store.outbox` (events on their way to the site's hub, and
+  their idempotent arrival in the site database).
 
 Durability is the point. The gate admits nobody without a durable row, so
 :meth:`Store.record` commits with ``synchronous=FULL`` (an fsync of the WAL)
@@ -54,6 +56,7 @@ from kiosk.store.connection import (
 )
 from kiosk.store.events import EventRepository
 from kiosk.store.migrations import MIGRATIONS, migrate
+from kiosk.store.outbox import Outbox, SiteLog
 from kiosk.store.site import SiteRepository
 from kiosk.store.site_documents import SiteDocumentRepository
 from kiosk.store.throttle import ThrottleRepository
@@ -124,12 +127,21 @@ class Store:
     (:class:`AuditNote`) and writes it in the change's own transaction.
     """
 
-    def __init__(self, connection: Connection, *, boot_id: str) -> None:
-        """Use :meth:`open` or :meth:`open_lazily`; this wraps a connection."""
+    def __init__(
+        self, connection: Connection, *, boot_id: str, mark_for_upload: bool = False
+    ) -> None:
+        """Use :meth:`open` or :meth:`open_lazily`; this wraps a connection.
+
+        ``mark_for_upload``: this gate belongs to a site (``site.hub`` is
+        set), so every event is recorded with its "not yet uploaded" mark
+        (see :mod:`~kiosk.store.outbox`). Without it nothing changes.
+        """
         self.connection = connection
         self.path = connection.path
         self.boot_id = boot_id
-        self.events = EventRepository(connection, boot_id=boot_id)
+        self.events = EventRepository(connection, boot_id=boot_id, mark_for_upload=mark_for_upload)
+        self.outbox = Outbox(connection)
+        self.site_log = SiteLog(connection)
         self.site = SiteRepository(connection, events=self.events)
         self.accounts = AccountRepository(connection)
         self.audit_log = AuditRepository(connection)
@@ -146,6 +158,7 @@ class Store:
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         read_only: bool = False,
         concurrent_reads: bool = False,
+        mark_for_upload: bool = False,
     ) -> Store:
         """Open (creating if needed) the database at ``path`` and migrate it.
 
@@ -166,7 +179,11 @@ class Store:
             read_only=read_only,
             concurrent_reads=concurrent_reads,
         )
-        return cls(connection, boot_id=boot_id if boot_id is not None else current_boot_id())
+        return cls(
+            connection,
+            boot_id=boot_id if boot_id is not None else current_boot_id(),
+            mark_for_upload=mark_for_upload,
+        )
 
     @classmethod
     def open_lazily(
@@ -176,6 +193,7 @@ class Store:
         monotonic: Callable[[], float],
         boot_id: str | None = None,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        mark_for_upload: bool = False,
     ) -> Store:
         """The kiosk's store, which starts even when the database cannot be opened.
 
@@ -193,7 +211,11 @@ class Store:
             ),
             monotonic=monotonic,
         )
-        return cls(connection, boot_id=boot_id if boot_id is not None else current_boot_id())
+        return cls(
+            connection,
+            boot_id=boot_id if boot_id is not None else current_boot_id(),
+            mark_for_upload=mark_for_upload,
+        )
 
     @property
     def open_error(self) -> StoreError | None:

@@ -319,6 +319,22 @@ def _m0009_throttle(db: Database) -> None:
     db.execute("DROP TABLE login_failures")
 
 
+def _m0010_outbox(db: Database) -> None:
+    """The outbox of a gate in a site: events not yet committed at the hub.
+
+    ``upload_pending`` is set by the kiosk in the event's own INSERT when the
+    gate belongs to a site, and cleared by ``gatekiosk sync`` only when the
+    hub acknowledges it. The partial index holds the pending rows alone, in
+    log order: the sync's query reads the oldest first without touching the
+    uploaded history, and on a gate without a site the index stays empty.
+    """
+    db.execute("ALTER TABLE events ADD COLUMN upload_pending INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE INDEX idx_events_upload_pending ON events (boot_ordinal, seq) "
+        "WHERE upload_pending = 1"
+    )
+
+
 def _m0011_site_documents(db: Database) -> None:
     """Several gates, one site: the documents the hub sends down and the
     one-time tokens gates join with.
@@ -386,6 +402,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0007_session_epoch", _m0007_session_epoch),
     ("0008_boot_order", _m0008_boot_order),
     ("0009_throttle", _m0009_throttle),
+    ("0010_outbox", _m0010_outbox),
     ("0011_site_documents", _m0011_site_documents),
 )
 
