@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install
+.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench site-chaos
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -17,12 +17,22 @@ test: $(TEST_STAMP) lint typecheck unit
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
+# The tests spread over every core (pytest-xdist; WORKERS=0: one process),
+# except the browser tests, which share one Chromium in one process.
+WORKERS ?= auto
 unit: $(TEST_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal -m "not browser"
+	$(BIN)/pytest -m browser
+
+# Everything but the slow and browser tests (markers in pyproject.toml): the
+# loop while working; `make test` before committing.
+test-quick: $(TEST_STAMP)
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal -m "not slow and not browser"
 
 # Several minutes: decoders, per-frame cost, glass-to-light latency, store and a
 # 1,000,000-event export. Writes bench/report.md and bench/report.json.
@@ -77,3 +87,12 @@ $(TEST_STAMP): pyproject.toml deploy/dev-bootstrap.sh
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache
+
+# 1,000,000 events purged under the real loop at 30 fps, batched and as one DELETE; writes bench/report-purge.md.
+purge-bench: $(TEST_STAMP)
+	$(BIN)/python -m bench.purge_bench
+
+# Gates, broker and hub on loopback with random SIGKILLs: lost/doubled events, gate-to-site
+# latency, catch-up of a 600,000-event backlog, hub RSS. Writes bench/report-site-chaos.md.
+site-chaos: $(TEST_STAMP)
+	$(BIN)/python -m bench.site_chaos --gates 3 --rate 20 --chaos-s 300 --broker-kills 50 --hub-kills 10 --sync-kills 10 --backlog 600000

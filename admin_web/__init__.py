@@ -16,6 +16,7 @@ from flask import Flask
 
 from admin_web.context import WebContext
 from admin_web.routing import RowIdConverter
+from kiosk.accounts import SCRYPT, PasswordHashing
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
 from kiosk.privacy import load_or_create_key
@@ -28,10 +29,13 @@ def create_app(
     store: Store | None = None,
     clock: Clock | None = None,
     test_config: Mapping[str, Any] | None = None,
+    password_hashing: PasswordHashing = SCRYPT,
 ) -> Flask:
     """Build the web app for a site's settings.
 
     ``store`` and ``clock`` replace the real ones (tests, the demo).
+    ``password_hashing`` is how the users page hashes new passwords (and what
+    a login for an unknown name costs); tests pass a cheap one.
     """
     from admin_web import (
         admin,
@@ -47,6 +51,7 @@ def create_app(
         passes,
         presenting,
         security,
+        site,
         trust,
     )
 
@@ -72,10 +77,11 @@ def create_app(
         store=store if store is not None else Store.open(settings.db_path, concurrent_reads=True),
         clock=clock if clock is not None else SystemClock(),
         hash_key=load_or_create_key(settings.key_path),
+        password_hashing=password_hashing,
     )
     app.extensions["gatekiosk"] = context
 
-    security.init_app(app)
+    security.init_app(app, settings)
     i18n.init_app(app)
     presenting.init_app(app)
     for module in (
@@ -91,6 +97,16 @@ def create_app(
         declare,
         passes,
         trust,
+        site,
     ):
         app.register_blueprint(module.bp)
     return app
+
+
+def start_enrolment(app: Flask, **options: Any) -> Any:
+    """On a site's hub, serve gates' enrolment over HTTPS beside the web (see
+    :func:`admin_web.site.start_enrolment`); None on a machine that is not a hub.
+    With :func:`create_app`, what an entry point needs to serve the web."""
+    from admin_web.site import start_enrolment as start
+
+    return start(app, **options)

@@ -23,12 +23,12 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers.response import Response
 
-from admin_web.accounts import ROLES, AccountError, add_user, reset_password
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
+from kiosk.accounts import ROLES, AccountError, add_user, reset_password
 from kiosk.config import EDITABLE_ON_WEB, SETTINGS, Setting, Settings, with_site_settings
 from kiosk.errors import ConfigError, StoreError
-from kiosk.privacy import subject_hash
+from kiosk.privacy import subject_hash, typed_id_subject
 from kiosk.store import AuditNote, User
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ def denylist_add() -> Any:
 
     user = _user()
     now = gk().clock.now()
-    hashed = subject_hash(gk().hash_key, id_number)
+    hashed = subject_hash(gk().hash_key, typed_id_subject(id_number))
     detail = {"label": typed["label"], "note": typed["note"]}  # and whether it "replaced"
     replaced = gk().store.add_to_denylist(
         hashed,
@@ -430,6 +430,7 @@ def users_add() -> Any:
                 password=password,
                 at=audit.at,
                 audit=audit,
+                hashing=gk().password_hashing,
             )
         except (AccountError, StoreError) as exc:
             problem = _account_message(exc)
@@ -489,7 +490,14 @@ def users_password(user_id: int) -> Any:
         problem = _("The two passwords differ.")
     else:
         try:
-            reset_password(gk().store, target, password, at=audit.at, audit=audit)
+            reset_password(
+                gk().store,
+                target,
+                password,
+                at=audit.at,
+                audit=audit,
+                hashing=gk().password_hashing,
+            )
         except AccountError as exc:
             problem = _account_message(exc)
     if problem:

@@ -22,8 +22,8 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers.response import Response
 
-from admin_web.accounts import authenticate
 from admin_web.context import gk
+from kiosk.accounts import authenticate
 from kiosk.store import User
 
 bp = Blueprint("auth", __name__)
@@ -122,7 +122,7 @@ def login() -> Any:
     if wait_s > 0:
         flash(_("Too many failed logins. Try again in %(seconds)d s.", seconds=wait_s), "error")
         return render_template("login.html", next=request.form.get("next", "")), 429
-    user = authenticate(gk().store, name, password)
+    user = authenticate(gk().store, name, password, hashing=gk().password_hashing)
     now = gk().clock.now()
     if user is None:
         gk().store.throttle_hit(keys, at=now)

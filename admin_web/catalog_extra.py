@@ -2,7 +2,7 @@
 
 The views pass these texts to ``gettext`` as variables: each editable
 setting's help from :data:`kiosk.config.SETTINGS` (``_(setting.help)`` in
-:mod:`admin_web.admin`), and the account errors of :mod:`admin_web.accounts`
+:mod:`admin_web.admin`), and the account errors of :mod:`kiosk.accounts`
 (``_(str(exc))``). ``pybabel extract`` only finds literal strings in calls,
 so they are repeated here inside :func:`N_`, one of Babel's default
 keywords, which marks a string for the catalog and returns it unchanged.
@@ -55,5 +55,5 @@ ACCOUNT_ERRORS: tuple[str, ...] = (
     N_("the password must have at least 10 characters"),
     N_("the password must not be the user name"),
 )
-"""What :class:`admin_web.accounts.AccountError` says, word for word, as the
+"""What :class:`kiosk.accounts.AccountError` says, word for word, as the
 users page shows it (it capitalises the first letter and adds a full stop)."""

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
+from kiosk.accounts import PasswordHashing
 from kiosk.clock import Clock
 from kiosk.config import Settings, with_site_settings
 from kiosk.errors import ConfigError
@@ -21,6 +22,7 @@ class WebContext:
     store: Store
     clock: Clock
     hash_key: bytes
+    password_hashing: PasswordHashing
 
     def effective(self) -> Settings:
         """The file's settings with the managers' web changes applied."""

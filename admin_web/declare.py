@@ -207,9 +207,14 @@ def _result(issued: Issued) -> Result:
     )
 
 
-def _issue(declaring: Declaring, questions: Sequence[Question], *, issued_by: str) -> Issued | None:
-    """Sign the declaration; None (with a problem noted) when the site cannot."""
+def _issue(
+    declaring: Declaring, questions: Sequence[Question], *, issued_by: str, audited: bool = False
+) -> Issued | None:
+    """Sign the declaration; None (with a problem noted) when the site cannot.
+    ``audited``: record it in the audit log by ``issued_by``, in the same
+    transaction as the declaration (the guard's desk)."""
     settings = gk().effective()
+    now = gk().clock.now()
     try:
         return issue_declaration(
             gk().store,
@@ -220,8 +225,9 @@ def _issue(declaring: Declaring, questions: Sequence[Question], *, issued_by: st
             answers=declaring.answer_values(),
             questions=questions,
             validity=timedelta(hours=settings["codes.declaration_validity_h"]),
-            at=gk().clock.now(),
+            at=now,
             issued_by=issued_by,
+            audit=AuditNote(issued_by, "declaration", {}, now) if audited else None,
         )
     except KeysError as exc:
         log.error("cannot sign a declaration: %s", exc)
@@ -314,15 +320,13 @@ def desk() -> Any:
     declaring = Declaring.from_form(request.form, questions)
     declaring.check(questions)
     user = _user()
-    issued = None if declaring.problems else _issue(declaring, questions, issued_by=user.name)
+    issued = (
+        None
+        if declaring.problems
+        else _issue(declaring, questions, issued_by=user.name, audited=True)
+    )
     if issued is None:
         return render_template("declare_desk.html", **_form_context(declaring, questions)), 400
-    gk().store.audit(
-        actor=user.name,
-        action="declaration",
-        detail={"code": issued.record.id, "verdict": issued.record.verdict},
-        at=issued.record.issued_at,
-    )
     return render_template("declare_desk.html", result=_result(issued), site_name=site_name())
 
 

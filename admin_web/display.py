@@ -20,12 +20,14 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask.blueprints import BlueprintSetupState
 
 from admin_web.auth import current_user
 from admin_web.context import gk
 from admin_web.dashboard import HEALTH_STALE_S
 from admin_web.presenting import mask_name
+from admin_web.token_guesses import TokenGuesses
 from kiosk.codes.base import KIND_HCERT
 from kiosk.messages import Message, message_for
 from kiosk.store import Event, KioskHealth
@@ -53,11 +55,14 @@ _PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 def _from_this_machine() -> bool:
-    """The request comes straight from this machine's loopback.
+    """The request comes from this machine's loopback.
 
-    ``remote_addr`` is the TCP peer (no proxy header is honoured). A request
-    that went through a proxy on this machine also arrives from loopback, so
-    one that carries a proxy's forwarding header is not taken as local.
+    ``remote_addr`` is what waitress established: the TCP peer, or, behind
+    the proxy named by ``web.trusted_proxy``, the client the proxy reports
+    (see :mod:`kiosk.webserver`); no header is read here to grant anything.
+    Without a trusted proxy, a loopback request that carries a forwarding
+    header came through a proxy nobody said to trust, on behalf of anyone:
+    it is not taken as local.
     """
     try:
         address = ipaddress.ip_address(request.remote_addr or "")
@@ -67,23 +72,23 @@ def _from_this_machine() -> bool:
         address = address.ipv4_mapped
     if not address.is_loopback:
         return False
+    if gk().settings["web.trusted_proxy"]:
+        return True
     return not any(name in request.headers for name in _PROXY_HEADERS)
+
+
+def _token_matches(given: str) -> bool:
+    expected = str(gk().settings["web.display_token"])
+    if not expected or not given:
+        return False
+    # Bytes: compare_digest refuses non-ASCII str, and a token is anyone's input.
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 def _token_given() -> str | None:
     """The ``?token=`` of the request if it is the site's display token."""
-    expected = str(gk().settings["web.display_token"])
     given = request.args.get("token", "")
-    if not expected or not given:
-        return None
-    # Bytes: compare_digest refuses non-ASCII str, and a token is anyone's input.
-    if hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-        return given
-    return None
-
-
-def _allowed() -> bool:
-    return _from_this_machine() or _token_given() is not None or current_user() is not None
+    return given if _token_matches(given) else None
 
 
 def _forbidden() -> Response:
@@ -91,12 +96,49 @@ def _forbidden() -> Response:
     return Response(f"{text.vi}.\n{text.en}.\n", status=403, mimetype="text/plain")
 
 
+def _too_many_guesses(wait_s: float) -> Response:
+    minutes = max(1, int(wait_s // 60 + 1))
+    return Response(
+        f"Quá nhiều mã màn hình sai; thử lại sau {minutes} phút.\n"
+        f"Too many wrong display tokens; try again in {minutes} min.\n",
+        status=429,
+        mimetype="text/plain",
+        headers={"Retry-After": str(int(wait_s) + 1)},
+    )
+
+
+def _guesses() -> TokenGuesses:
+    guesses: TokenGuesses = current_app.extensions["gatekiosk.display_guesses"]
+    return guesses
+
+
+@bp.record_once
+def _count_guesses(state: BlueprintSetupState) -> None:
+    state.app.extensions["gatekiosk.display_guesses"] = TokenGuesses()
+
+
 def screen_access(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Let through the local machine, a valid display token or a logged-in user."""
+    """Let through the local machine, a valid display token or a logged-in user.
+
+    Wrong tokens are counted per client address (as waitress established
+    it); after :data:`~admin_web.token_guesses.MAX_GUESSES` in the window,
+    that address may try no token, right or wrong, until the window ends.
+    """
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if not _allowed():
+        if _from_this_machine() or current_user() is not None:
+            return view(*args, **kwargs)
+        given = request.args.get("token", "")
+        if not given:
+            return _forbidden()
+        address = request.remote_addr or "?"
+        now_s = gk().clock.monotonic()
+        wait_s = _guesses().wait_s(address, now_s)
+        if wait_s > 0:
+            return _too_many_guesses(wait_s)
+        if not _token_matches(given):
+            _guesses().wrong(address, now_s)
             return _forbidden()
         return view(*args, **kwargs)
 

@@ -1,8 +1,8 @@
 """Exports of the log for managers, as CSV (streamed) or Excel, every one audited.
 
 The web exports take the log page's filter (see :mod:`admin_web.forms`), so
-a download holds exactly what the page listed. :func:`export_to_file` is the
-same export for the command line.
+a download holds exactly what the page listed. The same export to a file, for
+the command line, is :func:`kiosk.exporting.export_to_file`.
 
 Each export leaves one audit row: the actor, action ``"export"``, the filter
 (:meth:`EventFilter.as_dict`) with ``format`` and ``complete``, and the number
@@ -30,11 +30,8 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Generator, Iterable
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -50,16 +47,15 @@ from flask import (
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
 from admin_web.forms import parse_filter
-from kiosk.export import iter_store_csv_counted, write_store_csv, write_xlsx
+from kiosk.export import iter_store_csv_counted
 from kiosk.export_worker import ExportWorkerError, XlsxJob, build_xlsx_in_child
-from kiosk.store import EventFilter, Store
-from kiosk.tempfiles import AtomicOutput
+from kiosk.exporting import audit_detail
+from kiosk.store import EventFilter
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("exports", __name__)
 
-FORMATS = ("csv", "xlsx")
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 AUDIT_PROGRESS_S = 1.0
@@ -74,57 +70,6 @@ _XLSX_FAILED = (
     "Không tạo được tệp Excel; lý do có trong nhật ký của web. "
     "The Excel file could not be built; the web's log says why."
 )
-
-
-def audit_detail(where: EventFilter, *, fmt: str, complete: bool) -> dict[str, Any]:
-    return {**where.as_dict(), "format": fmt, "complete": complete}
-
-
-def export_to_file(
-    store: Store,
-    where: EventFilter,
-    *,
-    fmt: str,
-    path: str | os.PathLike[str],
-    tz: ZoneInfo,
-    actor: str,
-    at: datetime,
-) -> int:
-    """Write the events matching ``where`` to ``path`` as ``fmt`` ("csv" or "xlsx"),
-    audit it, and return the number of rows written.
-
-    Atomic, even when the process is killed: the export is written to an
-    unnamed file in the same folder (and the XLSX writer's own temporary
-    file is unnamed too), flushed to disk, and only then linked in at
-    ``path`` (:class:`~kiosk.tempfiles.AtomicOutput`). An error, a crash or
-    a SIGKILL at any moment leaves either the old file or the complete new
-    one, and no temporary file. The file is readable by its owner only, as
-    it holds personal data. ``actor`` names who asked, e.g. ``"cli:root"``;
-    ``at`` is the audit time.
-
-    Example::
-
-        rows = export_to_file(store, EventFilter(start=start, end=end), fmt="xlsx",
-                              path="log.xlsx", tz=settings.timezone,
-                              actor="cli:root", at=clock.now())
-    """
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
-    target = Path(path)
-    with AtomicOutput(target) as output:
-        if fmt == "csv":
-            rows = write_store_csv(store, where, output.file, tz=tz)
-        else:
-            rows = write_xlsx(store.iter_events(where), output.file, tz=tz, tmpdir=target.parent)
-        output.commit()
-    store.audit(
-        actor=actor,
-        action="export",
-        detail=audit_detail(where, fmt=fmt, complete=True),
-        at=at,
-        row_count=rows,
-    )
-    return rows
 
 
 def audited_stream(

@@ -3,8 +3,12 @@
 Shared by the log page, its exports and the "who was inside" page, so a
 download always covers what the page showed. Times come from
 ``<input type="datetime-local">`` (``2026-11-28T09:00``, no zone): they are
-read in the site's time zone and turned into aware UTC. Bad input never fails
-the request: the field is ignored and the problem is reported in words.
+read in the site's time zone and turned into aware UTC. Malformed input never
+fails the request: the field is ignored and the problem is reported in words.
+A well-formed time outside :data:`MIN_YEAR` to :data:`MAX_YEAR` (a browser's
+date picker offers years 0001 to 275760) is refused with a 400 and a message
+in Vietnamese then English (:class:`DateOutOfRange`): such a range cannot
+be what anyone meant, and near year 1 or 9999 the conversion to UTC overflows.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from flask import Response
 from flask_babel import gettext as _
+from werkzeug.exceptions import BadRequest
 
 from kiosk.store import DECISIONS, DIRECTIONS, EventFilter
 
@@ -40,6 +46,25 @@ CLOCK_STATES = ("synced", "unsynced")
 MAX_SEARCH_CHARS = 100
 
 _LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+
+MIN_YEAR = 1970
+MAX_YEAR = 2999
+"""The years a ``from`` or ``to`` may fall in: every event ever recorded
+(a Pi without a clock may start at 1970), and far from datetime's limits."""
+
+
+class DateOutOfRange(BadRequest):
+    """A ``from`` or ``to`` outside :data:`MIN_YEAR` to :data:`MAX_YEAR`: 400."""
+
+    TEXT = (
+        f"Ngày giờ phải nằm trong các năm {MIN_YEAR} đến {MAX_YEAR}.\n"
+        f"The date and time must fall in the years {MIN_YEAR} to {MAX_YEAR}.\n"
+    )
+
+    def get_response(self, *args: object, **kwargs: object) -> Response:
+        return Response(self.TEXT, status=400, mimetype="text/plain")
+
+
 _REASON_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
@@ -58,7 +83,8 @@ class ParsedFilter:
 
 
 def parse_local(text: str, tz: ZoneInfo) -> datetime:
-    """A ``datetime-local`` value read in ``tz``, as aware UTC; ValueError if malformed.
+    """A ``datetime-local`` value read in ``tz``, as aware UTC; ValueError if
+    malformed, :class:`DateOutOfRange` if outside the years allowed.
 
     A local time that a daylight-saving change skips or repeats is taken with
     its first offset (``fold=0``).
@@ -68,6 +94,8 @@ def parse_local(text: str, tz: ZoneInfo) -> datetime:
             naive = datetime.strptime(text, fmt)  # noqa: DTZ007 - the zone is attached below
         except ValueError:
             continue
+        if not MIN_YEAR <= naive.year <= MAX_YEAR:
+            raise DateOutOfRange()
         return naive.replace(tzinfo=tz).astimezone(UTC)
     raise ValueError(f"not a local date and time: {text!r}")
 

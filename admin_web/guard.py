@@ -18,6 +18,7 @@ from flask_babel import gettext as _
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
 from kiosk.admits import ADMIT_MAX_AGE_S
+from kiosk.codes.base import normalise_name
 from kiosk.store import AdmitRequest, AuditNote, User
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,17 @@ def admit() -> Any:
         problems["reason"] = _("Use at most %(count)d characters.", count=REASON_MAX_CHARS)
     if len(form["name"]) > NAME_MAX_CHARS:
         problems["name"] = _("Use at most %(count)d characters.", count=NAME_MAX_CHARS)
+    elif form["name"]:
+        # Like every other name: no control characters (a leading NUL made a
+        # live formula in a CSV export), letters and spaces, NFC.
+        name = normalise_name(form["name"])
+        if name is None:
+            problems["name"] = _(
+                "A name has letters and spaces only (also ' - .), up to %(count)d characters.",
+                count=NAME_MAX_CHARS,
+            )
+        else:
+            form["name"] = name
     if problems:
         flash(_("Nobody was admitted. Correct the values marked below."), "error")
         return _form_page(form, problems, 400)

@@ -1,6 +1,20 @@
-"""Vietnamese and English, with Flask-Babel; Vietnamese unless the user chooses."""
+"""Vietnamese and English, with Flask-Babel; Vietnamese unless the user chooses.
+
+The admin pages' own words are English in the code and translated through
+the catalog in ``translations/`` (one language per page, the user's). What
+a visitor is told about a decision is not: :mod:`kiosk.messages` holds each
+reason's Vietnamese and English side by side, because the gate, which runs
+without Flask, shows both at once, and the log, the live feed and the gate
+screen repeat those same words (the pages pick the side for their language,
+:func:`admin_web.presenting.reason_text`). They translate different
+messages (where a word coincides, the meaning differs: "Entry" heads the
+inside page's time column, "Giờ vào", and is the gate screen's direction,
+"Vào"), so they are two jobs, not one mechanism twice.
+"""
 
 from __future__ import annotations
+
+import unicodedata
 
 from flask import Blueprint, Flask, redirect, request, session, url_for
 from flask_babel import Babel
@@ -28,11 +42,23 @@ def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
 
 
+BAD_NEXT = (
+    "Địa chỉ quay lại không hợp lệ (có ký tự điều khiển).\n"
+    "The return address is not valid (it has control characters).\n"
+)
+
+
 @bp.post("/lang/<code>")
 def choose(code: str) -> Response:
+    """Remember the language, then go back to ``next``: a path on this site
+    (anything else goes to the dashboard). A ``next`` with control characters
+    (CR/LF would split the Location header) is refused with a 400."""
+    target = request.form.get("next", "")
+    if any(unicodedata.category(char) == "Cc" for char in target):
+        return Response(BAD_NEXT, status=400, mimetype="text/plain")
     if code in LANGUAGES:
         session["lang"] = code
-    target = request.form.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
+    # A backslash counts as a slash in browsers: "/\\evil.example" is "//evil.example".
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
         target = url_for("dashboard.index")
     return redirect(target)

@@ -69,6 +69,11 @@ def _event_or_404(event_id: str) -> Event:
     return event
 
 
+def _viewer_is_manager() -> bool:
+    user = current_user()
+    return user is not None and user.role == "manager"
+
+
 def _detail_page(event: Event, *, note: str = "", status: int = 200) -> tuple[str, int]:
     context = gk()
     denylisted = event.subject_hash is not None and context.store.is_denylisted(event.subject_hash)
@@ -79,6 +84,9 @@ def _detail_page(event: Event, *, note: str = "", status: int = 200) -> tuple[st
         offset=_offset(event.utc_offset_min),
         tz_name=context.tz.key,
         denylisted=denylisted,
+        # Full ID numbers (kept only when privacy.store_full_id is on) are for
+        # managers; guards see the masked ID, as they do not see phone numbers.
+        show_id_number=_viewer_is_manager(),
         note=note,
         max_note_chars=MAX_NOTE_CHARS,
     )

@@ -33,7 +33,7 @@ from kiosk.codes.base import KIND_STAFF_PASS
 from kiosk.codes.sitecodes import MAX_ORGANISATION_CHARS
 from kiosk.declarations import MAX_PASS_DAYS, DeclarationError, issue_staff_pass
 from kiosk.keys import KeysError
-from kiosk.store import SiteCode, User
+from kiosk.store import AuditNote, SiteCode, User
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,12 @@ def issue() -> Any:
             valid_until=period[1],
             at=now,
             issued_by=user.name,
+            audit=AuditNote(
+                user.name,
+                "staff-pass",
+                {"staff_id": form.staff_id, "until": period[1].isoformat()},
+                now,
+            ),
         )
     except KeysError as exc:
         log.error("cannot sign a staff pass: %s", exc)
@@ -206,17 +212,6 @@ def issue() -> Any:
         log.warning("staff pass refused by the issuer: %s", exc)
         flash(_("No pass was issued: %(problem)s", problem=str(exc)), "error")
         return _list_page(form, 400)
-    gk().store.audit(
-        actor=user.name,
-        action="staff-pass",
-        detail={
-            "code": issued.record.id,
-            "name": issued.record.name,
-            "staff_id": form.staff_id,
-            "until": period[1].isoformat(),
-        },
-        at=now,
-    )
     flash(_("Issued a staff pass for %(name)s.", name=issued.record.name), "success")
     return redirect(url_for("passes.index"))
 

@@ -9,8 +9,9 @@ Part 1, the gate in this process, on the real clock with real threads: the
 scanner, source and decoder exactly as ``gatekiosk run`` composes them from
 the default settings (``kiosk.compose.build_gate``, ``source_for``), with a
 V4L2 camera whose ``cv2.VideoCapture`` is a fake device paced in real time
-(15 fps; opening takes ``--open-delay-s`` and the first frame
-``--first-frame-s`` more, like a USB webcam), the production decoder
+(:class:`tests.fakes.FakeCamera`, the tests' own, at 15 fps; opening takes
+``--open-delay-s`` and the first frame ``--first-frame-s`` more, like a USB
+webcam), the production decoder
 (pipeline) on a rendered CCCD held in view, a real SQLite store and
 gpiozero's MockFactory pins. The scan loop runs in its own thread for the
 whole run; each repetition breaks one thing for a while, then mends it:
@@ -42,7 +43,6 @@ Usage: .venv/bin/python -m bench.camera_faults [--quick] [--reps N]
 from __future__ import annotations
 
 import argparse
-import errno
 import itertools
 import json
 import logging
@@ -74,6 +74,7 @@ from kiosk.decoder import Code, Decoder, make_decoder
 from kiosk.samples import VISITOR_CCCD
 from kiosk.store import Store
 from kiosk.synthetic import render_code_frame
+from tests.fakes import FakeCamera
 
 HERE = Path(__file__).resolve().parent
 REPORT_MD = HERE / "report-camera.md"
@@ -93,76 +94,6 @@ GATE = "bench-gate"
 
 def now() -> float:
     return time.monotonic()  # the clock SystemClock, gpiozero and threading use
-
-
-# --------------------------------------------------------------------------- the fake device
-
-
-class BenchCamera:
-    """A webcam behind ``cv2.VideoCapture``, in real time. The newest capture
-    streams at ``fps``; older ones fail (their stream ended). Modes as in the
-    module docstring; a change of mode wakes every blocked read."""
-
-    def __init__(self, image: np.ndarray, *, open_delay_s: float, first_frame_s: float) -> None:
-        self.image = image
-        self.open_delay_s = open_delay_s
-        self.first_frame_s = first_frame_s
-        self.mode = "streaming"
-        self.opens = 0
-        self.newest: BenchCapture | None = None
-        self.cond = threading.Condition()
-
-    def open(self) -> BenchCapture:
-        with self.cond:
-            self.opens += 1
-            if self.mode == "gone":
-                return BenchCapture(self, opened=False)
-            self.cond.wait_for(lambda: self.mode == "gone", self.open_delay_s)
-            capture = BenchCapture(self, opened=self.mode != "gone")
-            if capture.opened:
-                capture.next_due = now() + self.first_frame_s
-                self.newest = capture
-            return capture
-
-    def set_mode(self, mode: str) -> None:
-        with self.cond:
-            self.mode = mode
-            self.cond.notify_all()
-
-
-class BenchCapture:
-    def __init__(self, camera: BenchCamera, *, opened: bool) -> None:
-        self.camera = camera
-        self.opened = opened
-        self.next_due = 0.0
-
-    def isOpened(self) -> bool:
-        return self.opened
-
-    def set(self, prop_id: int, value: float) -> bool:
-        return True
-
-    def read(self) -> tuple[bool, Any]:
-        camera = self.camera
-        with camera.cond:
-            while True:
-                if camera.mode == "gone":
-                    return False, None
-                if camera.mode == "error":
-                    raise OSError(errno.EIO, "VIDIOC_DQBUF: Input/output error")
-                if camera.mode == "streaming":
-                    if self is not camera.newest:
-                        return False, None
-                    t = now()
-                    if t >= self.next_due:
-                        self.next_due = max(self.next_due + 1 / FPS, t)
-                        return True, camera.image
-                    camera.cond.wait(self.next_due - t)
-                else:  # stalled
-                    camera.cond.wait()
-
-    def release(self) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------- probes
@@ -265,7 +196,7 @@ def first(times: list[tuple[float, Any]], after: float, test: Callable[[Any], bo
 
 @dataclass
 class Rig:
-    camera: BenchCamera
+    camera: FakeCamera
     decoder: ProbeDecoder
     signals: ProbeSignals
     factory: MockFactory
@@ -302,10 +233,12 @@ def gate(
         env={},
     )
     clock = SystemClock()
-    camera = BenchCamera(
+    camera = FakeCamera(
         render_code_frame(VISITOR_CCCD.payload),
+        fps=FPS,
         open_delay_s=open_delay_s,
         first_frame_s=first_frame_s,
+        monotonic=now,
     )
     factory = MockFactory(pin_class=TimedPin)
     decoder = ProbeDecoder(make_decoder(settings["decoder.backend"]))

@@ -444,7 +444,7 @@ class WebSession:
 
 
 def make_manager(db: Path, password: str) -> None:
-    from admin_web.accounts import add_user
+    from kiosk.accounts import add_user
     from kiosk.store import Store
 
     with Store.open(db) as store:

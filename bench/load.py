@@ -430,8 +430,8 @@ def write_config(work: Path, *, fps: float, port: int) -> Path:
 
 def prepare_database(settings: Any, rows: int, *, seed: int) -> dict[str, Any]:
     """``rows`` events ending a minute ago, the accounts, the subject-hash key."""
-    from admin_web.accounts import add_user
     from bench.export_bench import populate
+    from kiosk.accounts import add_user
     from kiosk.privacy import load_or_create_key
     from kiosk.store import Store
 
@@ -1077,7 +1077,9 @@ def run_load(config: LoadConfig, work: Path) -> dict[str, Any]:
     )
     (work / "plan.json").write_text(json.dumps(asdict(plan)), encoding="utf-8")
     key = load_or_create_key(settings.key_path)
-    visitor_of_hash = {subject_hash(key, plan.id_number(k)): k for k in range(plan.count)}
+    visitor_of_hash = {
+        subject_hash(key, f"person:{plan.id_number(k)}"): k for k in range(plan.count)
+    }
 
     environment = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),

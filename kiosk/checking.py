@@ -9,7 +9,7 @@ from kiosk.codes.base import Credential
 from kiosk.config import Settings
 from kiosk.gate_view import gate_view, is_revoked
 from kiosk.policy import GateView, decide
-from kiosk.privacy import subject_hash
+from kiosk.privacy import legacy_subject_hash, subject_hash, subject_of
 from kiosk.rules import policy_rules, registry_for
 from kiosk.store import Store
 
@@ -41,8 +41,11 @@ def check_payloads(
             credential = identified if isinstance(identified, Credential) else None
             view = GateView()
             if store is not None and key is not None:
-                hashed = subject_hash(key, credential.subject_id) if credential else None
-                view = gate_view(store, credential, hashed, at=at, expiry_h=expiry_h)
+                hashed = subject_hash(key, subject_of(credential)) if credential else None
+                legacy = legacy_subject_hash(key, credential) if credential else None
+                view = gate_view(
+                    store, credential, hashed, at=at, expiry_h=expiry_h, legacy_hashed=legacy
+                )
             elif store is not None:
                 view = GateView(revoked=is_revoked(store, credential))
             decision = decide(identified, rules=rules, view=view)

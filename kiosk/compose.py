@@ -70,7 +70,10 @@ def open_store(settings: Settings, *, clock: Clock) -> Store:
     code with ``store-fault`` meanwhile, and works as soon as it opens.
     """
     store = Store.open_lazily(
-        settings.db_path, monotonic=clock.monotonic, busy_timeout_ms=KIOSK_BUSY_TIMEOUT_MS
+        settings.db_path,
+        monotonic=clock.monotonic,
+        busy_timeout_ms=KIOSK_BUSY_TIMEOUT_MS,
+        mark_for_upload=settings.in_site,  # a gate in a site: events go up through the outbox
     )
     if store.open_error is not None:
         log.error(
@@ -95,6 +98,10 @@ def source_for(settings: Settings, *, clock: Clock, **extra: Any) -> FrameSource
     kind = settings["camera.source"]
     if kind in LIVE_CAMERAS:
         extra.setdefault("stall_timeout_s", settings["camera.stall_timeout_s"])
+    if kind == "picamera2":
+        from kiosk.camera.focus import Focus
+
+        extra.setdefault("focus", Focus(settings["camera.focus"], settings["camera.focus_cm"]))
     if kind == "synthetic":
         extra.setdefault("schedule", sample_schedule())
         extra.setdefault("loop", True)
@@ -178,7 +185,11 @@ def build_gate(
         if live:
             store = open_store(settings, clock=clock)
         else:  # a replay into a database it cannot open has nothing to do
-            store = Store.open(settings.db_path, busy_timeout_ms=KIOSK_BUSY_TIMEOUT_MS)
+            store = Store.open(
+                settings.db_path,
+                busy_timeout_ms=KIOSK_BUSY_TIMEOUT_MS,
+                mark_for_upload=settings.in_site,
+            )
         stack.callback(store.close)
         key = load_or_create_key(settings.key_path)
         if source is None:

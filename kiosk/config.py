@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gate_controller.pins import PinConfig
 from kiosk.errors import ConfigError
+from kiosk.web_checks import DISPLAY_TOKEN_MIN_CHARS, web_problems
 
 ENV_PREFIX = "GATEKIOSK_"
 
@@ -98,6 +99,33 @@ SETTINGS: tuple[Setting, ...] = (
         "A camera silent this long (at least 3 frame intervals) shows the fault and is reopened.",
         minimum=0.2,
         maximum=60,
+    ),
+    Setting(
+        "camera",
+        "focus",
+        "auto-macro",
+        "Pi camera focus: auto-macro (continuous autofocus in the macro range, for codes "
+        "held 5-30 cm away), fixed (the lens held at focus_cm), none (left to the camera). "
+        "Applied only where the camera has those controls (Camera Module 3).",
+        choices=("auto-macro", "fixed", "none"),
+    ),
+    Setting(
+        "camera",
+        "focus_cm",
+        10.0,
+        "With focus = fixed: distance in cm from the lens to the held code.",
+        minimum=2,
+        maximum=1000,
+    ),
+    Setting(
+        "camera",
+        "fault_exit_s",
+        60.0,
+        "After this many seconds of continuous camera fault the kiosk exits with an error, "
+        "so that systemd restarts it (a hung camera driver is freed only with the process); "
+        "0: never.",
+        minimum=0,
+        maximum=3600,
     ),
     Setting(
         "decoder",
@@ -256,7 +284,8 @@ WEB_SETTINGS: tuple[Setting, ...] = (
         "display_token",
         "",
         "Secret that lets a screen on another machine open /display without logging in "
-        "(/display?token=...); empty: only this machine's own screen may.",
+        f"(/display?token=...), at least {DISPLAY_TOKEN_MIN_CHARS} characters; empty: only "
+        "this machine's own screen may.",
     ),
     Setting(
         "web",
@@ -264,8 +293,91 @@ WEB_SETTINGS: tuple[Setting, ...] = (
         False,
         "Send the session cookie over HTTPS only (turn on behind a TLS proxy).",
     ),
+    Setting(
+        "web",
+        "trusted_proxy",
+        "",
+        "IP address the reverse proxy in front of the admin web connects from, exactly "
+        "(127.0.0.1 for Caddy or nginx on the Pi); its X-Forwarded-For and "
+        "X-Forwarded-Proto are believed, and it must send X-Forwarded-For. Empty: no proxy "
+        "is trusted, and a request that carries forwarding headers is never taken for "
+        "this machine's own screen.",
+    ),
+    Setting(
+        "web",
+        "trusted_proxy_count",
+        1,
+        "How many trusted proxies are chained in front of the admin web.",
+        minimum=1,
+        maximum=5,
+    ),
+    Setting(
+        "web",
+        "allowed_hosts",
+        "",
+        "Comma-separated host names the admin web answers to, besides IP addresses, "
+        "localhost, this machine's name (and name.local) and web.host; a request for "
+        "any other name is refused (against DNS rebinding).",
+    ),
+    Setting(
+        "web",
+        "threads",
+        8,
+        "Worker threads answering requests (the dashboard and the gate screen poll "
+        "twice a second each).",
+        minimum=2,
+        maximum=64,
+    ),
+    Setting(
+        "web",
+        "connection_limit",
+        500,
+        "Most connections open at once; idle ones count too. Keep it well below the "
+        "process's open-file limit (ulimit -n, 1024 by default).",
+        minimum=20,
+        maximum=10000,
+    ),
+    Setting(
+        "web",
+        "channel_timeout_s",
+        30,
+        "Seconds after which a connection that sends nothing is closed (checked every "
+        "few seconds), so idle or half-sent requests cannot hold connections.",
+        minimum=5,
+        maximum=600,
+    ),
 )
 SETTINGS = SETTINGS + WEB_SETTINGS
+
+SITE_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "site",
+        "hub",
+        "",
+        "The site's hub, host:port of its MQTT broker (TLS), for example hub.local:8883; "
+        "empty: this gate is on its own (no broker, no upload).",
+    ),
+    Setting(
+        "site",
+        "dir",
+        "",
+        "Folder of the site's files (CA, this machine's certificate and key, the hub's "
+        "public keys, the site's hash key); empty: <data_dir>/site.",
+    ),
+)
+SETTINGS = SETTINGS + SITE_SETTINGS
+
+ENROLMENT_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "site",
+        "enrol_port",
+        8443,
+        "Hub only: HTTPS port where gates join the site with a one-time token.",
+        minimum=1,
+        maximum=65535,
+    ),
+)
+SETTINGS = SETTINGS + ENROLMENT_SETTINGS
 
 SITE_PRESENCE_SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -337,6 +449,17 @@ class Settings:
     def keys_dir(self) -> Path:
         """The site's signing keys: private ones only readable by the service user."""
         return self.data_dir / "keys"
+
+    @property
+    def site_dir(self) -> Path:
+        """The site's files (see ``site.dir``)."""
+        configured = str(self.values.get("site.dir", ""))
+        return Path(configured) if configured else self.data_dir / "site"
+
+    @property
+    def in_site(self) -> bool:
+        """Whether this machine belongs to a site (``site.hub`` is set)."""
+        return bool(str(self.values.get("site.hub", "")).strip())
 
     @property
     def db_path(self) -> Path:
@@ -501,17 +624,49 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         r"[A-Za-z0-9._-]{1,32}", str(values["gate.site_id"])
     ):
         problems.append("gate.site_id: 1 to 32 letters, digits, '.', '_' or '-'")
+    problems.extend(web_problems(values))
     kinds = {k.strip() for k in str(values.get("policy.allowed_kinds", "")).split(",")}
     known = {"declaration", "staff-pass", "cccd", "pc-covid", "hcert"}
     for kind in sorted(kinds - known - {""}):
         problems.append(
             f"policy.allowed_kinds: unknown kind {kind!r} (known: {', '.join(sorted(known))})"
         )
+    problems.extend(_camera_checks(values))
+    hub = str(values.get("site.hub", "")).strip()
+    if hub and not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}", hub):
+        problems.append("site.hub: host:port of the hub's broker, for example hub.local:8883")
     pin_fields: tuple[str, ...] = ("green", "red", "buzzer", "relay", "button", "status")
     pin_fields += ("relay_active_high", "relay_pulse_ms", "light_ms")
     if all(f"pins.{p}" in values for p in pin_fields):
         pins = Settings(values=values).pin_config()
         problems.extend(f"pins: {p}" for p in pins.validate())
+    return problems
+
+
+FAULT_EXIT_MIN_S = 10.0
+"""The shortest ``camera.fault_exit_s`` (other than 0): a camera is given
+several reopening attempts (2 s apart) before the process gives up on it."""
+
+
+def _camera_checks(values: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    if values.get("camera.focus") == "fixed" and values.get("camera.source") != "picamera2":
+        problems.append(
+            "camera.focus: 'fixed' needs camera.source = 'picamera2' (the lens of a USB "
+            f"webcam is not driven); got camera.source = {values.get('camera.source')!r}"
+        )
+    exit_s = values.get("camera.fault_exit_s")
+    stall_s = values.get("camera.stall_timeout_s")
+    if exit_s and exit_s < FAULT_EXIT_MIN_S:
+        problems.append(
+            f"camera.fault_exit_s: {exit_s:g} is too short; 0 (never) or at least "
+            f"{FAULT_EXIT_MIN_S:g} s, so that a camera is reopened a few times first"
+        )
+    elif exit_s and stall_s is not None and exit_s <= stall_s:
+        problems.append(
+            f"camera.fault_exit_s: {exit_s:g} must be longer than camera.stall_timeout_s "
+            f"({stall_s:g})"
+        )
     return problems
 
 

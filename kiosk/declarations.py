@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from kiosk.codes.base import KIND_DECLARATION, KIND_STAFF_PASS, normalise_name
 from kiosk.codes.sitecodes import SiteCodeClaims, issue_code, new_code_id
 from kiosk.errors import GateError
 from kiosk.keys import load_signing_key
-from kiosk.store import SiteCode, Store
+from kiosk.store import AuditNote, SiteCode, Store
 
 QUESTIONS_SETTING = "declaration.questions"
 """Where the site's questions live among the settings managers change on the web."""
@@ -123,9 +123,11 @@ def issue_declaration(
     validity: timedelta,
     at: datetime,
     issued_by: str,
+    audit: AuditNote | None = None,
 ) -> Issued:
     """Sign a declaration and keep its record; a refusing answer is signed too,
-    so the gate can tell the visitor why (and the guard can decide)."""
+    so the gate can tell the visitor why (and the guard can decide). ``audit``,
+    completed with the code's id and verdict, is written with the record."""
     cleaned_name = clean_name(name)
     cleaned_phone = clean_phone(phone)
     refused = verdict_of(questions, answers)
@@ -154,7 +156,9 @@ def issue_declaration(
         verdict="refuse" if refused else "ok",
         issued_by=issued_by,
     )
-    store.save_site_code(record)
+    if audit is not None:
+        audit = replace(audit, detail={**audit.detail, "verdict": record.verdict})
+    store.save_site_code(record, audit=audit)
     return Issued(record, text)
 
 
@@ -170,8 +174,11 @@ def issue_staff_pass(
     valid_until: datetime,
     at: datetime,
     issued_by: str,
+    audit: AuditNote | None = None,
 ) -> Issued:
-    """Sign a staff pass valid for up to a year and keep its record."""
+    """Sign a staff pass valid for up to a year and keep its record (and
+    ``audit``, completed with the code's id and the holder's name, in the
+    same transaction)."""
     cleaned_name = clean_name(name)
     if valid_until <= valid_from:
         raise DeclarationError("a pass must end after it starts")
@@ -208,5 +215,7 @@ def issue_staff_pass(
         issued_by=issued_by,
         text=text,  # kept so badge sheets can be printed again
     )
-    store.save_site_code(record)
+    if audit is not None:
+        audit = replace(audit, detail={**audit.detail, "name": record.name})
+    store.save_site_code(record, audit=audit)
     return Issued(record, text)

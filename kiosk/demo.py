@@ -39,7 +39,7 @@ from kiosk.config import Settings, load_settings
 from kiosk.demo_codes import SignedDemoVisitors, signed_demo_visitors
 from kiosk.errors import GateError
 from kiosk.keys import MANIFEST_NAME, init_keys
-from kiosk.privacy import load_or_create_key, subject_hash
+from kiosk.privacy import load_or_create_key, subject_hash, typed_id_subject
 from kiosk.samples import (
     DENYLISTED_ID,
     VISITOR_CCCD,
@@ -51,7 +51,7 @@ from kiosk.samples import (
 from kiosk.scanner import Outcome
 from kiosk.store import Store
 from kiosk.synthetic import Scene
-from kiosk.webserver import RunningServer, serve_in_background
+from kiosk.webserver import RunningServer, Serving, serve_in_background
 
 SHOW_S = 3.0
 """How long each sample visitor holds the code to the camera."""
@@ -80,7 +80,7 @@ def start_demo_web(settings: Settings, *, clock: Clock, port: int) -> DemoWeb:
     """The admin web beside the demo gate, with a manager whose password is
     made up for this run only (there are no default credentials)."""
     from admin_web import create_app
-    from admin_web.accounts import add_user, reset_password
+    from kiosk.accounts import add_user, reset_password
 
     store = Store.open(settings.db_path, concurrent_reads=True)
     password = secrets.token_urlsafe(12)
@@ -91,10 +91,11 @@ def start_demo_web(settings: Settings, *, clock: Clock, port: int) -> DemoWeb:
         reset_password(store, account, password, at=clock.now())
         store.set_user_disabled(account.id, False)
     app = create_app(settings, store=store, clock=clock)
+    serving = Serving.from_settings(settings)
     try:
-        server = serve_in_background(app, host="127.0.0.1", port=port)
-    except GateError:
-        server = serve_in_background(app, host="127.0.0.1", port=0)  # 8080 is taken
+        server = serve_in_background(app, host="127.0.0.1", port=port, serving=serving)
+    except GateError:  # 8080 is taken
+        server = serve_in_background(app, host="127.0.0.1", port=0, serving=serving)
     return DemoWeb(server.url, password, server, store)
 
 
@@ -263,7 +264,7 @@ def run_demo(
         on_outcome=report,
     ) as gate:
         key = load_or_create_key(settings.key_path)
-        hashed = subject_hash(key, DENYLISTED_ID)
+        hashed = subject_hash(key, typed_id_subject(DENYLISTED_ID))
         if not gate.store.is_denylisted(hashed):
             gate.store.add_to_denylist(
                 hashed, label="Lê Hoàng Phúc (demo)", note="demo: denylisted", at=clock.now()

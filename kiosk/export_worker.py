@@ -13,7 +13,7 @@ The protocol, parent to child:
 * the parent opens the output file and passes its descriptor (``pass_fds``);
   the web opens it unnamed in the data folder, so nothing is named on disk,
   and the worker's own temporary file is unnamed too
-  (:class:`~kiosk.tempfiles.UnnamedTempWorkbook`): a kill of either process
+  (:class:`~kiosk.export.workbook.UnnamedTempWorkbook`): a kill of either process
   at any moment leaves nothing behind;
 * one JSON line on the child's stdin says what to export
   (:meth:`XlsxJob.message`): the database, the filter, the time zone, the

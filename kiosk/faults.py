@@ -5,6 +5,13 @@ refused), on the status light's fault pattern and in the health row the
 dashboard and the gate screen read. Each change is logged once; a decoder
 that keeps throwing, or a store that stays down, is reminded of on a slow
 cadence so the journal does not fill up.
+
+A camera fault that outlasts ``camera_fault_exit_s``, or a camera the source
+says only a new process can free, is hopeless here: :attr:`Faults.gave_up`
+says why, the scan loop stops feeding the watchdog and returns, and
+``gatekiosk run`` exits non-zero so that systemd restarts the kiosk with a
+fresh camera driver (a hung libcamera, a camera denied by a device policy
+resolved before its driver loaded).
 """
 
 from __future__ import annotations
@@ -72,6 +79,10 @@ class Faults:
         self._store_reminder = Every(start.store_fault_reminder_s, clock.monotonic)
         self._decoder_log = Every(start.decoder_log_every_s, clock.monotonic)
         self._decoder_failed_frames = 0  # frames the decoder threw on since it last worked
+        self._camera_exit_s = start.camera_fault_exit_s
+        self._camera_since_mono: float | None = None  # when the camera fault began
+        self.gave_up: str | None = None
+        """Why the gate cannot go on in this process (a hopeless camera), else None."""
 
     @property
     def fault(self) -> str | None:
@@ -98,6 +109,17 @@ class Faults:
         return self.health.rate.fps
 
     def set_camera(self, fault: bool) -> None:
+        """The camera delivers (False) or reports that it fails (True), once
+        per step of the loop; gives up on it (see :attr:`gave_up`) after
+        ``camera_fault_exit_s`` of continuous fault, or at once when the
+        source says only a new process can free it."""
+        now = self._clock.monotonic()
+        if not fault:
+            self._camera_since_mono = None
+        else:
+            if self._camera_since_mono is None:
+                self._camera_since_mono = now
+            self._give_up_if_hopeless(now - self._camera_since_mono)
         if fault == self._camera:
             return
         self._camera = fault
@@ -107,6 +129,19 @@ class Faults:
         else:
             log.info("camera %s delivering again", state.name)
         self._refresh()
+
+    def _give_up_if_hopeless(self, fault_s: float) -> None:
+        if self.gave_up is not None:
+            return
+        state = self._source.state
+        if state.restart_needed:
+            reason = f"camera {state.name} cannot be freed in this process: {state.detail}"
+        elif self._camera_exit_s is not None and fault_s >= self._camera_exit_s:
+            reason = f"camera {state.name} at fault for {fault_s:.0f} s: {state.detail}"
+        else:
+            return
+        self.gave_up = reason
+        log.error("%s; stopping so that the service restarts with a fresh camera driver", reason)
 
     def decoder_failed(self, frame_index: int) -> None:
         """Called from the ``except`` block around the decoder: the fault

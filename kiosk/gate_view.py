@@ -22,20 +22,24 @@ def gate_view(
     at: datetime,
     expiry_h: float,
     stale_after_s: float | None = None,
+    legacy_hashed: str | None = None,
 ) -> GateView:
     """What ``store`` knows at ``at`` about the holder of ``credential``
     (``hashed``: their subject hash; None for a code that did not identify
     anyone) and about the gate. Presence older than ``expiry_h`` hours counts
-    as gone. Presence and occupancy are site-wide (other gates' facts folded
-    in); the site view is stale when the gate has heard no gate of its site,
-    or not all of them, for more than ``stale_after_s`` seconds (None: never
-    stale; neither is a gate that never heard a site). Raises StoreError: the
-    caller fails secure."""
+    as gone. ``legacy_hashed`` (see :func:`kiosk.privacy.legacy_subject_hash`)
+    is looked up in the denylist only, so entries made before subjects were
+    namespaced still refuse their person. Presence and occupancy are
+    site-wide (other gates' facts folded in); the site view is stale when the
+    gate has heard no gate of its site, or not all of them, for more than
+    ``stale_after_s`` seconds (None: never stale; neither is a gate that never
+    heard a site). Raises StoreError: the caller fails secure."""
     presence = store.presence_of(hashed, now=at, expiry_h=expiry_h) if hashed else None
+    denylisted = any(store.is_denylisted(h) for h in (hashed, legacy_hashed) if h)
     view = GateView(
         present_since=presence.entered_at if presence else None,
         occupancy=store.occupancy(now=at, expiry_h=expiry_h),
-        denylisted=store.is_denylisted(hashed) if hashed else False,
+        denylisted=denylisted,
         revoked=is_revoked(store, credential),
     )
     if stale_after_s is None:

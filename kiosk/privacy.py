@@ -3,6 +3,22 @@
 The key lives in a file beside the database, readable by the service user
 only, so a copy of the database alone cannot be brute-forced back to ID
 numbers (a 12-digit ID has only 10^12 values).
+
+Subjects are namespaced by kind before hashing (:func:`subject_of`): a code
+of one kind can never name another kind's person (a personal QR whose QID
+reads ``STAFF:S-001`` is not staff pass S-001). The one deliberate meeting
+point is ``person:``, a full 12-digit national ID number, which a chip ID
+card and a personal QR showing the number in full share.
+
+Upgrading from the unnamespaced hashes (before issue 14): every subject's
+hash changes. Presence recorded before the upgrade is not matched by the new
+hash, so someone inside at the upgrade is counted twice (their old row and,
+if they scan again, a new one) until the old row expires after
+``policy.presence_expiry_h``, and their first scan after the upgrade is
+taken as an entry (anti-passback cannot see the old row). Nothing is
+mis-matched: the old row simply ages out. Denylist entries made before the
+upgrade are kept working by :func:`legacy_subject_hash`, checked beside the
+new hash (refusing more, never admitting more).
 """
 
 from __future__ import annotations
@@ -10,9 +26,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from pathlib import Path
 
+from kiosk.codes.base import (
+    KIND_CCCD,
+    KIND_DECLARATION,
+    KIND_HCERT,
+    KIND_PC_COVID,
+    KIND_STAFF_PASS,
+    Credential,
+)
+from kiosk.datadir import ensure_private_dir
 from kiosk.errors import StoreError
 from kiosk.tempfiles import AtomicOutput
 
@@ -26,7 +52,7 @@ def load_or_create_key(path: Path) -> bytes:
     try:
         key = path.read_bytes()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)
         key = secrets.token_bytes(KEY_BYTES)
         # Whole or not at all: a kill or a power cut while creating it must
         # not leave an empty key file, which would keep the gate from starting.
@@ -45,7 +71,70 @@ def load_or_create_key(path: Path) -> bytes:
     return key
 
 
-def subject_hash(key: bytes, subject_id: str) -> str:
-    """A stable, keyed, non-reversible identifier for a subject (hex, 128 bits)."""
-    digest = hmac.new(key, subject_id.strip().upper().encode("utf-8"), hashlib.sha256)
+PERSON = "person"
+"""The namespace of full national ID numbers (12 digits, the chip ID card's
+number), the only subject two kinds of code may share."""
+
+_NATIONAL_ID = re.compile(r"[0-9]{12}")
+_KINDS_WITH_SUBJECTS = (KIND_DECLARATION, KIND_STAFF_PASS, KIND_CCCD, KIND_PC_COVID, KIND_HCERT)
+# Each ends with the only colon it has, so none is a prefix of another and
+# no subject of one namespace can be spelled in another.
+_NAMESPACES = (f"{PERSON}:", *(f"{kind}:" for kind in _KINDS_WITH_SUBJECTS))
+
+
+def person_subject(id_number: str) -> str | None:
+    """``person:<number>`` for a full 12-digit national ID number, else None."""
+    number = id_number.strip()
+    return f"{PERSON}:{number}" if _NATIONAL_ID.fullmatch(number) else None
+
+
+def subject_of(credential: Credential) -> str:
+    """The namespaced subject of ``credential``, what :func:`subject_hash` hashes.
+
+    A chip ID card and a personal QR carrying a full 12-digit ID number are
+    ``person:<number>``. Everything else is ``<kind>:<subject_id>``: a
+    personal QR's QID (or its masked ID field), a staff pass id, an HC1:
+    holder, a declaration's code id. A personal QR shown once with the ID
+    masked and once in full is therefore two subjects; the unsigned QID is
+    never trusted to stand for a person.
+    """
+    if credential.kind in (KIND_CCCD, KIND_PC_COVID) and credential.id_number:
+        person = person_subject(credential.id_number)
+        if person is not None:
+            return person
+    return f"{credential.kind}:{credential.subject_id}"
+
+
+def typed_id_subject(id_number: str) -> str:
+    """The subject of an ID number a manager typed (the denylist form):
+    ``person:`` for a full 12-digit number; any other number (a 9-digit CMND,
+    a passport) as a personal QR without QID shows it in its ID field."""
+    return person_subject(id_number) or f"{KIND_PC_COVID}:{id_number.strip()}"
+
+
+def subject_hash(key: bytes, subject: str) -> str:
+    """A stable, keyed, non-reversible identifier for a namespaced subject
+    (hex, 128 bits); see :func:`subject_of`.
+
+    Raises ValueError for a subject without a known namespace: a raw id
+    hashed here could collide with another kind's person.
+    """
+    subject = subject.strip()
+    if not subject.startswith(_NAMESPACES):
+        raise ValueError("a subject must be namespaced (person: or <kind>:)")
+    return _hmac_hex(key, subject)
+
+
+def legacy_subject_hash(key: bytes, credential: Credential) -> str:
+    """The hash ``credential``'s holder had before subjects were namespaced.
+
+    Only for the denylist, so that entries made before the upgrade keep
+    refusing their person; it is never used to admit anyone or to match
+    presence, since it is the hash another kind's code could forge.
+    """
+    return _hmac_hex(key, credential.subject_id)
+
+
+def _hmac_hex(key: bytes, text: str) -> str:
+    digest = hmac.new(key, text.strip().upper().encode("utf-8"), hashlib.sha256)
     return digest.hexdigest()[:32]

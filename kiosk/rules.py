@@ -48,6 +48,7 @@ def scan_settings(settings: Settings) -> ScanSettings:
         presence_expiry_h=settings["policy.presence_expiry_h"],
         store_full_id=settings["privacy.store_full_id"],
         read_timeout_s=max(0.2, settings["camera.stall_timeout_s"] / 2),
+        camera_fault_exit_s=settings["camera.fault_exit_s"] or None,
         relay_pulse_ms=settings["pins.relay_pulse_ms"],
         retention_days=settings["privacy.retention_days"],
         site_id=settings["gate.site_id"],

@@ -27,6 +27,9 @@ class ScanSettings:
     presence_expiry_h: float = 12.0
     store_full_id: bool = False
     read_timeout_s: float = 1.0
+    camera_fault_exit_s: float | None = None
+    """After this long (seconds) of continuous camera fault the loop stops and
+    the kiosk exits for systemd to restart it; None: never (replays, tests)."""
     health_every_s: float = 5.0
     override_window_s: float = 120.0
     """A refused visitor can be admitted by the override button this long after."""

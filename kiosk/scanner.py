@@ -34,7 +34,7 @@ from kiosk.outcome import OnOutcome, Outcome
 from kiosk.overrides import OverrideDesk
 from kiosk.policy import Decision, GateView, decide
 from kiosk.presentation import PresentationFilter
-from kiosk.privacy import subject_hash
+from kiosk.privacy import legacy_subject_hash, subject_hash, subject_of
 from kiosk.scan_settings import GateSetup, ScanSettings, SetupForSite
 from kiosk.site_business import SiteBusiness, SiteLink, purge_past_retention
 from kiosk.store import Event, NewEvent, Store
@@ -73,7 +73,8 @@ class ScanHooks:
     the loop proves alive: after a frame was processed, or while the camera
     reports that it is failing and being reopened. A camera that silently
     stops delivering without saying so calls nothing, so a service watchdog
-    restarts the process.
+    restarts the process; nor does a camera the loop gave up on (see
+    :attr:`Scanner.gave_up`).
     """
 
     on_outcome: OnOutcome | None = None
@@ -151,6 +152,13 @@ class Scanner:
         return self._faults.fps
 
     @property
+    def gave_up(self) -> str | None:
+        """Why the loop stopped on its own (a camera at fault for
+        ``camera_fault_exit_s``, or one only a new process can free), else None.
+        The caller exits non-zero so that the service manager restarts it."""
+        return self._faults.gave_up
+
+    @property
     def overrides_waiting(self) -> int:
         """Overrides that opened the door and wait for the database."""
         return self._desk.waiting
@@ -158,9 +166,10 @@ class Scanner:
     # -- the loop -------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Step until ``stop`` is set or a file source runs out."""
+        """Step until ``stop`` is set, a file source runs out, or the loop
+        gives up on the camera (:attr:`gave_up`)."""
         log.info("scanning at gate %s", self.settings.gate_id)
-        while not stop.is_set() and not self.source.exhausted:
+        while not stop.is_set() and not self.source.exhausted and self.gave_up is None:
             self.step()
         self._desk.last_chance()
         self._faults.write_health()
@@ -175,7 +184,7 @@ class Scanner:
             # (stalled, errored, gone) and is being reopened: show the fault.
             reported = not self.source.exhausted and not self.source.state.ok
             self._faults.set_camera(reported)
-            if reported:
+            if reported and self.gave_up is None:
                 self._heartbeat()  # alive: reporting the fault, reopening the camera
             self._faults.tick()
             return outcomes
@@ -203,7 +212,7 @@ class Scanner:
         at = self.clock.now()
         identified = self.registry.identify(code.raw, at=at)
         credential = identified if isinstance(identified, Credential) else None
-        hashed = subject_hash(self._hash_key, credential.subject_id) if credential else None
+        hashed = subject_hash(self._hash_key, subject_of(credential)) if credential else None
         with self._lock:
             try:
                 # Overrides that waited for the database go first, so the
@@ -236,6 +245,7 @@ class Scanner:
             at=at,
             expiry_h=self.settings.presence_expiry_h,
             stale_after_s=self.settings.site_stale_after_s,
+            legacy_hashed=legacy_subject_hash(self._hash_key, credential) if credential else None,
         )
 
     def _new_event(

@@ -163,6 +163,10 @@ def parse_trust_file(data: bytes) -> ParsedTrustFile:
             document = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise TrustError("neither a PEM bundle nor a JSON trust list") from None
+        except RecursionError:  # "[" x 200,000: Python's JSON parser recurses per level
+            raise TrustError(
+                f"JSON nested more than {MAX_JSON_DEPTH} levels deep; not a trust list"
+            ) from None
         entries = list(_json_entries(document))
         if not entries:
             raise TrustError("no certificates found in the JSON trust list")
@@ -191,8 +195,18 @@ def parse_trust_file(data: bytes) -> ParsedTrustFile:
 _Entry = tuple[str, bytes | None, str | None, str | None, str | None]
 
 
-def _json_entries(document: Any, where: str = "entry", kid: str | None = None) -> Iterator[_Entry]:
+MAX_JSON_DEPTH = 8
+"""Objects nested deeper than this in a JSON trust list are not looked into:
+real lists nest two or three levels, and each level is a recursion here."""
+
+
+def _json_entries(
+    document: Any, where: str = "entry", kid: str | None = None, depth: int = 0
+) -> Iterator[_Entry]:
     """(where, der, kid, country, problem) for each certificate in a JSON document."""
+    if depth > MAX_JSON_DEPTH:
+        yield (where, None, None, None, f"nested more than {MAX_JSON_DEPTH} levels deep")
+        return
     if isinstance(document, list):
         for index, item in enumerate(document, start=1):
             yield from _json_entry(item, f"{where} {index}", kid)
@@ -200,14 +214,15 @@ def _json_entries(document: Any, where: str = "entry", kid: str | None = None) -
     if isinstance(document, Mapping):
         for key in ("certificates", "dscs", "keys", "trustList", "dsc"):
             if isinstance(document.get(key), list | Mapping):
-                yield from _json_entries(document[key], key)
+                yield from _json_entries(document[key], key, depth=depth + 1)
                 return
         if any(name in document for name in _DER_FIELDS):
             yield from _json_entry(document, where, kid)
             return
         # A map kid -> certificate or list of certificates.
         for key, value in document.items():
-            yield from _json_entries(value if isinstance(value, list) else [value], str(key), key)
+            listed = value if isinstance(value, list) else [value]
+            yield from _json_entries(listed, str(key), key, depth=depth + 1)
         return
     yield (where, None, None, None, "not a list or an object")
 

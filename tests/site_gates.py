@@ -34,7 +34,7 @@ def person(n: int) -> Credential:
 
 
 def hashed(n: int) -> str:
-    return subject_hash(HASH_KEY, person(n).subject_id)
+    return subject_hash(HASH_KEY, f"person:{person(n).subject_id}")
 
 
 @dataclass

@@ -51,6 +51,8 @@ ALLOW_BG = "rgb(11, 122, 46)"
 DENY_BG = "rgb(176, 16, 32)"
 """The gate screen's --allow-bg and --deny-bg (admin_web/static/display.css)."""
 
+pytestmark = pytest.mark.browser  # Chromium through Playwright: not in make test-quick
+
 
 # --------------------------------------------------------------------------- fixtures
 

@@ -43,6 +43,8 @@ NAME = "Nguyễn Thị Minh Khai"
 MIN_QR_CSS_PX = 280
 """The code must show at least this wide on a phone to scan from arm's length."""
 
+pytestmark = pytest.mark.browser  # Chromium through Playwright: not in make test-quick
+
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:

@@ -14,7 +14,7 @@ import threading
 import types
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,6 +27,7 @@ from kiosk.camera import (
     PICAMERA2_INSTALL,
     Backoff,
     FileSource,
+    Focus,
     Frame,
     FrameSource,
     Picamera2Source,
@@ -34,6 +35,7 @@ from kiosk.camera import (
     V4l2Source,
     open_source,
 )
+from kiosk.camera.focus import focus_controls, sharpness
 from kiosk.clock import FakeClock
 from kiosk.errors import CameraError, ConfigError, DependencyMissing
 from kiosk.synthetic import (
@@ -44,6 +46,17 @@ from kiosk.synthetic import (
     render_code_frame,
     textured_background,
 )
+from tests.fake_picamera2 import (
+    CAMERA_MODULE_2,
+    UVC_MJPEG_ONLY,
+    UVC_WEBCAM,
+    Y_VALUE,
+    AfModeEnum,
+    AfRangeEnum,
+    FakeCameraBus,
+    install,
+)
+from tests.waiting import wait_until
 
 NAME = "Nguyễn Văn An"
 CCCD = "001089012345|123456789|Nguyễn Văn An|01011990|Nam|Số 1 Hàng Bạc, Hoàn Kiếm, Hà Nội|15082021"
@@ -556,69 +569,181 @@ def test_pi_camera_without_picamera2_says_how_to_install_it(
     assert PICAMERA2_INSTALL == "sudo apt install python3-picamera2"
 
 
-class FakePicamera2:
-    """Serves one YUV420 lores frame with stride padding, then blocks until closed."""
-
-    made: ClassVar[list[FakePicamera2]] = []
-
-    def __init__(self, camera_num: int) -> None:
-        self.camera_num = camera_num
-        self.config: dict[str, Any] = {}
-        self.started = False
-        self.closed = threading.Event()
-        self.frames_left = 1
-        FakePicamera2.made.append(self)
-
-    def create_video_configuration(self, **config: Any) -> dict[str, Any]:
-        return config
-
-    def configure(self, config: dict[str, Any]) -> None:
-        self.config = config
-
-    def start(self) -> None:
-        self.started = True
-
-    def capture_array(self, name: str) -> np.ndarray:
-        assert name == "lores"
-        if self.frames_left == 0:
-            self.closed.wait(WAIT_S * 3)
-            raise RuntimeError("camera closed")
-        self.frames_left -= 1
-        width, height = self.config["lores"]["size"]
-        yuv = np.full((height * 3 // 2, width + 64), 250, dtype=np.uint8)  # U, V, padding
-        yuv[:height, :width] = 77  # the Y plane
-        return yuv
-
-    def stop(self) -> None:
-        self.started = False
-
-    def close(self) -> None:
-        self.closed.set()
+@pytest.fixture
+def camera_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCameraBus]:
+    """A fake picamera2 and libcamera in ``sys.modules``, a Camera Module 3 attached."""
+    bus = install(monkeypatch, FakeCameraBus())
+    yield bus
+    bus.release_all()
 
 
-def test_pi_camera_frame_is_the_y_plane_of_the_lores_stream(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    module = types.ModuleType("picamera2")
-    module.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "picamera2", module)
-    FakePicamera2.made.clear()
-
-    source = Picamera2Source(clock=FakeClock(), size=(320, 240), fps=10.0, join_timeout_s=WAIT_S)
+def first_frame(**kw: Any) -> tuple[Frame | None, Picamera2Source]:
+    """The first frame of a Picamera2Source built with ``kw``, closed after it."""
+    kw.setdefault("clock", FakeClock())
+    source = Picamera2Source(join_timeout_s=WAIT_S, **kw)
     try:
-        frame = source.read(WAIT_S)
+        return source.read(WAIT_S), source
     finally:
-        for camera in FakePicamera2.made:
-            camera.closed.set()
         source.close()
+
+
+def test_pi_camera_frame_is_the_y_plane_of_the_lores_stream(camera_bus: FakeCameraBus) -> None:
+    frame, _ = first_frame(size=(320, 240), fps=10.0)
 
     assert frame is not None
     assert frame.grey.shape == (240, 320)
     assert frame.grey.flags.c_contiguous
-    assert np.all(frame.grey == 77)
-    (camera,) = FakePicamera2.made
-    assert camera.config["lores"] == {"size": (320, 240), "format": "YUV420"}
-    assert camera.config["controls"]["FrameDurationLimits"] == (100_000, 100_000)
+    assert np.all(frame.grey == Y_VALUE)
+    (camera,) = camera_bus.made
+    assert camera.requested["lores"] == {"size": (320, 240), "format": "YUV420"}
+    assert camera.controls_set["FrameDurationLimits"] == (100_000, 100_000)
+    assert not camera_bus.held  # closed with the source
+
+
+def test_pi_camera_frame_is_cut_to_the_configured_size_not_the_one_asked_for(
+    camera_bus: FakeCameraBus,
+) -> None:
+    # picamera2 aligns a YUV420 stream's width (650 -> 640 here); cutting the
+    # frame at 650 columns would keep the stride's padding as a bright band.
+    frame, source = first_frame(size=(650, 490))
+
+    assert frame is not None
+    assert frame.grey.shape == (490, 640)
+    assert np.all(frame.grey == Y_VALUE)
+    assert source.opened is not None
+    assert (source.opened.size, source.opened.stream) == ((640, 490), "lores")
+
+
+def test_usb_webcam_under_picamera2_is_given_one_stream(camera_bus: FakeCameraBus) -> None:
+    camera_bus.cameras = [UVC_WEBCAM]
+    frame, source = first_frame(size=(800, 600))
+
+    assert frame is not None
+    (camera,) = camera_bus.made
+    assert camera.requested["lores"] is None
+    assert camera.requested["main"]["format"] == "YUYV"
+    assert camera.requested["controls"] == {}  # reports neither frame rate nor focus
+    # The webcam has no 800x600: frames come in the size it settled on.
+    assert frame.grey.shape == (480, 640)
+    assert np.all(frame.grey == Y_VALUE)
+    assert source.opened is not None
+    assert source.opened.camera.uvc
+    assert "USB webcam (UVC); main stream 640x480 YUYV" in source.opened.describe()
+
+
+def test_webcam_that_only_sends_mjpeg_is_converted_from_the_decoded_picture(
+    camera_bus: FakeCameraBus,
+) -> None:
+    camera_bus.cameras = [UVC_MJPEG_ONLY]
+    frame, source = first_frame()
+
+    assert frame is not None
+    assert source.opened is not None
+    assert source.opened.format == "MJPEG"
+    assert frame.grey.shape == (480, 640)
+    assert np.all(frame.grey == Y_VALUE)
+
+
+def test_camera_number_follows_picamera2s_order_pi_cameras_before_webcams(
+    camera_bus: FakeCameraBus,
+) -> None:
+    camera_bus.cameras = [UVC_WEBCAM, CAMERA_MODULE_2]
+    _, pi_camera = first_frame(camera_num=0)
+    _, webcam = first_frame(camera_num=1)
+
+    assert pi_camera.opened is not None
+    assert webcam.opened is not None
+    assert (pi_camera.opened.camera.model, pi_camera.opened.stream) == ("imx219", "lores")
+    assert (webcam.opened.camera.model, webcam.opened.stream) == ("HD Pro Webcam C920", "main")
+
+
+def test_missing_camera_number_is_reported_with_what_libcamera_sees(
+    camera_bus: FakeCameraBus,
+) -> None:
+    frame, source = first_frame(camera_num=2, clock=FakeClock())
+
+    assert frame is None
+    assert not source.state.ok
+    assert "no camera number 2; libcamera sees: camera 0: imx708" in source.state.detail
+
+
+@pytest.mark.parametrize(
+    ("focus", "expected"),
+    [
+        (Focus(), {"AfMode": AfModeEnum.Continuous, "AfRange": AfRangeEnum.Macro}),
+        (Focus("fixed", 10.0), {"AfMode": AfModeEnum.Manual, "LensPosition": 10.0}),
+        (Focus("fixed", 25.0), {"AfMode": AfModeEnum.Manual, "LensPosition": 4.0}),
+        (Focus("none"), {}),
+    ],
+)
+def test_camera_module_3_is_focused_as_the_settings_say(
+    camera_bus: FakeCameraBus, focus: Focus, expected: dict[str, Any]
+) -> None:
+    frame, _ = first_frame(focus=focus, fps=10.0)
+
+    assert frame is not None
+    (camera,) = camera_bus.made
+    assert camera.controls_set == {"FrameDurationLimits": (100_000, 100_000), **expected}
+
+
+def test_fixed_focus_closer_than_the_lens_reaches_is_clamped_and_said_so(
+    camera_bus: FakeCameraBus,
+) -> None:
+    _, source = first_frame(focus=Focus("fixed", 5.0))  # 20 dioptres; the lens stops at 15
+
+    (camera,) = camera_bus.made
+    assert camera.controls_set["LensPosition"] == 15.0
+    assert source.opened is not None
+    assert "5 cm is outside the lens's range" in source.opened.focus.note
+
+
+@pytest.mark.parametrize(
+    ("focus", "level"), [(Focus(), logging.INFO), (Focus("fixed", 10.0), logging.WARNING)]
+)
+def test_camera_without_a_lens_motor_is_left_alone_and_said_so_once(
+    camera_bus: FakeCameraBus, caplog: pytest.LogCaptureFixture, focus: Focus, level: int
+) -> None:
+    camera_bus.cameras = [CAMERA_MODULE_2]
+    clock = FakeClock()
+    caplog.set_level(logging.INFO, logger="kiosk.camera.picamera2")
+    source = Picamera2Source(clock=clock, focus=focus, join_timeout_s=WAIT_S)
+    try:
+        assert source.read(WAIT_S) is not None
+        camera_bus.made[0].capture_error = "dequeue failed"
+        wait_until(lambda: source.read(0.05) is None and not source.state.ok, WAIT_S)
+        clock.advance(1.0)  # past the backoff: a second Picamera2 is configured
+        wait_until(lambda: source.read(0.05) is not None and len(camera_bus.made) == 2, WAIT_S)
+    finally:
+        source.close()
+
+    for camera in camera_bus.made:
+        assert "AfMode" not in camera.controls_set
+        assert "LensPosition" not in camera.controls_set
+    notes = [r for r in caplog.records if "focus:" in r.getMessage()]
+    assert len(notes) == 1
+    assert notes[0].levelno == level
+    assert (
+        "cannot move its lens" in notes[0].getMessage() or "no autofocus" in notes[0].getMessage()
+    )
+
+
+def test_focus_controls_are_only_those_the_camera_reports() -> None:
+    enums = types.SimpleNamespace(AfModeEnum=AfModeEnum, AfRangeEnum=AfRangeEnum)
+    af_only = {"AfMode": (0, 2, 0)}
+    lens_only = {"LensPosition": (0.0, 10.0, 1.0)}
+
+    assert focus_controls(Focus(), af_only, enums).controls == {"AfMode": AfModeEnum.Continuous}
+    assert focus_controls(Focus("fixed", 20.0), lens_only, enums).controls == {"LensPosition": 5.0}
+    assert not focus_controls(Focus("fixed", 20.0), af_only, enums).supported
+    assert not focus_controls(Focus(), lens_only, enums).supported
+    assert Focus("fixed", 12.5).dioptres == 8.0
+
+
+def test_sharpness_is_higher_for_a_focused_code_than_a_blurred_one() -> None:
+    sharp = render_code_frame(CCCD, blur_sigma=0.0, noise_sigma=0.0)
+    blurred = np.asarray(cv2.GaussianBlur(sharp, (0, 0), 6.0), dtype=np.uint8)
+
+    assert sharpness(sharp) > 5 * sharpness(blurred)
 
 
 # --------------------------------------------------------------------------

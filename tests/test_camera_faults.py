@@ -18,9 +18,10 @@ time figures are measured by ``bench/camera_faults.py``.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import logging
+import re
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from gpiozero.pins.mock import MockFactory
@@ -39,11 +41,16 @@ from gate_controller.pins import PinConfig
 from kiosk.camera import (
     CAMERA_BACKOFF,
     MAX_STUCK_THREADS,
+    RELEASE_TIMEOUT_S,
     STALL_TIMEOUT_S,
     START_TIMEOUT_S,
+    Frame,
+    Picamera2Source,
+    SourceState,
     V4l2Source,
 )
-from kiosk.clock import FakeClock
+from kiosk.cli import cli
+from kiosk.clock import FakeClock, SystemClock
 from kiosk.codes import Registry, default_formats
 from kiosk.decoder import Code, ZxingDecoder
 from kiosk.errors import StoreError
@@ -59,10 +66,9 @@ from kiosk.scanner import (
 )
 from kiosk.store import KioskHealth, Store
 from kiosk.synthetic import render_code_frame
+from tests.fake_picamera2 import FakeCameraBus, install
+from tests.fakes import WAIT_S, FakeCamera
 from tests.waiting import wait_until
-
-WAIT_S = 10.0
-"""Generous real-time limit for a grabber thread to park (a loaded CI box)."""
 
 TICK_S = 0.1
 """Fake time between two steps of the loop: a 10 fps camera."""
@@ -78,112 +84,6 @@ PINS = PinConfig(
 RED, STATUS = 27, 25
 
 _names = itertools.count()
-
-
-# --------------------------------------------------------------------------
-# The fake device
-
-
-class FakeCamera:
-    """The webcam behind the device node, as the test drives it.
-
-    Modes: ``streaming`` -- the newest connection's read returns one frame
-    each time the test calls :meth:`offer` and waits in between (an older
-    connection's read fails: its stream ended with it); ``stalled`` -- every
-    read blocks (a hung driver; opens still succeed); ``error`` -- reads raise
-    ``OSError(EIO)``; ``gone`` -- unplugged: reads fail, opens find nothing.
-    A change of mode wakes every blocked read.
-    """
-
-    def __init__(self, image: np.ndarray) -> None:
-        self.image = image
-        self.mode = "streaming"
-        self.opens = 0
-        self.captures: list[FakeCapture] = []
-        self.parked = 0  # reads blocked inside the device, not woken since
-        self.epoch = 0  # bumped by every change of mode, which wakes them all
-        self.pending = 0  # frames offered, not yet read
-        self.cond = threading.Condition()
-
-    def open(self) -> FakeCapture:
-        """What ``cv2.VideoCapture(device)`` finds."""
-        with self.cond:
-            self.opens += 1
-            capture = FakeCapture(self, opened=self.mode != "gone")
-            if capture.opened:
-                self.captures.append(capture)
-            return capture
-
-    def set_mode(self, mode: str) -> None:
-        with self.cond:
-            self.mode = mode
-            # Every blocked read is woken to act on the new mode: none counts
-            # as parked any more, even before its thread has run.
-            self.epoch += 1
-            self.parked = 0
-            self.cond.notify_all()
-
-    def offer(self) -> bool:
-        """If streaming and the current connection waits for a frame, give it
-        one and wait until the grabber handed it over: it reads again, or it
-        let the device go (an abandoned connection drops the frame and ends)."""
-        with self.cond:
-            newest = self.captures[-1] if self.captures else None
-            if self.mode != "streaming" or newest is None or not newest.waiting:
-                return False
-            served = newest.served
-            self.pending = 1
-            self.cond.notify_all()
-            assert self.cond.wait_for(
-                lambda: newest.served > served and (newest.waiting or newest.released), WAIT_S
-            )
-            return True
-
-
-class FakeCapture:
-    """One ``cv2.VideoCapture`` on the fake camera."""
-
-    def __init__(self, camera: FakeCamera, *, opened: bool) -> None:
-        self.camera = camera
-        self.opened = opened
-        self.waiting = False
-        self.served = 0
-        self.released = False
-
-    def isOpened(self) -> bool:
-        return self.opened
-
-    def set(self, prop_id: int, value: float) -> bool:
-        return True
-
-    def read(self) -> tuple[bool, Any]:
-        camera = self.camera
-        with camera.cond:
-            while True:
-                if camera.mode == "gone":
-                    return False, None
-                if camera.mode == "error":
-                    raise OSError(errno.EIO, "VIDIOC_DQBUF: Input/output error")
-                if camera.mode == "streaming":
-                    if self is not camera.captures[-1]:
-                        return False, None
-                    if camera.pending:
-                        camera.pending -= 1
-                        self.served += 1
-                        return True, camera.image
-                self.waiting = True
-                camera.parked += 1
-                epoch = camera.epoch
-                camera.cond.notify_all()
-                camera.cond.wait()
-                if camera.epoch == epoch:
-                    camera.parked -= 1
-                self.waiting = False
-
-    def release(self) -> None:
-        with self.camera.cond:
-            self.released = True
-            self.camera.cond.notify_all()
 
 
 def grabber_threads(source: V4l2Source) -> list[threading.Thread]:
@@ -731,3 +631,276 @@ def test_dashboard_shows_the_camera_fault_as_the_kiosk_reports_it(
     assert "v4l2:fake-dashboard (read failed" in page
     health = live["summary"]["health"]
     assert (health["running"], health["fault"], health["camera_ok"]) == (True, "camera", False)
+
+
+# --------------------------------------------------------------------------
+# A Pi camera stuck in libcamera: closed by the supervisor, or the process restarted
+
+
+@pytest.fixture
+def pi_camera(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Picamera2Source, FakeCameraBus, FakeClock]]:
+    """A Picamera2Source on a fake Camera Module 3, delivering; the bus lets
+    every blocked call go at the end."""
+    bus = install(monkeypatch, FakeCameraBus())
+    clock = FakeClock()
+    source = Picamera2Source(clock=clock, join_timeout_s=WAIT_S)
+    try:
+        wait_until(lambda: source.read(0.05) is not None, WAIT_S)
+        yield source, bus, clock
+    finally:
+        bus.release_all()
+        source.close()
+
+
+def hang_and_abandon(source: Picamera2Source, bus: FakeCameraBus, clock: FakeClock) -> None:
+    """libcamera stops completing requests; the stall is failed on the clock."""
+    bus.hang()
+    assert bus.made[0].blocked.wait(WAIT_S)  # the grabber is stuck in capture_array
+    while source.read(0.0) is not None:  # frames captured before the hang
+        pass
+    clock.advance(STALL_TIMEOUT_S + TICK_S)
+    assert source.read(0.0) is None
+    assert not source.state.ok
+
+
+def test_hung_libcamera_is_closed_by_the_supervisor_before_a_new_picamera2_opens(pi_camera):
+    source, bus, clock = pi_camera
+    hang_and_abandon(source, bus, clock)
+    first = bus.made[0]
+
+    # Closed from the supervising side although its grabber is still stuck.
+    assert first.closed.wait(WAIT_S)
+    assert first.blocked.is_set()
+    clock.advance(CAMERA_BACKOFF.max_s)
+    wait_until(lambda: source.read(0.05) is not None, WAIT_S)
+
+    # The fake refuses a second Picamera2 while the first holds the camera:
+    # the second opened, so the first had let go.
+    assert len(bus.made) == 2
+    assert source.state.ok
+    assert not source.state.restart_needed
+
+
+@pytest.mark.parametrize("failure", ["hangs", "raises"])
+def test_camera_that_cannot_be_closed_asks_for_a_new_process(pi_camera, failure):
+    source, bus, clock = pi_camera
+    if failure == "hangs":
+        bus.close_hangs.set()
+    else:
+        bus.close_error = "Failed to release camera"
+    hang_and_abandon(source, bus, clock)
+    if failure == "hangs":
+        # Not before the bound: the close may still come.
+        clock.advance(RELEASE_TIMEOUT_S - TICK_S)
+        assert source.read(0.0) is None
+        assert not source.state.restart_needed
+        clock.advance(TICK_S)
+
+    wait_until(lambda: source.read(0.01) is None and source.state.restart_needed, WAIT_S)
+    clock.advance(60.0)  # and no reopening, however long it goes on
+    assert source.read(0.01) is None
+
+    state = source.state
+    assert (state.ok, state.restart_needed) == (False, True)
+    assert state.detail.endswith("; only a restart of the process frees it")
+    expected = (
+        "not closed within 5 s"
+        if failure == "hangs"
+        else "closing the stuck camera failed (RuntimeError: Failed to release camera)"
+    )
+    assert expected in state.detail
+    assert len(bus.made) == 1
+
+
+# --------------------------------------------------------------------------
+# A camera fault that lasts: the kiosk stops and systemd restarts it
+
+
+class SwitchableCamera:
+    """A FrameSource delivering a blank frame while ``working``; otherwise it
+    reports a failure (and ``restart_needed`` as set), and if ``waits`` waits
+    out the read timeout on the clock as a failing camera does (for ``run``;
+    the tests that step the loop move the clock themselves)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.working = True
+        self.restart_needed = False
+        self.waits = False
+        self.index = 0
+
+    @property
+    def state(self) -> SourceState:
+        if self.working:
+            return SourceState("switchable", ok=True)
+        return SourceState(
+            "switchable",
+            ok=False,
+            detail="read failed: EIO",
+            restart_needed=self.restart_needed,
+        )
+
+    @property
+    def exhausted(self) -> bool:
+        return False
+
+    def read(self, timeout_s: float) -> Frame | None:
+        if not self.working:
+            if self.waits:
+                self.clock.sleep(timeout_s)
+            return None
+        self.index += 1
+        return Frame(np.zeros((48, 64), np.uint8), self.clock.monotonic(), self.index)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class ExitRig:
+    clock: FakeClock
+    camera: SwitchableCamera
+    scanner: Scanner
+    store: Store
+    heartbeats: int = 0
+
+    def step(self, after_s: float = 0.5) -> bool:
+        """One step ``after_s`` after the last; whether it fed the watchdog."""
+        self.clock.advance(after_s)
+        before = self.heartbeats
+        self.scanner.step()
+        return self.heartbeats > before
+
+    def fail_for(self, seconds: float) -> float:
+        """The camera failing for ``seconds`` of steps (every step fed the
+        watchdog); when the fault was first seen."""
+        self.camera.working = False
+        assert self.step()
+        since = self.clock.monotonic()
+        while self.clock.monotonic() - since < seconds:
+            assert self.step()
+        return since
+
+
+@pytest.fixture
+def exit_rig(tmp_path: Path) -> Iterator[ExitRig]:
+    clock = FakeClock()
+    camera = SwitchableCamera(clock)
+    factory = MockFactory()
+    signals = GpiozeroSignals(PINS, pin_factory=factory)
+    holder: list[ExitRig] = []
+
+    def beat() -> None:
+        holder[0].heartbeats += 1
+
+    with Store.open(tmp_path / "gate.db", boot_id="boot-1") as store:
+        scanner = Scanner(
+            parts=GateParts(camera, ZxingDecoder(), signals, pin_backend="MockFactory"),
+            registry=Registry(default_formats()),
+            store=store,
+            clock=clock,
+            setup=GateSetup(
+                PolicyRules(),
+                ScanSettings(
+                    gate_id=GATE,
+                    timezone=ZoneInfo("Asia/Ho_Chi_Minh"),
+                    read_timeout_s=0.5,
+                    camera_fault_exit_s=60.0,
+                ),
+            ),
+            hash_key=KEY,
+            hooks=ScanHooks(heartbeat=beat),
+        )
+        holder.append(ExitRig(clock, camera, scanner, store))
+        try:
+            yield holder[0]
+        finally:
+            signals.close()
+            factory.close()
+
+
+def test_kiosk_gives_up_at_sixty_seconds_of_continuous_camera_fault(exit_rig):
+    assert exit_rig.step()
+    since = exit_rig.fail_for(59.5)
+    assert exit_rig.scanner.gave_up is None
+
+    assert not exit_rig.step()  # 60 s: no heartbeat any more
+    assert exit_rig.clock.monotonic() - since == 60.0
+    reason = exit_rig.scanner.gave_up
+    assert reason == "camera switchable at fault for 60 s: read failed: EIO"
+
+
+def test_a_fault_that_clears_at_fifty_nine_seconds_starts_the_count_again(exit_rig):
+    exit_rig.fail_for(59.0)
+    exit_rig.camera.working = True
+    assert exit_rig.step()  # a frame: the fault clears
+    exit_rig.fail_for(59.5)  # 119 s of fault in the last two minutes, none of it 60 s long
+
+    assert exit_rig.scanner.gave_up is None
+    assert exit_rig.scanner.fault == "camera"
+
+
+def test_a_camera_only_a_new_process_can_free_gives_up_at_once(exit_rig):
+    exit_rig.camera.working = False
+    exit_rig.camera.restart_needed = True
+
+    assert not exit_rig.step()
+    assert exit_rig.scanner.gave_up == (
+        "camera switchable cannot be freed in this process: read failed: EIO"
+    )
+
+
+def test_scan_loop_returns_by_itself_once_it_gives_up_and_says_so_in_the_health_row(exit_rig):
+    exit_rig.camera.working = False
+    exit_rig.camera.waits = True
+    started = exit_rig.clock.monotonic()
+
+    exit_rig.scanner.run(threading.Event())  # would never return without the give-up
+
+    assert exit_rig.clock.monotonic() - started == pytest.approx(60.0, abs=1.0)
+    assert exit_rig.scanner.gave_up is not None
+    health = exit_rig.store.read_health(GATE)
+    assert health is not None
+    assert (health.fault, health.camera_ok) == ("camera", False)
+
+
+class HurriedClock(SystemClock):
+    """The system clock, its monotonic time running 50 times faster, so a
+    minute of fault passes in about a second of the test."""
+
+    SPEED = 50.0
+
+    def __init__(self) -> None:
+        self._origin = super().monotonic()
+
+    def monotonic(self) -> float:
+        real = super().monotonic()
+        return self._origin + (real - self._origin) * self.SPEED
+
+
+def test_gatekiosk_run_exits_non_zero_after_a_minute_without_a_camera(tmp_path, monkeypatch):
+    config = tmp_path / "gate.toml"
+    config.write_text(
+        f'[gate]\ndata_dir = "{tmp_path}"\n'
+        f'[camera]\nsource = "v4l2"\ndevice = "{tmp_path / "video9"}"\nfault_exit_s = 60\n'
+        '[pins]\nbackend = "mock"\n'
+    )
+    monkeypatch.setattr("kiosk.clock.SystemClock", HurriedClock)
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = CliRunner().invoke(cli, ["run", "--config", str(config)])
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    assert result.exit_code == 1, result.output
+    assert "Error: camera v4l2:" in result.output
+    # The exact moment is the fake-clock tests' business; here the loop steps
+    # every read timeout (0.5 s, 25 s of this clock).
+    fault_s = re.search(r"at fault for (\d+) s: open failed: no such device", result.output)
+    assert fault_s is not None, result.output
+    assert 60 <= int(fault_s[1]) < 60 + 2 * 25
+    assert result.output.rstrip().endswith("exiting so that the service is restarted")

@@ -1,5 +1,6 @@
 """Settings: defaults, the TOML file, the environment, and one message for every problem."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,80 @@ def test_documented_example_matches_the_declared_settings_and_loads():
 def test_a_pin_timing_out_of_range_is_reported_not_crashed_on():
     with pytest.raises(ConfigError, match=r"pins\.relay_pulse_ms: 5 is below the minimum 50"):
         load_settings(overrides={"pins.relay_pulse_ms": 5}, env={})
+
+
+def test_camera_focus_and_fault_exit_default_to_autofocus_and_a_minute():
+    settings = load_settings(env={})
+    assert settings["camera.focus"] == "auto-macro"
+    assert settings["camera.focus_cm"] == 10.0
+    assert settings["camera.fault_exit_s"] == 60.0
+
+
+def test_fixed_focus_on_the_pi_camera_and_never_exiting_are_accepted():
+    settings = load_settings(
+        overrides={
+            "camera.source": "picamera2",
+            "camera.focus": "fixed",
+            "camera.focus_cm": 12,
+            "camera.fault_exit_s": 0,
+        },
+        env={},
+    )
+    assert (settings["camera.focus"], settings["camera.focus_cm"]) == ("fixed", 12.0)
+    assert settings["camera.fault_exit_s"] == 0.0
+
+
+def test_every_camera_focus_and_fault_problem_is_listed_in_one_error():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            overrides={
+                "camera.source": "v4l2",
+                "camera.focus": "fixed",
+                "camera.focus_cm": 1,
+                "camera.fault_exit_s": 5,
+            },
+            env={},
+        )
+    assert caught.value.problems == [
+        "camera.focus_cm: 1.0 is below the minimum 2",
+        "camera.focus: 'fixed' needs camera.source = 'picamera2' (the lens of a USB webcam "
+        "is not driven); got camera.source = 'v4l2'",
+        "camera.fault_exit_s: 5 is too short; 0 (never) or at least 10 s, so that a camera "
+        "is reopened a few times first",
+    ]
+
+
+def test_unknown_focus_mode_names_the_choices():
+    with pytest.raises(ConfigError, match=r"camera\.focus: 'macro' is not one of auto-macro"):
+        load_settings(env={"GATEKIOSK_CAMERA__FOCUS": "macro"})
+
+
+def test_fault_exit_must_outlast_the_stall_timeout():
+    with pytest.raises(ConfigError, match=r"fault_exit_s: 20 must be longer than .*\(30\)"):
+        load_settings(overrides={"camera.fault_exit_s": 20, "camera.stall_timeout_s": 30}, env={})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("web.display_token", "short-token", "at least 20 characters"),
+        ("web.trusted_proxy", "*", "is not an IP address"),
+        ("web.trusted_proxy", "proxy.lan", "is not an IP address"),
+        ("web.allowed_hosts", "gate.example.org, bad host", "'bad host' is not a host name"),
+    ],
+)
+def test_web_security_settings_are_checked_at_start_up(name, value, problem):
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_settings(overrides={name: value}, env={})
+
+
+def test_web_security_settings_accept_sane_values():
+    settings = load_settings(
+        overrides={
+            "web.display_token": "x" * 20,
+            "web.trusted_proxy": "::1",
+            "web.allowed_hosts": "gate.example.org, kiosk.local",
+        },
+        env={},
+    )
+    assert settings["web.connection_limit"] == 500

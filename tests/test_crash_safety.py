@@ -29,14 +29,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import kiosk.export.csv
+import kiosk.export.workbook
 import kiosk.tempfiles
-from admin_web.exports import export_to_file
 from bench.crash_harness import run_export_kills, run_kiosk_kills
 from kiosk.clock import FakeClock
 from kiosk.export import write_xlsx
+from kiosk.export.workbook import UnnamedTempWorkbook
 from kiosk.export_worker import XlsxJob, run_job
+from kiosk.exporting import export_to_file
 from kiosk.store import Event, EventFilter, Store
-from kiosk.tempfiles import AtomicOutput, UnnamedTempWorkbook
+from kiosk.tempfiles import AtomicOutput
 from tests.web import record
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -45,6 +47,7 @@ AT = datetime(2026, 1, 6, tzinfo=UTC)
 # --------------------------------------------------------------------------- SIGKILL
 
 
+@pytest.mark.slow
 def test_kiosk_killed_at_random_moments_keeps_every_signalled_decision(tmp_path: Path) -> None:
     run = run_kiosk_kills(tmp_path, kills=8, seed=6, max_delay_s=1.0)
     figures = run.figures()
@@ -62,6 +65,7 @@ def test_kiosk_killed_at_random_moments_keeps_every_signalled_decision(tmp_path:
     assert figures["web_errors"] == 0
 
 
+@pytest.mark.slow
 def test_web_and_cli_killed_mid_export_leave_nothing_behind(tmp_path: Path) -> None:
     run = run_export_kills(
         tmp_path, rows=8000, web_kills=3, cli_kills=2, seed=6, write_fraction=0.3
@@ -159,7 +163,7 @@ def test_a_sheet_that_may_pass_2_gib_is_zipped_with_zip64(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As if the rows already written were within the margin of the zip's limit.
-    monkeypatch.setattr(kiosk.tempfiles, "_SHEET_XML_MARGIN", zipfile.ZIP64_LIMIT)
+    monkeypatch.setattr(kiosk.export.workbook, "_SHEET_XML_MARGIN", zipfile.ZIP64_LIMIT)
     out = io.BytesIO()
     write_xlsx(make_events(10), out, tz=HCM, tmpdir=tmp_path)
     data = out.getvalue()

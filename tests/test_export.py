@@ -48,6 +48,7 @@ HOSTILE_NAMES = (
     "＝1+1",
     "  =1+1",
     "\u202e=1+1",
+    "\x00=1+1",  # an admit-once name before names were validated (issue 14)
 )
 OTHER_NAMES = (
     "<script>alert(1)</script>",
@@ -109,7 +110,13 @@ def expected_name(name: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "cell", [*HOSTILE_NAMES, "＋1", "－1", "＠A1", " \t-1", "\u3000=1", "\ufeff=1"]
+    "cell",
+    [
+        *HOSTILE_NAMES,
+        *("＋1", "－1", "＠A1", " \t-1", "\u3000=1", "\ufeff=1"),
+        # LibreOffice drops a leading NUL on import, then runs the formula (issue 14).
+        *("\x00=1+1", "\x00", "\x1b=1", " \x00@A1", "\x7f+1"),
+    ],
 )
 def test_formula_like_cells_get_a_leading_apostrophe(cell: str) -> None:
     assert neutralise(cell) == "'" + cell
@@ -124,10 +131,13 @@ def test_ordinary_cells_are_unchanged(cell: str) -> None:
 
 
 def _runs_as_formula(cell: str) -> bool:
-    if cell[:1] in ("\t", "\r"):
+    """Whether a spreadsheet could run ``cell``: a leading control character
+    (tab, CR, NUL...: dropped or acted on at import), or a formula sign after
+    whitespace, control and invisible format characters."""
+    if cell[:1] and unicodedata.category(cell[0]) == "Cc":
         return True
     meaningful = cell.lstrip(
-        "".join(c for c in cell if c.isspace() or unicodedata.category(c) == "Cf")
+        "".join(c for c in cell if c.isspace() or unicodedata.category(c) in ("Cc", "Cf"))
     )
     return meaningful[:1] in tuple("=+-@＝＋－＠")
 
@@ -228,6 +238,11 @@ def test_csv_neutralises_every_formula_like_cell_and_keeps_the_rest_intact() -> 
     for row in rows:
         for cell in row:
             assert not (cell and _runs_as_formula(cell))
+
+
+def test_a_name_with_a_leading_nul_is_exported_as_text() -> None:
+    rows = read_csv(export_csv([make_event(1, display_name="\x00=1+1")]))
+    assert rows[1][7] == "'\x00=1+1"
 
 
 def test_csv_ends_lines_with_crlf_and_quotes_only_when_needed() -> None:

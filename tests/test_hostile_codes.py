@@ -527,6 +527,7 @@ def cose_structures(draw: st.DrawFn, world: World) -> bytes:
     return cbor2.dumps(wrap(fields))
 
 
+@pytest.mark.slow
 @HOSTILE
 @given(data=st.data())
 def test_cose_structures_with_wrong_field_types_never_escape(
@@ -733,6 +734,7 @@ def gk1_claims(draw: st.DrawFn) -> dict[Any, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
+@pytest.mark.slow
 @HOSTILE
 @given(claims=gk1_claims())
 def test_site_codes_signed_over_claims_of_any_shape_give_credential_or_rejection(

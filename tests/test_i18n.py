@@ -21,7 +21,7 @@ from babel.messages.pofile import read_po
 from flask.testing import FlaskClient
 
 from admin_web import catalog_extra
-from admin_web.accounts import AccountError, add_user, reset_password
+from kiosk.accounts import AccountError, add_user, reset_password
 from kiosk.clock import FakeClock
 from kiosk.config import EDITABLE_ON_WEB, SETTINGS
 from kiosk.messages import message_for

@@ -38,6 +38,7 @@ from kiosk.keys import init_keys, load_keyring, retire_key, rotate_keys
 from kiosk.policy import GateView, decide
 from kiosk.samples import VISITOR_CCCD
 from kiosk.scanner import GateParts, GateSetup, Outcome, Scanner, SiteLink
+from kiosk.site_business import PURGE_START_DELAY_S
 from kiosk.store import Store
 from kiosk.synthetic import Scene, render_code_frame
 from tests.test_live_settings import HandCamera, HeldCodes, relay_energised
@@ -434,8 +435,9 @@ def test_issued_codes_past_retention_are_purged_by_the_kiosk(site, held_gate, ca
     current = site.declare()
 
     kiosk = held_gate()
+    site.clock.advance(PURGE_START_DELAY_S)  # the first purge waits for it
     with caplog.at_level(logging.INFO, logger="kiosk.site_business"):
-        kiosk.frames(0.1)
+        kiosk.frames(0.5)
 
     assert site.web.site_code(old.record.id) is None
     assert site.web.site_code(recent.record.id) is not None

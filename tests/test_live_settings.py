@@ -46,7 +46,9 @@ from kiosk.scanner import (
     ScanSettings,
     SiteLink,
 )
+from kiosk.site_business import PURGE_BATCH_ROWS, PURGE_START_DELAY_S
 from kiosk.store import AdmitRequest, Event, NewEvent, Store
+from tests.test_purge import copy_event
 from tests.waiting import wait_until
 
 RELAY = 23  # the default relay pin, active-low
@@ -565,13 +567,17 @@ def record_event_aged(kiosk: Kiosk, age: timedelta) -> None:
     )
 
 
-def test_events_past_retention_are_purged_at_start_then_once_an_hour(make_kiosk, caplog):
+def test_events_past_retention_are_purged_shortly_after_start_then_once_an_hour(make_kiosk, caplog):
     kiosk = make_kiosk()  # 21 days
     record_event_aged(kiosk, timedelta(days=30))
     record_event_aged(kiosk, timedelta(days=20))
 
+    kiosk.frames(1.0)
+    assert len(kiosk.events()) == 2  # not at start: the camera and the watchdog first
+
+    kiosk.clock.advance(PURGE_START_DELAY_S)
     with caplog.at_level(logging.INFO, logger="kiosk.site_business"):
-        kiosk.frames(0.1)
+        kiosk.frames(0.5)
     assert len(kiosk.events()) == 1
     assert "purged 1 events older than 21 days" in caplog.text
 
@@ -580,22 +586,47 @@ def test_events_past_retention_are_purged_at_start_then_once_an_hour(make_kiosk,
     assert len(kiosk.events()) == 2  # not within the hour
 
     kiosk.clock.advance(3600)
-    kiosk.frames(0.1)
+    kiosk.frames(0.5)
     assert len(kiosk.events()) == 1
 
 
 def test_retention_change_takes_effect_at_the_next_purge(make_kiosk):
     kiosk = make_kiosk()
     record_event_aged(kiosk, timedelta(days=10))
-    kiosk.frames(0.1)
+    kiosk.clock.advance(PURGE_START_DELAY_S)
+    kiosk.frames(0.5)  # the first purge: nothing is 21 days old
     kiosk.save({"privacy.retention_days": 7})
     kiosk.away()
     assert len(kiosk.events()) == 1  # the purge waits for its hour
 
     kiosk.clock.advance(3600)
-    kiosk.frames(0.1)
+    kiosk.frames(0.5)
 
     assert kiosk.events() == []
+
+
+def test_a_long_purge_takes_one_batch_a_frame_while_the_gate_keeps_deciding(make_kiosk, caplog):
+    kiosk = make_kiosk()  # 21 days
+    record_event_aged(kiosk, timedelta(days=30))
+    [old] = kiosk.events()
+    copy_event(kiosk.settings.db_path, old.id, 2 * PURGE_BATCH_ROWS)  # two batches and one row
+    record_event_aged(kiosk, timedelta(days=20))
+    kiosk.clock.advance(PURGE_START_DELAY_S)
+    cutoff = kiosk.clock.now() - timedelta(days=21)
+
+    def past_retention() -> int:
+        return len(kiosk.web.events_between(cutoff - timedelta(days=3650), cutoff))
+
+    assert past_retention() == 2 * PURGE_BATCH_ROWS + 1
+    with caplog.at_level(logging.INFO, logger="kiosk.site_business"):
+        [outcome] = kiosk.hold(VISITOR_CCCD.payload, 0.2)  # two frames, two batches
+        assert past_retention() == 1
+        kiosk.frames(0.2)  # the last row, then the issued codes
+
+    assert outcome.decision.reason == "ok"  # decided and recorded during the purge
+    assert past_retention() == 0
+    assert "purged 1001 events older than 21 days (4 batches)" in caplog.text
+    assert [e.reason for e in kiosk.events()] == ["unrecognised", "ok"]  # the recent ones
 
 
 # -- the hot path -------------------------------------------------------------------
@@ -618,9 +649,9 @@ class CountingStore(Store):
         self.calls["pending_admits"] += 1
         return super().pending_admits(now=now, max_age_s=max_age_s)
 
-    def purge_events_before(self, cutoff: datetime) -> int:
+    def purge_events_before(self, cutoff: datetime, *, limit: int) -> int:
         self.calls["purge_events_before"] += 1
-        return super().purge_events_before(cutoff)
+        return super().purge_events_before(cutoff, limit=limit)
 
 
 def test_the_loop_polls_the_database_on_the_clock_not_every_frame(tmp_path):
@@ -659,7 +690,7 @@ def test_the_loop_polls_the_database_on_the_clock_not_every_frame(tmp_path):
     assert 5 <= store.calls["settings_version"] <= 8
     assert store.calls["site_settings"] == 2  # at start, and once for the one change
     assert 20 <= store.calls["pending_admits"] <= 27
-    assert store.calls["purge_events_before"] == 1
+    assert store.calls["purge_events_before"] == 0  # the first purge waits a minute
     # every 5 s and once at start, and once for each settings change applied
     assert 4 <= len(key_polls) <= 6
     factory.close()

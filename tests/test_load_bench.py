@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.load import (
     ENDPOINT_CSV,
     ENDPOINT_DASHBOARD,
@@ -81,6 +83,7 @@ def test_plan_matches_what_the_synthetic_camera_shows() -> None:
         assert plan.complete_before(first + int(plan.show_s * plan.fps)) == k + 1
 
 
+@pytest.mark.slow
 def test_short_load_run_records_each_presentation_once_and_feeds_each_event_once(
     tmp_path: Path,
 ) -> None:

@@ -16,10 +16,11 @@ def test_key_is_created_once_private_and_reused(tmp_path):
 
 def test_subject_hash_is_keyed_and_stable():
     one, two = b"k" * 32, b"j" * 32
-    assert subject_hash(one, "079201000123") == subject_hash(one, " 079201000123 ")
-    assert subject_hash(one, "079201000123") != subject_hash(two, "079201000123")
-    assert "079201000123" not in subject_hash(one, "079201000123")
-    assert len(subject_hash(one, "x")) == 32
+    person = "person:079201000123"
+    assert subject_hash(one, person) == subject_hash(one, f" {person} ")
+    assert subject_hash(one, person) != subject_hash(two, person)
+    assert "079201000123" not in subject_hash(one, person)
+    assert len(subject_hash(one, "staff-pass:x")) == 32
 
 
 def test_a_crash_while_creating_the_key_leaves_no_file_behind(tmp_path, monkeypatch):

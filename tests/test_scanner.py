@@ -136,7 +136,7 @@ def test_visitor_entering_then_leaving_is_recorded_twice_and_the_door_opens_twic
     assert {e.masked_id for e in events} == {"********0123"}
     assert {e.id_number for e in events} == {None}
     assert {e.utc_offset_min for e in events} == {420}
-    assert events[0].subject_hash == subject_hash(KEY, "079201000123")
+    assert events[0].subject_hash == subject_hash(KEY, "person:079201000123")
     assert gate.store.occupancy(now=gate.clock.now(), expiry_h=12) == 0
     assert relay_pulses(gate.factory) == 2
     assert not any(s.state for s in gate.factory.pin(RED).states)
@@ -162,7 +162,7 @@ def test_unrecognised_code_lights_red_and_never_opens_the_door(make_gate):
 
 
 def test_denylisted_person_is_refused(make_gate, store):
-    hashed = subject_hash(KEY, "001095004567")
+    hashed = subject_hash(KEY, "person:001095004567")
     store.add_to_denylist(hashed, label="test", note="", at=FakeClock().now())
     gate = make_gate(visit(VISITOR_DENYLISTED.payload))
 
@@ -215,7 +215,7 @@ def test_store_failure_fails_secure_and_the_guards_override_still_opens_the_door
 
 def test_override_button_admits_the_last_refused_visitor_once_and_is_logged(make_gate, store):
     store.add_to_denylist(
-        subject_hash(KEY, "001095004567"), label="t", note="", at=FakeClock().now()
+        subject_hash(KEY, "person:001095004567"), label="t", note="", at=FakeClock().now()
     )
     gate = make_gate(visit(VISITOR_DENYLISTED.payload))
     gate.run_to_end()

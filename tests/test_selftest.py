@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.cli import cli
 from kiosk.clock import FakeClock, kernel_clock_synchronised
 from kiosk.config import load_settings
-from kiosk.selftest import TEST_PAYLOAD, check_disk, run_selftest
+from kiosk.decoder import make_decoder
+from kiosk.selftest import (
+    TEST_PAYLOAD,
+    check_attached_cameras,
+    check_camera,
+    check_disk,
+    check_focus,
+    focus_mode,
+    run_selftest,
+)
 from kiosk.synthetic import Scene
+from tests.fake_picamera2 import CAMERA_MODULE_2, UVC_WEBCAM, FakeCameraBus, install
+from tests.waiting import wait_until
+
+
+class TickingClock(FakeClock):
+    """A fake clock that moves 10 ms each time it is read, for checks that
+    watch a camera fed by a real thread for a while."""
+
+    def monotonic(self) -> float:
+        self.advance(0.01)
+        return super().monotonic()
 
 
 def settings_for(tmp_path: Path):
@@ -98,6 +121,7 @@ def test_a_full_disk_is_reported(tmp_path):
     assert "MB free" in check.detail
 
 
+@pytest.mark.slow
 def test_cli_prints_a_checklist_and_exits_non_zero_on_any_failure(tmp_path):
     config = tmp_path / "gate.toml"
     config.write_text(
@@ -116,3 +140,111 @@ def test_cli_prints_a_checklist_and_exits_non_zero_on_any_failure(tmp_path):
     synced = kernel_clock_synchronised()
     assert ("✓ clock: synchronised" in lines) == synced
     assert result.exit_code == (0 if synced else 1)
+
+
+def test_focus_check_shows_the_mode_and_the_sharpness_of_the_held_code(tmp_path):
+    from kiosk.camera import SyntheticSource
+
+    clock = FakeClock()
+    factory = MockFactory()
+    readings: list[str] = []
+    checks = run_selftest(
+        settings_for(tmp_path),
+        clock=clock,
+        source=SyntheticSource([Scene((TEST_PAYLOAD,), 60.0)], clock=clock, fps=15.0),
+        pin_factory=factory,
+        confirm=lambda question: True,
+        on_reading=readings.append,
+    )
+    factory.close()
+
+    focus = {c.name: c for c in checks}["focus"]
+    assert focus.ok
+    assert focus.detail.startswith("auto-macro: set on picamera2 cameras only")
+    assert re.search(r"; sharpness \d+ on the held code$", focus.detail), focus.detail
+    # Live figures every half second of the three the check watches.
+    assert 5 <= len(readings) <= 7
+    assert all(re.fullmatch(r"sharpness \d+ \(code held\)", r) for r in readings), readings
+
+
+def test_pi_camera_check_says_what_is_attached_and_how_it_is_focused(tmp_path, monkeypatch):
+    from kiosk.camera import Focus, Picamera2Source
+
+    bus = install(monkeypatch, FakeCameraBus())
+    clock = TickingClock()
+    settings = settings_for(tmp_path)
+    source = Picamera2Source(clock=clock, focus=Focus(), join_timeout_s=10.0)
+    try:
+        wait_until(lambda: source.opened is not None, 10.0)
+        camera = check_camera(source, clock, seconds=0.5)
+        focus = check_focus(
+            source,
+            clock,
+            mode=focus_mode(settings, source),
+            decoder=make_decoder("zxing"),
+            seconds=0.0,
+        )
+    finally:
+        source.close()
+        bus.release_all()
+
+    assert "camera 0: imx708, Raspberry Pi camera; lores stream 640x480 YUV420" in camera.detail
+    assert focus.ok
+    assert focus.detail.startswith("auto-macro: continuous autofocus, macro range; no code read")
+
+
+def test_fixed_focus_on_a_camera_without_a_lens_motor_fails_the_focus_check(tmp_path, monkeypatch):
+    from kiosk.camera import Focus, Picamera2Source
+
+    bus = install(monkeypatch, FakeCameraBus(cameras=[CAMERA_MODULE_2]))
+    clock = FakeClock()
+    settings = load_settings(
+        overrides={
+            "gate.data_dir": str(tmp_path),
+            "camera.source": "picamera2",
+            "camera.focus": "fixed",
+            "pins.backend": "mock",
+        },
+        env={},
+    )
+    source = Picamera2Source(clock=clock, focus=Focus("fixed", 10.0), join_timeout_s=10.0)
+    try:
+        wait_until(lambda: source.opened is not None, 10.0)
+        mode = focus_mode(settings, source)
+    finally:
+        source.close()
+        bus.release_all()
+
+    assert mode == (
+        "fixed: the camera cannot move its lens (no LensPosition control); 10 cm not set",
+        False,
+    )
+
+
+def test_selftest_lists_the_cameras_libcamera_sees_and_checks_the_configured_one(
+    tmp_path, monkeypatch
+):
+    install(monkeypatch, FakeCameraBus(cameras=[UVC_WEBCAM, CAMERA_MODULE_2]))
+
+    def settings(**overrides: object):
+        return load_settings(
+            overrides={"gate.data_dir": str(tmp_path), "pins.backend": "mock", **overrides},
+            env={},
+        )
+
+    listed = "camera 0: imx219, Raspberry Pi camera; camera 1: HD Pro Webcam C920, USB webcam (UVC)"
+    webcam = check_attached_cameras(settings(**{"camera.source": "v4l2"}))
+    assert (webcam.ok, webcam.detail) == (True, listed)
+    second = check_attached_cameras(
+        settings(**{"camera.source": "picamera2", "camera.device": "1"})
+    )
+    assert (second.ok, second.detail) == (True, f"{listed} (camera.device = '1' is listed)")
+    third = check_attached_cameras(settings(**{"camera.source": "picamera2", "camera.device": "2"}))
+    assert (third.ok, third.detail) == (False, f"{listed} (camera.device = '2' is not listed)")
+
+
+def test_without_picamera2_the_libcamera_list_is_skipped_not_failed(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails
+    check = check_attached_cameras(settings_for(tmp_path))
+    assert check.ok
+    assert check.detail.startswith("not listed: the Pi camera needs picamera2")

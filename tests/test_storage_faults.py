@@ -118,12 +118,14 @@ def assert_fails_secure_then_recovers(report: dict[str, Any], kind: str) -> None
 # -- the three faults, end to end --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_long_lock_refuses_then_records_the_guards_overrides_once_it_is_released(tmp_path):
     report = scenario.run("locked", tmp_path)
 
     assert_fails_secure_then_recovers(report, "locked")
 
 
+@pytest.mark.slow
 def test_full_disk_refuses_then_records_the_guards_overrides_once_space_is_freed(tmp_path):
     report = run_in_private_mounts("disk-full", tmp_path)
 
@@ -132,6 +134,7 @@ def test_full_disk_refuses_then_records_the_guards_overrides_once_space_is_freed
     assert "less than the 256 KiB the kiosk waits for" in "\n".join(report["log"])
 
 
+@pytest.mark.slow
 def test_read_only_file_system_refuses_then_records_the_guards_overrides_once_writable(
     tmp_path,
 ):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.errors import StoreError
-from kiosk.store import AuditNote, Store, TrustedRow
+from kiosk.store import AuditNote, SiteCode, Store, TrustedRow
 
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 ALICE = "a1" * 32
@@ -104,3 +104,33 @@ def test_an_admission_request_is_audited_with_its_id(store: Store, tmp_path: Pat
         assert conn.execute("SELECT count(*) FROM admit_requests").fetchone() == (1,)
     finally:
         conn.close()
+
+
+def issued_code(code_id: str) -> SiteCode:
+    return SiteCode(
+        id=code_id,
+        kind="declaration",
+        issued_at=T0,
+        valid_from=T0,
+        expires_at=T0,
+        name="Nguyễn Văn An",
+        phone="0912345678",
+        organisation=None,
+        answers={"fever": False},
+        verdict="ok",
+        issued_by="guard1",
+    )
+
+
+def test_an_issued_code_and_its_audit_row_commit_together(store: Store) -> None:
+    store.save_site_code(issued_code("c1"), audit=note("declaration", verdict="ok"))
+    [entry] = store.audit_entries()
+    assert (entry.action, entry.detail) == ("declaration", {"verdict": "ok", "code": "c1"})
+    assert store.site_code("c1") is not None
+
+
+def test_an_issued_code_whose_audit_row_fails_is_not_kept(store: Store) -> None:
+    refuse_audit_rows(store)
+    with pytest.raises(StoreError):
+        store.save_site_code(issued_code("c1"), audit=note("declaration"))
+    assert store.site_code("c1") is None

@@ -267,6 +267,7 @@ def assert_started_failing_secure_then_recovered(report: dict[str, Any], cause: 
         assert secret not in text
 
 
+@pytest.mark.slow
 def test_gate_starts_while_a_long_lock_keeps_its_database_from_being_set_up(tmp_path, monkeypatch):
     # Each try to open waits out the busy timeout; shortened, as the kiosk's 1 s
     # would only make the test slower.
@@ -288,6 +289,7 @@ def test_gate_starts_while_a_long_lock_keeps_its_database_from_being_set_up(tmp_
     )
 
 
+@pytest.mark.slow
 def test_gate_starts_on_a_read_only_file_system_and_works_once_it_is_writable(tmp_path):
     report = scenario.run_under_unshare(
         "tests.test_store_unavailable_at_start",

@@ -260,7 +260,7 @@ def test_denylist_add_hashes_the_id_number_and_never_keeps_it(
     )
     assert response.status_code == 200
     key = app.extensions["gatekiosk"].hash_key
-    assert web_store.is_denylisted(subject_hash(key, ID_NUMBER))
+    assert web_store.is_denylisted(subject_hash(key, f"person:{ID_NUMBER}"))
     page = response.get_data(as_text=True)
     assert "Trần Văn B" in page
     assert "stole a forklift" in page
@@ -279,7 +279,7 @@ def test_denylist_add_hashes_the_id_number_and_never_keeps_it(
 def test_denylist_add_accepts_a_passport_number(app: Flask, manager: FlaskClient) -> None:
     post(manager, "/denylist/add", {"id_number": "c1234567", "label": "A", "note": "B"})
     key = app.extensions["gatekiosk"].hash_key
-    assert app.extensions["gatekiosk"].store.is_denylisted(subject_hash(key, "C1234567"))
+    assert app.extensions["gatekiosk"].store.is_denylisted(subject_hash(key, "pc-covid:C1234567"))
 
 
 @pytest.mark.parametrize(
@@ -611,6 +611,23 @@ def test_admit_refuses_a_missing_or_long_reason_and_keeps_the_name(
     assert web_store.admit_request(1) is None
 
 
+@pytest.mark.parametrize("name", ["\x00=1+1", "An\x00", "Lan\u200b", "=1+1", "\x1b[31mAn"])
+def test_admit_refuses_a_name_with_control_characters_or_formula_signs(
+    guard: FlaskClient, web_store: Store, name: str
+) -> None:
+    response = post(guard, "/admit", {"reason": "delivery", "name": name})
+    assert response.status_code == 400
+    assert "A name has letters and spaces only" in response.get_data(as_text=True)
+    assert web_store.admit_request(1) is None
+
+
+def test_admit_keeps_a_name_in_nfc_with_single_spaces(guard: FlaskClient, web_store: Store) -> None:
+    post(guard, "/admit", {"reason": "delivery", "name": " Pha\u0323m   Thi\u0323 C "})
+    admit = web_store.admit_request(1)
+    assert admit is not None
+    assert admit.display_name == "Phạm Thị C"
+
+
 def test_admit_status_follows_the_request_until_done(
     guard: FlaskClient, web_store: Store, clock: FakeClock
 ) -> None:
@@ -662,7 +679,13 @@ def test_a_guard_follows_only_their_own_requests(
 
 
 def test_hostile_admit_reason_and_name_are_escaped(guard: FlaskClient) -> None:
-    post(guard, "/admit", {"reason": HOSTILE, "name": HOSTILE})
+    # A name with markup is refused (names are letters and spaces), and the
+    # form shown again with it escaped; the free-text reason is kept, escaped.
+    refused = post(guard, "/admit", {"reason": HOSTILE, "name": HOSTILE})
+    assert refused.status_code == 400
+    assert HOSTILE not in refused.get_data(as_text=True)
+    assert ESCAPED in refused.get_data(as_text=True)
+    post(guard, "/admit", {"reason": HOSTILE, "name": "Phạm Thị C"})
     page = guard.get("/admit/1").get_data(as_text=True)
     assert HOSTILE not in page
     assert ESCAPED in page

@@ -11,7 +11,6 @@ import base64
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -30,7 +29,7 @@ from kiosk.gate_view import is_revoked
 from kiosk.keys import init_keys, load_keyring
 from kiosk.policy import Decision, GateView, PolicyRules, decide
 from kiosk.store import Store
-from tests.web import csrf_token, make_app
+from tests.web import AppWith, csrf_token
 
 SITE_ID = "site-1"
 NAME = "Nguyễn Văn An"
@@ -38,11 +37,6 @@ PHONE = "0912 345 678"
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def app_with(tmp_path: Path, clock: FakeClock, overrides: dict[str, Any]) -> Flask:
-    """The test app with settings other than the defaults."""
-    return make_app(tmp_path, clock=clock, **overrides)
 
 
 def keys_dir(app: Flask) -> Path:
@@ -174,9 +168,9 @@ def test_no_answer_is_chosen_in_advance(client: FlaskClient) -> None:
 
 
 def test_the_consent_notice_says_what_why_how_long_and_who(
-    tmp_path: Path, clock: FakeClock
+    app_with: AppWith, clock: FakeClock
 ) -> None:
-    app = app_with(tmp_path, clock, {"privacy.retention_days": 30})
+    app = app_with({"privacy.retention_days": 30})
     try:
         page = app.test_client().get("/declare").get_data(as_text=True)
     finally:
@@ -298,8 +292,8 @@ def test_the_form_needs_its_csrf_token(client: FlaskClient, keys: Path) -> None:
     assert "declaration-qr" not in response.get_data(as_text=True)
 
 
-def test_declarations_per_hour_are_limited_per_address(tmp_path: Path, clock: FakeClock) -> None:
-    app = app_with(tmp_path, clock, {"codes.declarations_per_hour": 2})
+def test_declarations_per_hour_are_limited_per_address(app_with: AppWith, clock: FakeClock) -> None:
+    app = app_with({"codes.declarations_per_hour": 2})
     init_keys(keys_dir(app), at=clock.now())
     try:
         phone = app.test_client()
@@ -321,8 +315,8 @@ def test_declarations_per_hour_are_limited_per_address(tmp_path: Path, clock: Fa
         app.extensions["gatekiosk"].store.close()
 
 
-def test_the_rate_limit_message_is_vietnamese_too(tmp_path: Path, clock: FakeClock) -> None:
-    app = app_with(tmp_path, clock, {"codes.declarations_per_hour": 1})
+def test_the_rate_limit_message_is_vietnamese_too(app_with: AppWith, clock: FakeClock) -> None:
+    app = app_with({"codes.declarations_per_hour": 1})
     init_keys(keys_dir(app), at=clock.now())
     try:
         phone = app.test_client()
@@ -345,8 +339,8 @@ def test_the_page_loads_no_inline_script_or_style(client: FlaskClient, keys: Pat
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
 
 
-def test_the_site_name_heads_the_page(tmp_path: Path, clock: FakeClock) -> None:
-    app = app_with(tmp_path, clock, {"gate.site_name": "Chợ Bến Thành"})
+def test_the_site_name_heads_the_page(app_with: AppWith, clock: FakeClock) -> None:
+    app = app_with({"gate.site_name": "Chợ Bến Thành"})
     try:
         page = app.test_client().get("/declare").get_data(as_text=True)
     finally:
@@ -376,8 +370,8 @@ def test_the_guards_desk_issues_in_the_guards_name(
     assert (entry.actor, entry.action) == ("guard1", "declaration")
 
 
-def test_the_desk_is_not_rate_limited(tmp_path: Path, clock: FakeClock) -> None:
-    app = app_with(tmp_path, clock, {"codes.declarations_per_hour": 1})
+def test_the_desk_is_not_rate_limited(app_with: AppWith, clock: FakeClock) -> None:
+    app = app_with({"codes.declarations_per_hour": 1})
     init_keys(keys_dir(app), at=clock.now())
     try:
         from tests.web import log_in

@@ -3,9 +3,7 @@ page itself carries no event data and no inline code."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,18 +12,15 @@ from flask.testing import FlaskClient
 
 from kiosk.clock import FakeClock
 from kiosk.store import KioskHealth, Store
-from tests.web import log_in, make_app, record
+from tests.web import AppWith, log_in, record
 
 LAN = {"REMOTE_ADDR": "192.168.1.50"}
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-display-token-for-tests"
 
 
 @pytest.fixture
-def token_app(tmp_path: Path, clock: FakeClock) -> Iterator[Flask]:
-    overrides: dict[str, Any] = {"web.display_token": TOKEN}
-    app = make_app(tmp_path, clock=clock, **overrides)
-    yield app
-    app.extensions["gatekiosk"].store.close()
+def token_app(app_with: AppWith) -> Flask:
+    return app_with({"web.display_token": TOKEN})
 
 
 def healthy(store: Store, clock: FakeClock, *, fault: str | None = None) -> None:
@@ -232,9 +227,8 @@ def test_odd_cursor_is_read_as_the_start(
     assert state(client, f"?after={after}")["event"] is not None
 
 
-def test_occupancy_comes_with_the_capacity(tmp_path: Path, clock: FakeClock) -> None:
-    overrides: dict[str, Any] = {"policy.capacity": 120}
-    app = make_app(tmp_path, clock=clock, **overrides)
+def test_occupancy_comes_with_the_capacity(app_with: AppWith, clock: FakeClock) -> None:
+    app = app_with({"policy.capacity": 120})
     try:
         store = app.extensions["gatekiosk"].store
         record(store, clock)

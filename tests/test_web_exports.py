@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import openpyxl
@@ -21,7 +21,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from admin_web.exports import audited_stream
-from bench.export_bench import populate
 from kiosk.clock import FakeClock
 from kiosk.errors import StoreError
 from kiosk.export import iter_csv, iter_store_csv_counted
@@ -35,7 +34,8 @@ from kiosk.export_worker import (
     filter_to_json,
 )
 from kiosk.store import Event, EventFilter, Store
-from tests.web import log_in, make_app, record
+from tests.fakes import fill_log
+from tests.web import AppWith, log_in, record
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -99,11 +99,10 @@ def test_csv_download_is_the_events_csv_made_by_sqlite(
 
 
 def test_csv_download_in_a_zone_with_summer_time_reads_events(
-    tmp_path: Path, clock: FakeClock
+    app_with: AppWith, clock: FakeClock
 ) -> None:
     """Local time with daylight saving time is Python's to compute: same bytes, same audit."""
-    overrides: dict[str, Any] = {"gate.timezone": "Europe/London"}
-    app = make_app(tmp_path, clock=clock, **overrides)
+    app = app_with({"gate.timezone": "Europe/London"})
     store: Store = app.extensions["gatekiosk"].store
     try:
         fill(store, clock, 5)
@@ -277,7 +276,7 @@ def test_the_worker_stops_when_its_parent_closes_the_pipe(tmp_path: Path) -> Non
     """However the web ends, its end of the worker's stdin closes: the worker stops
     at once instead of finishing a workbook nobody will read."""
     db = tmp_path / "big.db"
-    populate(db, 20_000, seed=1)  # a second or more of work; the pipe's end is seen at once
+    fill_log(db, 20_000)  # a second or more of work; the pipe's end is seen at once
     with tempfile.TemporaryFile(dir=tmp_path) as out:
         job = XlsxJob(db_path=db, where=EventFilter(), tz=HCM, tmpdir=tmp_path)
         message = job.message(out_fd=out.fileno(), parent_pid=os.getpid(), nice=0, log_level=30)

@@ -19,11 +19,11 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import kiosk.export.csv
-from admin_web.exports import export_to_file
 from admin_web.forms import parse_local
 from kiosk.clock import FakeClock
 from kiosk.errors import StoreError
 from kiosk.export import EXPORT_COLUMNS
+from kiosk.exporting import export_to_file
 from kiosk.messages import message_for
 from kiosk.store import Event, EventFilter, Store
 from tests.web import csrf_token, record
@@ -296,6 +296,20 @@ def test_event_detail_shows_every_field(
     ):
         assert text in html, text
     assert 'id="unsynced"' not in html
+
+
+def test_guards_never_see_a_full_id_number(
+    guard: FlaskClient, manager: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    """With privacy.store_full_id on the log keeps the number: managers see it,
+    guards the masked ID only (issue 14, finding 8)."""
+    record(web_store, clock, id_number="001099012345")
+    (event,) = web_store.find_events(EventFilter(), limit=1)
+    detail = page(guard.get(f"/log/{event.id}"))
+    assert "********0123" in detail
+    for path in (f"/log/{event.id}", "/log", "/inside", "/", "/api/live"):
+        assert "001099012345" not in guard.get(path).get_data(as_text=True), path
+    assert "001099012345" in page(manager.get(f"/log/{event.id}"))
 
 
 def test_id_number_row_only_when_stored(

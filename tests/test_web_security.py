@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from werkzeug.test import TestResponse
 from kiosk.clock import FakeClock
 from kiosk.keys import init_keys
 from kiosk.store import EventFilter, Store
-from tests.web import PASSWORDS, csrf_token, log_in, make_app, record
+from tests.web import PASSWORDS, AppWith, csrf_token, log_in, record
 
 COOKIE = "gatekiosk_session"
 LAN = {"REMOTE_ADDR": "192.168.1.50"}
@@ -84,6 +83,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("/trust", "GET"): MANAGER,
     ("/trust/import", "POST"): MANAGER,
     ("/trust/remove", "POST"): MANAGER,
+    ("/site/gates", "GET"): MANAGER,
+    ("/site/gates/token", "POST"): MANAGER,
 }
 
 
@@ -221,11 +222,8 @@ def test_api_routes_answer_anonymous_with_401(client: FlaskClient) -> None:
 
 
 @pytest.fixture
-def token_app(tmp_path: Path, clock: FakeClock) -> Iterator[Flask]:
-    overrides: dict[str, Any] = {"web.display_token": TOKEN}
-    app = make_app(tmp_path, clock=clock, **overrides)
-    yield app
-    app.extensions["gatekiosk"].store.close()
+def token_app(app_with: AppWith) -> Flask:
+    return app_with({"web.display_token": TOKEN})
 
 
 @pytest.mark.parametrize("path", ["/display", "/display/state"])
@@ -240,6 +238,26 @@ def test_the_gate_screen_is_local_or_token_only(token_app: Flask, path: str) -> 
     assert client.get(f"{path}?token={TOKEN}", environ_base=LAN).status_code == 200
     for response in (client.get(path, environ_base=LAN), client.get(path)):
         assert_security_headers(response, path)
+
+
+def test_display_token_guesses_are_throttled_per_address(
+    token_app: Flask, clock: FakeClock
+) -> None:
+    client = token_app.test_client()
+    other = {"REMOTE_ADDR": "192.168.1.51"}
+    for guess in range(10):
+        assert (
+            client.get(f"/display/state?token=guess-{guess}", environ_base=LAN).status_code == 403
+        )
+    refused = client.get("/display/state?token=one-more", environ_base=LAN)
+    assert refused.status_code == 429
+    assert refused.get_data(as_text=True).startswith("Quá nhiều mã màn hình sai")
+    # Not even the right token from that address, until the window ends.
+    assert client.get(f"/display/state?token={TOKEN}", environ_base=LAN).status_code == 429
+    assert client.get(f"/display/state?token={TOKEN}", environ_base=other).status_code == 200
+    assert client.get("/display/state").status_code == 200  # the Pi's own screen
+    clock.advance(15 * 60)
+    assert client.get(f"/display/state?token={TOKEN}", environ_base=LAN).status_code == 200
 
 
 def test_without_a_configured_token_no_token_opens_the_screen(app: Flask) -> None:
@@ -570,3 +588,55 @@ def test_nothing_sensitive_reaches_the_logs(
             assert secret not in message, f"{what} in a log record: {message!r}"
     for what, secret in secrets.items():
         assert secret not in text, f"{what} in the log output"
+
+
+# ------------------------------------------------------------------- issue 14: unusual input
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from=0001-01-01T00:00",
+        "to=9999-12-31T23:59",
+        "from=0001-01-01T00:00&to=9999-12-31T23:59",
+        "from=9999-12-31T23:59",
+        "to=1969-12-31T23:59",
+    ],
+)
+def test_a_time_range_beyond_any_event_is_a_clear_400(
+    guard: FlaskClient, manager: FlaskClient, query: str
+) -> None:
+    for client, path in ((guard, "/log"), (guard, "/inside"), (manager, "/export.csv")):
+        response = client.get(f"{path}?{query}")
+        assert response.status_code == 400, path
+        body = response.get_data(as_text=True)
+        assert body.startswith("Ngày giờ phải nằm trong các năm 1970 đến 2999."), path
+        assert "The date and time must fall in the years 1970 to 2999." in body
+        assert_security_headers(response, path)
+
+
+def test_the_first_and_last_allowed_years_still_work(guard: FlaskClient) -> None:
+    query = "from=1970-01-01T00:00&to=2999-12-31T23:59"
+    for path in ("/log", "/inside"):
+        assert guard.get(f"{path}?{query}").status_code == 200, path
+
+
+@pytest.mark.parametrize("target", ["/log\r\nSet-Cookie: x=1", "/log\nX", "/\x00", "/log\x7f"])
+def test_a_language_return_address_with_control_characters_is_a_clear_400(
+    client: FlaskClient, target: str
+) -> None:
+    token = csrf_token(client)
+    response = client.post("/lang/en", data={"csrf_token": token, "next": target})
+    assert response.status_code == 400
+    assert response.get_data(as_text=True).startswith("Địa chỉ quay lại không hợp lệ")
+    assert "Set-Cookie" not in response.headers or "x=1" not in response.headers["Set-Cookie"]
+
+
+def test_a_language_return_address_off_the_site_goes_to_the_dashboard(
+    client: FlaskClient,
+) -> None:
+    token = csrf_token(client)
+    for target in ("/\\evil.example", "//evil.example", "https://evil.example/"):
+        response = client.post("/lang/en", data={"csrf_token": token, "next": target})
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/", target

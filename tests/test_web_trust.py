@@ -173,6 +173,9 @@ def test_importing_again_adds_nothing_and_says_already_trusted(
         (b"hello, I am not a trust list", "notes.txt"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "photo.png"),
         (b'{"certificates": []}', "empty.json"),
+        # Python's JSON parser recurses per level: RecursionError, once a 500 (issue 14).
+        (b"[" * 200_000, "deep.json"),
+        (b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, "deep-objects.json"),
     ],
 )
 def test_a_file_that_is_not_a_trust_list_is_refused_and_nothing_imported(
@@ -197,6 +200,18 @@ def test_a_file_of_unreadable_entries_only_imports_nothing_and_lists_them(
     assert "entry 1:" in section(html, "import-result")
     assert web_store.trusted_certificates() == []
     assert all(entry.action != "trust-import" for entry in web_store.audit_entries())
+
+
+def test_objects_nested_deeper_than_a_trust_list_are_not_followed(
+    manager: FlaskClient, web_store: Store
+) -> None:
+    """Deep enough to parse, too deep to walk: the walk stops, one problem is listed."""
+    nested = b'{"certificates": ' * 600 + b"{}" + b"}" * 600
+    response = upload(manager, nested, "nested.json")
+    assert response.status_code == 400
+    assert "no certificate in the file could be read" in text(response)
+    assert "nested more than 8 levels deep" in section(text(response), "import-result")
+    assert web_store.trusted_certificates() == []
 
 
 def test_upload_without_a_file_or_too_big_is_refused(

@@ -4,6 +4,7 @@ SQLite file, users of each role, and a logged-in client."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,21 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from admin_web import create_app
-from admin_web.accounts import add_user
+from kiosk.accounts import PasswordHashing, add_user
 from kiosk.clock import FakeClock
 from kiosk.config import load_settings
 from kiosk.store import NewEvent, Store
 
 PASSWORDS = {"manager": "manager-pass-123", "guard": "guard-pass-1234"}
+
+CHEAP_HASHING = PasswordHashing("scrypt:128:8:1")
+"""scrypt at 1/256 of the product's cost (well under a millisecond a hash
+instead of 0.15-1.4 s): the same code path and hash format, for tests only.
+Tests take it through the ``password_hashing`` fixture."""
+
+
+AppWith = Callable[..., Flask]
+"""``app_with(overrides=None, *, csrf=True)``: the ``app_with`` fixture's builder."""
 
 
 class EnglishClient(FlaskClient):
@@ -32,7 +42,16 @@ class EnglishClient(FlaskClient):
         self.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
 
 
-def make_app(tmp_path: Path, *, clock: FakeClock, csrf: bool = True, **overrides: Any) -> Flask:
+def make_app(
+    tmp_path: Path,
+    *,
+    clock: FakeClock,
+    hashing: PasswordHashing,
+    csrf: bool = True,
+    **overrides: Any,
+) -> Flask:
+    """The app over a new database in ``tmp_path`` with a manager and a guard
+    (:data:`PASSWORDS`); ``hashing`` is the ``password_hashing`` fixture."""
     settings = load_settings(overrides={"gate.data_dir": str(tmp_path), **overrides}, env={})
     store = Store.open(settings.db_path, boot_id="boot-1")
     app = create_app(
@@ -40,10 +59,11 @@ def make_app(tmp_path: Path, *, clock: FakeClock, csrf: bool = True, **overrides
         store=store,
         clock=clock,
         test_config={"TESTING": True, "WTF_CSRF_ENABLED": csrf},
+        password_hashing=hashing,
     )
     app.test_client_class = EnglishClient
     for role, password in PASSWORDS.items():
-        add_user(store, f"{role}1", role=role, password=password, at=clock.now())
+        add_user(store, f"{role}1", role=role, password=password, at=clock.now(), hashing=hashing)
     return app
 
 

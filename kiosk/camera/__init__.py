@@ -6,7 +6,8 @@ image a decoder wants) and the capture time on the monotonic clock of the
 
 Adapters, named after their technology, one module each:
 
-- :class:`Picamera2Source` (``picamera2``) -- the Pi Camera Module;
+- :class:`Picamera2Source` (``picamera2``) -- a camera libcamera drives: the
+  Pi Camera Module (focused as :class:`Focus` says), or a USB webcam it lists;
 - :class:`V4l2Source` (``v4l2``) -- a USB webcam through OpenCV's V4L2 backend;
 - :class:`FileSource` (``files``) -- a recorded video or a folder of images, replayed;
 - :class:`SyntheticSource` (``synthetic``) -- QR codes rendered into noisy
@@ -14,7 +15,9 @@ Adapters, named after their technology, one module each:
 
 The two live cameras share the supervised grabber thread of ``grabber``
 (stall detection, reopening with backoff; its docstring gives the fault
-budget). ``base`` holds what all share: :class:`Frame`, :class:`SourceState`,
+budget; a stuck Pi camera is closed before it is reopened). ``focus``
+turns the focus settings into libcamera controls and measures
+:func:`sharpness`. ``base`` holds what all share: :class:`Frame`, :class:`SourceState`,
 the :class:`FrameSource` port, :class:`Backoff` and :func:`to_grey`, the one
 conversion of a captured image to grey. :func:`open_source` builds any of
 them from settings.
@@ -27,12 +30,12 @@ loop's types cost nothing to a command that never opens a camera.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from kiosk.camera.base import (
     CAMERA_BACKOFF,
     MAX_STUCK_THREADS,
+    RELEASE_TIMEOUT_S,
     SOURCE_KINDS,
     STALL_MIN_FRAMES,
     STALL_TIMEOUT_S,
@@ -47,9 +50,11 @@ from kiosk.camera.base import (
 )
 from kiosk.clock import Clock
 from kiosk.errors import ConfigError
+from kiosk.lazy import lazy_names
 
 if TYPE_CHECKING:
     from kiosk.camera.files import IMAGE_SUFFIXES, FileSource, is_image_file
+    from kiosk.camera.focus import FOCUS_MODES, Focus, FocusPlan, sharpness
     from kiosk.camera.grabber import Device, GrabberSource
     from kiosk.camera.picamera2 import PICAMERA2_INSTALL, Picamera2Source
     from kiosk.camera.synthetic import SyntheticSource
@@ -57,9 +62,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAMERA_BACKOFF",
+    "FOCUS_MODES",
     "IMAGE_SUFFIXES",
     "MAX_STUCK_THREADS",
     "PICAMERA2_INSTALL",
+    "RELEASE_TIMEOUT_S",
     "SOURCE_KINDS",
     "STALL_MIN_FRAMES",
     "STALL_TIMEOUT_S",
@@ -68,6 +75,8 @@ __all__ = [
     "CaptureLike",
     "Device",
     "FileSource",
+    "Focus",
+    "FocusPlan",
     "Frame",
     "FrameSource",
     "GrabberSource",
@@ -79,6 +88,7 @@ __all__ = [
     "grey_problem",
     "is_image_file",
     "open_source",
+    "sharpness",
     "to_grey",
 ]
 
@@ -86,6 +96,10 @@ _LAZY = {
     "IMAGE_SUFFIXES": "files",
     "FileSource": "files",
     "is_image_file": "files",
+    "FOCUS_MODES": "focus",
+    "Focus": "focus",
+    "FocusPlan": "focus",
+    "sharpness": "focus",
     "Device": "grabber",
     "GrabberSource": "grabber",
     "PICAMERA2_INSTALL": "picamera2",
@@ -97,13 +111,7 @@ _LAZY = {
 """Names whose module is loaded on first use, and that module (in this package)."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_names(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

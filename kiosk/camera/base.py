@@ -46,6 +46,10 @@ class SourceState:
     ok: bool
     detail: str = ""
     reopen_attempts: int = 0
+    restart_needed: bool = False
+    """The camera cannot be freed in this process (a driver that does not let
+    go of it): only a new process can open it again, so the kiosk exits for
+    systemd to restart it."""
 
 
 class FrameSource(Protocol):
@@ -108,6 +112,13 @@ deliver its first frame, before it is abandoned as stuck. Longer than a stall:
 a USB webcam takes up to a second or two to open and start streaming, the Pi
 camera about one, and failing a slow but working start would retry it forever.
 A connection only starts at boot or while the fault is already showing."""
+
+RELEASE_TIMEOUT_S = 5.0
+"""How long (seconds) the supervisor waits for a stuck camera it abandoned to
+be closed, where the source closes it itself (picamera2: a second
+``Picamera2`` cannot open a camera the first still holds). Closing takes well
+under a second; past this bound the camera is taken as held for good and the
+source reports :attr:`SourceState.restart_needed`."""
 
 MAX_STUCK_THREADS = 3
 """Connections abandoned inside a driver call that have not returned yet; with

@@ -17,7 +17,13 @@ within 5 s of it coming back):
 - a connection stuck inside the driver is abandoned (a thread cannot be
   interrupted there); at most :data:`~kiosk.camera.base.MAX_STUCK_THREADS`
   such threads are left waiting, so a driver that never returns does not
-  eat the process.
+  eat the process;
+- where a new connection cannot open a camera the stuck one still holds
+  (picamera2), the source is built with ``release_timeout_s``: the
+  supervisor closes the abandoned device itself, from another thread, and
+  reopens only once it is closed; a device not closed within that bound is
+  held for the life of the process, and ``state.restart_needed`` says so
+  (the kiosk then exits for systemd to restart it).
 
 So ``read`` never raises because a camera failed; it returns None and
 ``state`` says why. :class:`~kiosk.camera.v4l2.V4l2Source` and
@@ -60,7 +66,10 @@ class Device(Protocol):
 
     ``read`` blocks until the next image (grey, BGR or BGRA ``uint8``) and
     returns None, or raises, when the device has failed. Only the grabber
-    thread that opened a device touches it, ``close`` included.
+    thread that opened a device touches it, ``close`` included -- except for
+    a source built with ``release_timeout_s``, whose devices must accept
+    ``close`` from another thread while ``read`` blocks, and a second
+    ``close`` (which does nothing).
     """
 
     def read(self) -> npt.NDArray[np.uint8] | None: ...
@@ -101,7 +110,11 @@ class GrabberSource(ClosingSource):
         start_timeout_s: float = START_TIMEOUT_S,
         max_stuck_threads: int = MAX_STUCK_THREADS,
         join_timeout_s: float = 2.0,
+        release_timeout_s: float | None = None,
     ) -> None:
+        """``release_timeout_s``: close an abandoned connection's device from
+        the supervising side and wait this long (seconds on the clock) for it
+        before reopening; None leaves it to its own thread (see the module)."""
         if stall_timeout_s <= 0:
             raise ValueError(f"stall_timeout_s must be positive, got {stall_timeout_s}")
         if max_stuck_threads < 1:
@@ -114,6 +127,7 @@ class GrabberSource(ClosingSource):
         self._max_stuck_threads = max_stuck_threads
         self._backoff = backoff
         self._join_timeout_s = join_timeout_s
+        self._release_timeout_s = release_timeout_s
         self._cond = threading.Condition()
         # Everything below is guarded by self._cond.
         self._generation = 0  # the live connection's number; older threads are abandoned
@@ -128,6 +142,9 @@ class GrabberSource(ClosingSource):
         self._captured = 0
         self._latest: tuple[npt.NDArray[np.uint8], float, int] | None = None
         self._closed = False
+        self._device: tuple[int, Device] | None = None  # the live connection's, once open
+        self._release: _Release | None = None  # an abandoned device being closed
+        self._restart_needed = False  # a device could not be closed: never reopen
         self._state = SourceState(name, ok=True, detail="opening")
         self._threads: list[threading.Thread] = []
         with self._cond:
@@ -164,6 +181,17 @@ class GrabberSource(ClosingSource):
                         ),
                         timeout=max(0.0, wait_s),
                     )
+                elif self._release is not None and self._release_timeout_s is not None:
+                    # Wait for the abandoned device to be closed, or the bound.
+                    release = self._release
+                    remaining_s = release.started_mono + self._release_timeout_s
+                    remaining_s -= self._clock.monotonic()
+                    self._cond.wait_for(
+                        lambda: release.done or self._closed,
+                        timeout=max(0.0, min(timeout_s, remaining_s + _WAKE_SLACK_S)),
+                    )
+                elif self._restart_needed:
+                    self._cond.wait_for(lambda: self._closed, timeout=max(0.0, timeout_s))
                 elif self._retry_at is not None:
                     # Nothing to wait for but the backoff; sleep through it (or
                     # the timeout, if shorter) and reopen if it is due.
@@ -209,6 +237,8 @@ class GrabberSource(ClosingSource):
                 self._abandon_locked(f"no frame for {silent_s:.1f} s", now)
             elif not self._delivering and silent_s >= self._start_timeout_s:
                 self._abandon_locked(f"not started after {silent_s:.1f} s", now)
+        if self._restart_needed or not self._released_locked(now):
+            return
         if not self._live and self._retry_at is not None and now >= self._retry_at:
             stuck = sum(1 for thread in self._threads if thread.is_alive())
             if stuck >= self._max_stuck_threads:
@@ -220,9 +250,77 @@ class GrabberSource(ClosingSource):
             self._start_connection_locked()
 
     def _abandon_locked(self, detail: str, now: float) -> None:
+        abandoned = self._generation
         self._generation += 1  # the stuck thread's results are ignored from now on
         self._live = False
+        device = self._device
+        self._device = None
+        if self._release_timeout_s is not None and device is not None and device[0] == abandoned:
+            self._start_release_locked(device[1], now)
         self._fail_locked(detail, now)
+
+    # -- closing an abandoned device (sources with release_timeout_s) --------
+
+    def _start_release_locked(self, device: Device, now: float) -> None:
+        """Close ``device`` on a thread of its own, so that a close that hangs
+        too (a hung libcamera) holds neither the reader nor the lock."""
+        release = _Release(started_mono=now)
+        self._release = release
+        threading.Thread(
+            target=self._close_abandoned,
+            args=(device, release),
+            name=f"{self._name}-release-{self._generation}",
+            daemon=True,
+        ).start()
+
+    def _close_abandoned(self, device: Device, release: _Release) -> None:
+        error: str | None = None
+        try:
+            device.close()
+        except Exception as exc:  # reported through state as a camera that stays held
+            error = f"{type(exc).__name__}: {exc}"
+        with self._cond:
+            release.done = True
+            release.error = error
+            self._cond.notify_all()
+
+    def _released_locked(self, now: float) -> bool:
+        """True when no abandoned device is being closed (any more); gives up
+        on the camera when closing it failed or outlasted the bound."""
+        release = self._release
+        if release is None or self._release_timeout_s is None:
+            return True
+        if release.done:
+            self._release = None
+            if release.error is None:
+                log.info(
+                    "camera %s: closed the stuck camera after %.1f s; reopening",
+                    self._name,
+                    now - release.started_mono,
+                )
+                return True
+            self._give_up_locked(f"closing the stuck camera failed ({release.error})")
+            return False
+        if now - release.started_mono >= self._release_timeout_s:
+            self._give_up_locked(
+                f"the stuck camera was not closed within {self._release_timeout_s:.0f} s"
+            )
+        return False
+
+    def _give_up_locked(self, detail: str) -> None:
+        """The camera stays held by this process: never reopen it here."""
+        self._restart_needed = True
+        self._retry_at = None
+        self._failure_seq += 1
+        self._state = SourceState(
+            self._name,
+            ok=False,
+            detail=f"{detail}; only a restart of the process frees it",
+            reopen_attempts=self._reopen_attempts,
+            restart_needed=True,
+        )
+        log.error("camera %s: %s", self._name, self._state.detail)
+        self._cond.notify_all()
 
     def _wait_for_stuck_locked(self, stuck: int, now: float) -> None:
         """Too many abandoned threads are still inside the driver: try again
@@ -291,6 +389,7 @@ class GrabberSource(ClosingSource):
                 if not self._current(generation):
                     return
                 self._progress_mono = self._clock.monotonic()
+                self._device = (generation, device)
             while True:
                 try:
                     image = device.read()
@@ -306,6 +405,9 @@ class GrabberSource(ClosingSource):
                 if not self._deliver(generation, image):
                     break
         finally:
+            with self._cond:
+                if self._device is not None and self._device[0] == generation:
+                    self._device = None
             try:
                 device.close()
             except Exception:  # a failing release must not stop the reopening
@@ -342,6 +444,15 @@ class GrabberSource(ClosingSource):
                 return
             self._live = False
             self._fail_locked(detail, self._clock.monotonic())
+
+
+class _Release:
+    """An abandoned device being closed by the supervisor (guarded by the source's lock)."""
+
+    def __init__(self, started_mono: float) -> None:
+        self.started_mono = started_mono
+        self.done = False
+        self.error: str | None = None
 
 
 def stall_timeout_for(name: str, stall_timeout_s: float, fps: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from kiosk.cli.group import cli, config_option, load
 @config_option
 def run(config_path: Path | None) -> None:
     """Scan codes at the gate until stopped (Ctrl-C or SIGTERM).
+
+    Exits with status 1 when the camera stays at fault for camera.fault_exit_s
+    (or cannot be freed at all), so that systemd restarts the kiosk.
 
     Example:
 
@@ -40,6 +44,11 @@ def run(config_path: Path | None) -> None:
             gate.scanner.run(stop)
         finally:
             systemd.stopping()
+        gave_up = gate.scanner.gave_up
+    if gave_up is not None:
+        # After the gate is closed (relay off, health row written): systemd
+        # restarts the process, with a fresh camera driver (Restart=on-failure).
+        raise click.ClickException(f"{gave_up}; exiting so that the service is restarted")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -104,14 +113,17 @@ def web(config_path: Path | None) -> None:
 
         gatekiosk web --config /etc/gatekiosk/gatekiosk.toml
     """
-    from admin_web import create_app
-    from kiosk.webserver import make_server, url_of
+    from admin_web import create_app, start_enrolment
+    from kiosk.webserver import Serving, make_server, url_of
 
     settings = load(config_path)
     app = create_app(settings)
     host = settings["web.host"]
-    server = make_server(app, host=host, port=settings["web.port"])
+    server = make_server(
+        app, host=host, port=settings["web.port"], serving=Serving.from_settings(settings)
+    )
     store = app.extensions["gatekiosk"].store
+    enrolment = start_enrolment(app)  # on a site's hub only
     if not store.count_managers():
         click.echo(
             "gatekiosk: no manager account yet; create one with "
@@ -119,12 +131,16 @@ def web(config_path: Path | None) -> None:
             err=True,
         )
     click.echo(f"gatekiosk: admin web at {url_of(server, host)}")
+    if enrolment is not None:
+        click.echo(f"gatekiosk: gates join this hub over HTTPS on port {enrolment.port}")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
+        if enrolment is not None:
+            enrolment.stop()
         server.close()
         store.close()
 
@@ -149,9 +165,26 @@ def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None
     def confirm(question: str) -> bool:
         return assume_yes or click.confirm(question, default=True)
 
+    def show_reading(reading: str) -> None:
+        # On a terminal only, rewritten in place while the tester moves the code.
+        click.echo(f"\r  focus: {reading}    ", nl=False, err=True)
+
+    live = sys.stderr.isatty()
+    if live:
+        click.echo(
+            "Đưa mã QR cách camera 5-15 cm để đo độ nét. / "
+            "Hold a QR code 5-15 cm from the camera to measure the focus.",
+            err=True,
+        )
     checks = selftest_at_gate(
-        load(config_path), clock=SystemClock(), confirm=confirm, include_relay=not no_relay
+        load(config_path),
+        clock=SystemClock(),
+        confirm=confirm,
+        include_relay=not no_relay,
+        on_reading=show_reading if live else None,
     )
+    if live:
+        click.echo(err=True)
     for check in checks:
         mark = "✓" if check.ok else "✗"
         click.echo(f"{mark} {check.name}: {check.detail}")

@@ -18,6 +18,10 @@ def purge(config_path: Path | None) -> None:
     privacy.retention_days, and issued declarations and passes that expired
     longer ago than that. The running kiosk does the same every hour.
 
+    It deletes in small batches, each committed, with a short pause between
+    them, so the running kiosk keeps recording; stopping it midway loses
+    nothing, and the next purge carries on.
+
     Example:
 
         gatekiosk purge --config /etc/gatekiosk/gatekiosk.toml
@@ -31,7 +35,7 @@ def purge(config_path: Path | None) -> None:
     with Store.open(file_settings.db_path) as store:
         settings = with_site_settings(file_settings, store.site_settings())
         retention_days = settings["privacy.retention_days"]
-        purged = purge_past_retention(store, now=SystemClock().now(), retention_days=retention_days)
+        purged = purge_past_retention(store, clock=SystemClock(), retention_days=retention_days)
     click.echo(
         f"Purged {purged.events} events and {purged.site_codes} issued codes "
         f"(retention: {retention_days} days)."
@@ -82,8 +86,8 @@ def export(
     """
     import getpass
 
-    from admin_web.exports import export_to_file
     from kiosk.clock import SystemClock
+    from kiosk.exporting import export_to_file
     from kiosk.store import EventFilter, Store
 
     settings = load(config_path)

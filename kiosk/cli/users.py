@@ -39,7 +39,7 @@ def user_add(config_path: Path | None, name: str, role: str, password_stdin: boo
 
         gatekiosk user add lan --role manager
     """
-    from admin_web.accounts import add_user
+    from kiosk.accounts import add_user
     from kiosk.clock import SystemClock
 
     password = _read_password(password_stdin)
@@ -74,7 +74,7 @@ def user_reset_password(config_path: Path | None, name: str, password_stdin: boo
 
         gatekiosk user reset-password lan
     """
-    from admin_web.accounts import reset_password
+    from kiosk.accounts import reset_password
     from kiosk.clock import SystemClock
 
     with open_store(config_path) as store:

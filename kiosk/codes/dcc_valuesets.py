@@ -11,18 +11,21 @@ the suite holds binding, in every schema version, bind at the gate too:
 
 - the country of vaccination, test or recovery (``co``): ISO 3166-1 alpha-2
   and XK;
-- the vaccine's marketing authorisation holder or maker (``v[].ma``). The
-  suite is not of one mind here: PL's cases refuse a made-up maker, while
-  SM's (a mistyped "ORG-1000030215") and GE's ("SinovacBiotech") expect a
-  maker outside the set to pass. The gate sides with the PL cases, which
-  the development copy of the suite holds; :data:`BINDING` is where to
-  change that;
 - the device of a rapid antigen test (``t[].ma`` when ``tt`` is
   :data:`TEST_TYPE_RAT`): the EU common list of release date 2021-06-30,
   kept here in :data:`RAT_DEVICES` (later releases of the value sets no
   longer carry it: the JRC's database does).
 
-The first two come from release 2.12.0 of the value sets, packaged in
+The vaccine's marketing authorisation holder or maker (``v[].ma``) is not
+bound. The suite is not of one mind: PL's cases refuse a made-up maker,
+while SM's (a mistyped "ORG-1000030215"), GE's ("SinovacBiotech") and ES's
+("729999") expect a maker outside the set to pass. The gate's decision never
+uses the maker, the signature already proves the issuing country wrote it,
+and a visitor with a valid certificate must not be turned away for a
+country's typo or for a maker added after this snapshot; so the gate follows
+the official schema, which does not bind it.
+
+The first come from release 2.12.0 of the value sets, packaged in
 ``dcc_spec/valuesets/`` with its LICENSE and COMMIT; every code listed
 counts, active or not (a certificate issued while a code was active stays
 readable). What the gate's own rules need of the rest they check
@@ -52,7 +55,7 @@ TEST_TYPE_RAT = "LP217198-3"
 
 COUNTRIES = "country-2-codes"
 VACCINE_MAKERS = "vaccine-mah-manf"
-BINDING = frozenset({COUNTRIES, VACCINE_MAKERS})
+BINDING = frozenset({COUNTRIES})
 """The sets a schema's ``valueset-uri`` binds a field to."""
 
 # "covid-19-lab-test-manufacturer-and-name" (the EU common list of rapid

@@ -30,8 +30,7 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kiosk.decoder.base import (
     DECODER_NAMES,
@@ -44,6 +43,7 @@ from kiosk.decoder.base import (
     make_decoder,
     text_from_raw,
 )
+from kiosk.lazy import lazy_names
 
 if TYPE_CHECKING:
     from kiosk.decoder.pipeline import PIPELINE_STEPS, PipelineDecoder
@@ -75,13 +75,7 @@ _LAZY = {
 """Names whose module is loaded on first use, and that module (in this package)."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_names(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

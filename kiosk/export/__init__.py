@@ -27,6 +27,8 @@ For a whole log straight from the database, :func:`write_store_csv` and
 formats the cells and Python builds no :class:`Event` per row.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from kiosk.export.columns import (
     EXPORT_COLUMNS,
     ExportColumn,
@@ -46,7 +48,19 @@ from kiosk.export.csv import (
     write_csv,
     write_store_csv,
 )
-from kiosk.export.xlsx import EXCEL_MAX_ROWS, write_xlsx
+
+if TYPE_CHECKING:
+    from kiosk.export.xlsx import EXCEL_MAX_ROWS, write_xlsx
+
+
+def __getattr__(name: str) -> Any:
+    """The XLSX writer, loaded (with xlsxwriter) only by what writes a workbook."""
+    if name in ("EXCEL_MAX_ROWS", "write_xlsx"):
+        from kiosk.export import xlsx
+
+        return getattr(xlsx, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CSV_CHUNK_CHARS",

@@ -68,8 +68,7 @@ EXPORT_COLUMNS: tuple[ExportColumn, ...] = (
 # plus the full-width forms that East Asian input methods produce and that
 # some spreadsheet apps fold to ASCII on entry).
 _FORMULA_STARTS = frozenset("=+-@＝＋－＠")
-# OWASP also lists tab and carriage return as dangerous first characters in their own right.
-_DANGEROUS_FIRST = frozenset("\t\r")
+# OWASP also lists tab and CR as dangerous first characters; so is every control character.
 
 
 def neutralise(cell: str) -> str:
@@ -77,14 +76,15 @@ def neutralise(cell: str) -> str:
 
     The rule (OWASP "CSV injection", extended): prefix ``'`` when
 
-    * the first character is a tab or a carriage return, or
-    * the first character that is neither whitespace nor an invisible format
-      character (Unicode category Cf: zero-width space, byte-order mark,
-      bidi overrides such as U+202E) is one of ``= + - @`` or their
-      full-width forms ``＝ ＋ － ＠``.
+    * the first character is a control character (tab, carriage return,
+      NUL and the rest of Unicode category Cc), or
+    * the first character that is neither whitespace, a control character
+      nor an invisible format character (Unicode category Cf: zero-width
+      space, byte-order mark, bidi overrides such as U+202E) is one of
+      ``= + - @`` or their full-width forms ``＝ ＋ － ＠``.
 
-    Skipping leading whitespace and invisible characters matters because
-    several spreadsheet apps trim them on import, after which the formula
+    Skipping them matters because spreadsheet apps trim or drop them on
+    import (LibreOffice drops a leading NUL), after which the formula
     character is first. Everything else is returned unchanged, so ordinary
     names cost one character test. The trade-off: genuine text such as
     ``-2`` or ``+84 90...`` is shown with the apostrophe; a reader cannot
@@ -95,12 +95,12 @@ def neutralise(cell: str) -> str:
     first = cell[0]
     if first.isalnum():  # The common case: a name, a code, a hex id.
         return cell
-    if first in _DANGEROUS_FIRST:
+    if unicodedata.category(first) == "Cc":
         return "'" + cell
     for char in cell:
         if char in _FORMULA_STARTS:
             return "'" + cell
-        if not (char.isspace() or unicodedata.category(char) == "Cf"):
+        if not (char.isspace() or unicodedata.category(char) in ("Cc", "Cf")):
             return cell
     return cell
 

@@ -11,8 +11,8 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from kiosk.export.columns import EXPORT_COLUMNS, header_row, neutralise
+from kiosk.export.workbook import UnnamedTempWorkbook
 from kiosk.store import Event
-from kiosk.tempfiles import UnnamedTempWorkbook
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def write_xlsx(
     in-line rather than in a shared table). The temporary file, about
     1 KiB per event, goes to ``tmpdir`` (default: the system's): on a Pi whose
     ``/tmp`` is a RAM-backed tmpfs, pass a directory on the SD card. It has
-    no name (:class:`~kiosk.tempfiles.UnnamedTempWorkbook`), so a process
+    no name (:class:`~kiosk.export.workbook.UnnamedTempWorkbook`), so a process
     killed mid-export leaves nothing in ``tmpdir``.
 
     Cells: local time is a real Excel date-time (naive, in ``tz``, formatted

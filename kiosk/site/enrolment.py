@@ -30,19 +30,24 @@ Example (on the hub)::
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kiosk.site import SiteError
 from kiosk.site.files import PRIVATE_DIR_MODE, PUBLIC_DIR_MODE, ensure_dir
 from kiosk.site.pki import (
+    CLOCK_MARGIN,
     CertificateAuthority,
     create_ca,
     identity_of,
@@ -233,3 +238,77 @@ def _crl_number(crl: x509.CertificateRevocationList) -> int:
         return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     except x509.ExtensionNotFound:
         return 0
+
+
+# --- one-time enrolment tokens -------------------------------------------------
+
+# How long a token shown on the hub's page may be used, and how many random
+# characters it has (base32: 16 characters are 80 bits).
+TOKEN_TTL = timedelta(hours=1)
+TOKEN_CHARS = 16
+# No I, O, 0, 1: a token is read aloud and typed at a gate.
+_TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # noqa: S105 (an alphabet, not a secret)
+
+
+def new_enrolment_token() -> str:
+    """A fresh one-time token, in groups of four (``ABCD-EFGH-JKLM-NPQR``).
+
+    Only its :func:`token_hash` is stored; the manager reads the token on
+    the hub's page and types it at the gate.
+    """
+    raw = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(TOKEN_CHARS))
+    return "-".join(raw[i : i + 4] for i in range(0, TOKEN_CHARS, 4))
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a token: SHA-256 (hex) of its characters, ignoring
+    case, spaces and dashes (a token copied by hand still matches)."""
+    normal = "".join(ch for ch in token.upper() if ch not in " -\t")
+    return hashlib.sha256(normal.encode("ascii", "replace")).hexdigest()
+
+
+def ca_fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 of the CA certificate (DER), hex in groups of four.
+
+    Shown beside the token on the hub's page and given to ``gatekiosk site
+    join --ca``: the gate trusts the CA it downloads only if it has this
+    fingerprint, so the first contact is not a leap of faith.
+    """
+    digest = certificate.fingerprint(hashes.SHA256()).hex().upper()
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+
+
+def same_fingerprint(expected: str, certificate: x509.Certificate) -> bool:
+    """Whether ``expected`` (any case and separators) is ``certificate``'s fingerprint."""
+    wanted = "".join(ch for ch in expected.upper() if ch in "0123456789ABCDEF")
+    actual = certificate.fingerprint(hashes.SHA256()).hex().upper()
+    return hmac.compare_digest(wanted, actual)
+
+
+def enrolled_gates(paths: PkiPaths) -> list[EnrolledGate]:
+    """Every gate with a certificate in ``paths``, by id, with whether it is revoked."""
+    if not paths.gates.is_dir():
+        return []
+    crl = load_crl(paths.crl)
+    gates = []
+    for path in sorted(paths.gates.glob("*.pem")):
+        certificate = load_certificate(path)
+        gates.append(
+            EnrolledGate(
+                gate_id=identity_of(certificate),
+                serial=f"{certificate.serial_number:x}",
+                enrolled_at=certificate.not_valid_before_utc + CLOCK_MARGIN,
+                revoked=is_revoked(crl, certificate),
+            )
+        )
+    return gates
+
+
+@dataclass(frozen=True)
+class EnrolledGate:
+    """One line of the hub's register of gates."""
+
+    gate_id: str
+    serial: str
+    enrolled_at: datetime
+    revoked: bool

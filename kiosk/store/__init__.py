@@ -11,7 +11,9 @@ a thin facade over the repositories that share its one connection:
   sessions), :mod:`~kiosk.store.throttle` (failed logins, declarations),
   :mod:`~kiosk.store.audit`, :mod:`~kiosk.store.site`
   (settings, admissions by hand, denylist, kiosk health),
-  :mod:`~kiosk.store.codes` (issued site codes, the trust list) and
+  :mod:`~kiosk.store.codes` (issued site codes, the trust list),
+  :mod:`~kiosk.store.outbox` (events on their way to the site's hub, and
+  their idempotent arrival in the site database) and
   :mod:`~kiosk.store.site_presence` (the other gates' entries and exits,
   when each gate was last heard, conflicts after a partition).
 
@@ -56,7 +58,9 @@ from kiosk.store.connection import (
 )
 from kiosk.store.events import EventRepository
 from kiosk.store.migrations import MIGRATIONS, migrate
+from kiosk.store.outbox import Outbox, SiteLog
 from kiosk.store.site import SiteRepository
+from kiosk.store.site_documents import SiteDocumentRepository
 from kiosk.store.site_presence import (
     PartitionSnapshot,
     PresenceConflict,
@@ -135,18 +139,28 @@ class Store:
     (:class:`AuditNote`) and writes it in the change's own transaction.
     """
 
-    def __init__(self, connection: Connection, *, boot_id: str) -> None:
-        """Use :meth:`open` or :meth:`open_lazily`; this wraps a connection."""
+    def __init__(
+        self, connection: Connection, *, boot_id: str, mark_for_upload: bool = False
+    ) -> None:
+        """Use :meth:`open` or :meth:`open_lazily`; this wraps a connection.
+
+        ``mark_for_upload``: this gate belongs to a site (``site.hub`` is
+        set), so every event is recorded with its "not yet uploaded" mark
+        (see :mod:`~kiosk.store.outbox`). Without it nothing changes.
+        """
         self.connection = connection
         self.path = connection.path
         self.boot_id = boot_id
-        self.events = EventRepository(connection, boot_id=boot_id)
+        self.events = EventRepository(connection, boot_id=boot_id, mark_for_upload=mark_for_upload)
+        self.outbox = Outbox(connection)
+        self.site_log = SiteLog(connection)
         self.site = SiteRepository(connection, events=self.events)
         self.accounts = AccountRepository(connection)
         self.audit_log = AuditRepository(connection)
         self.codes = CodeRepository(connection)
         self.throttle = ThrottleRepository(connection)
         self.site_presence = SitePresenceRepository(connection)
+        self.site_documents = SiteDocumentRepository(connection)
 
     @classmethod
     def open(
@@ -157,6 +171,7 @@ class Store:
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         read_only: bool = False,
         concurrent_reads: bool = False,
+        mark_for_upload: bool = False,
     ) -> Store:
         """Open (creating if needed) the database at ``path`` and migrate it.
 
@@ -177,7 +192,11 @@ class Store:
             read_only=read_only,
             concurrent_reads=concurrent_reads,
         )
-        return cls(connection, boot_id=boot_id if boot_id is not None else current_boot_id())
+        return cls(
+            connection,
+            boot_id=boot_id if boot_id is not None else current_boot_id(),
+            mark_for_upload=mark_for_upload,
+        )
 
     @classmethod
     def open_lazily(
@@ -187,6 +206,7 @@ class Store:
         monotonic: Callable[[], float],
         boot_id: str | None = None,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        mark_for_upload: bool = False,
     ) -> Store:
         """The kiosk's store, which starts even when the database cannot be opened.
 
@@ -204,7 +224,11 @@ class Store:
             ),
             monotonic=monotonic,
         )
-        return cls(connection, boot_id=boot_id if boot_id is not None else current_boot_id())
+        return cls(
+            connection,
+            boot_id=boot_id if boot_id is not None else current_boot_id(),
+            mark_for_upload=mark_for_upload,
+        )
 
     @property
     def open_error(self) -> StoreError | None:
@@ -321,9 +345,10 @@ class Store:
         """Everyone inside now, earliest entry first."""
         return self.events.inside(now=now, expiry_h=expiry_h)
 
-    def purge_events_before(self, cutoff: datetime) -> int:
-        """Delete events older than ``cutoff`` (retention); presence goes with them."""
-        return self.events.purge_events_before(cutoff)
+    def purge_events_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete the ``limit`` oldest events older than ``cutoff`` (one batch of
+        the retention purge); presence goes with them. Fewer than ``limit``: done."""
+        return self.events.purge_events_before(cutoff, limit=limit)
 
     def event_reasons(self) -> list[str]:
         """The reason codes present in the log, sorted: what the log's reason filter offers."""
@@ -491,9 +516,9 @@ class Store:
 
     # ----------------------------------------------------------------- codes
 
-    def save_site_code(self, code: SiteCode) -> None:
-        """Keep a declaration or staff pass the site issued."""
-        self.codes.save_site_code(code)
+    def save_site_code(self, code: SiteCode, *, audit: AuditNote | None = None) -> None:
+        """Keep a declaration or staff pass the site issued (and ``audit``, with its id)."""
+        self.codes.save_site_code(code, audit=audit)
 
     def site_code(self, code_id: str) -> SiteCode | None:
         return self.codes.site_code(code_id)
@@ -514,9 +539,10 @@ class Store:
         """Revoke; False if there is no such code or it was revoked already."""
         return self.codes.revoke_site_code(code_id, by=by, at=at, audit=audit)
 
-    def purge_site_codes_before(self, cutoff: datetime) -> int:
-        """Delete issued codes that expired before ``cutoff`` (retention)."""
-        return self.codes.purge_site_codes_before(cutoff)
+    def purge_site_codes_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` issued codes that expired before ``cutoff`` (one
+        batch of the retention purge). Fewer than ``limit``: done."""
+        return self.codes.purge_site_codes_before(cutoff, limit=limit)
 
     def add_trusted_certificates(
         self,

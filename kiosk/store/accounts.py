@@ -1,6 +1,6 @@
 """Accounts: users of the admin web, their sessions and passwords.
 
-Passwords arrive hashed (see :mod:`admin_web.accounts`); the store keeps the
+Passwords arrive hashed (see :mod:`kiosk.accounts`); the store keeps the
 hash and never sees a password.
 """
 

@@ -23,9 +23,11 @@ class CodeRepository:
 
     # ----------------------------------------------------------------- the site's own codes
 
-    def save_site_code(self, code: SiteCode) -> None:
+    def save_site_code(self, code: SiteCode, *, audit: AuditNote | None = None) -> None:
         """Keep a declaration or staff pass the site issued (for revocation and
-        the managers' lists); the code itself carries what the gate needs."""
+        the managers' lists); the code itself carries what the gate needs.
+        ``audit``, completed with the code's id, is written in the same
+        transaction."""
         with self._db.write("save the issued code") as conn:
             conn.execute(
                 "INSERT INTO site_codes (id, kind, issued_at_utc, valid_from_utc, "
@@ -46,6 +48,7 @@ class CodeRepository:
                     code.text,
                 ),
             )
+            write_audit(conn, audit, code=code.id)
 
     def site_code(self, code_id: str) -> SiteCode | None:
         rows = self._db.read(
@@ -71,8 +74,9 @@ class CodeRepository:
         """Whether a manager revoked this declaration or pass (the gate asks per scan)."""
         rows = self._db.read(
             "check a revocation",
-            "SELECT 1 FROM site_codes WHERE id = ? AND revoked_at_utc IS NOT NULL",
-            (code_id,),
+            "SELECT 1 FROM site_codes WHERE id = ? AND revoked_at_utc IS NOT NULL "
+            "UNION ALL SELECT 1 FROM site_revoked_codes WHERE code_id = ?",
+            (code_id, code_id),
         )
         return bool(rows)
 
@@ -93,11 +97,14 @@ class CodeRepository:
                 write_audit(conn, audit)
             return cursor.rowcount > 0
 
-    def purge_site_codes_before(self, cutoff: datetime) -> int:
-        """Delete issued codes that expired before ``cutoff`` (retention)."""
+    def purge_site_codes_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` issued codes that expired before ``cutoff``
+        (retention), in one short transaction. Fewer than ``limit``: none left."""
         with self._db.write("purge old issued codes") as conn:
             cursor = conn.execute(
-                "DELETE FROM site_codes WHERE expires_at_utc < ?", (to_text(cutoff),)
+                "DELETE FROM site_codes WHERE rowid IN (SELECT rowid FROM site_codes "
+                "WHERE expires_at_utc < ? LIMIT ?)",
+                (to_text(cutoff), limit),
             )
             return cursor.rowcount
 

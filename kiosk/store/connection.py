@@ -30,8 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlite_utils import Database
-
+from kiosk.datadir import create_private_file
 from kiosk.errors import StoreError
 from kiosk.store.values import search_fold
 
@@ -66,7 +65,7 @@ OPEN_RETRY_S = 1.0
 :class:`LazyConnection` waits after one try before it tries again; calls in
 between fail at once with the last cause, without touching the file."""
 
-Migrate = Callable[[Database], None]
+Migrate = Callable[[sqlite3.Connection], None]
 """Brings a freshly opened file's schema up to date (see :mod:`kiosk.store.migrations`)."""
 
 
@@ -155,8 +154,8 @@ class OpenConnection:
         if read_only and not path.exists():
             raise StoreError(f"no database at {path}")
         try:
-            if not read_only:
-                path.parent.mkdir(parents=True, exist_ok=True)
+            if not read_only:  # folder 0700, file 0600 (SQLite gives -wal and -shm its mode)
+                create_private_file(path)
         except OSError as exc:
             raise StoreError(f"cannot create the database directory: {exc.strerror}") from exc
         try:
@@ -175,7 +174,7 @@ class OpenConnection:
                 conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             else:
                 _configure(conn, busy_timeout_ms=busy_timeout_ms)
-                migrate(Database(conn, execute_plugins=False))
+                migrate(conn)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot prepare the database: {describe(exc, path)}") from exc

@@ -53,12 +53,15 @@ class EventRepository:
     """The events and presence tables, over the store's one connection.
 
     ``boot_id`` names this boot of the machine: ``seq`` counts within it.
+    ``mark_for_upload`` (a gate in a site) writes every new event with its
+    "not yet uploaded" mark, in the same INSERT; without a site no row is marked.
     """
 
-    def __init__(self, db: Connection, *, boot_id: str) -> None:
+    def __init__(self, db: Connection, *, boot_id: str, mark_for_upload: bool = False) -> None:
         self._db = db
         self.boot_id = boot_id
         self._site = SitePresenceRepository(db)
+        self.mark_for_upload = mark_for_upload
 
     def record(self, event: NewEvent) -> Event:
         """Append ``event`` to the log and update presence, durably, in one transaction.
@@ -90,10 +93,11 @@ class EventRepository:
             INSERT INTO events (
                 id, gate_id, at_utc, utc_offset_min, boot_id, boot_ordinal, seq, clock_synced,
                 direction, decision, reason, kind, subject_hash, display_name,
-                masked_id, id_number, override, warning, actor, note, birth_date, name_latin
+                masked_id, id_number, override, warning, actor, note, birth_date, name_latin,
+                upload_pending
             ) VALUES (
                 ?, ?, ?, ?, ?, (SELECT ordinal FROM boots WHERE boot_id = ?),
-                ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
             )
             """,
             (
@@ -119,6 +123,7 @@ class EventRepository:
                 event.note,
                 event.birth_date,
                 event.name_latin,
+                int(self.mark_for_upload),
             ),
         )
         if event.decision == "allow" and event.subject_hash is not None:
@@ -359,11 +364,24 @@ class EventRepository:
             for r in rows
         ]
 
-    def purge_events_before(self, cutoff: datetime) -> int:
-        """Delete events older than ``cutoff`` (retention); presence, and the
-        other gates' facts as old, go with them."""
+    def purge_events_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete the ``limit`` oldest events older than ``cutoff`` (retention),
+        in one short transaction; presence, and the other gates' facts as
+        old, go with them. Returns how many
+        went: fewer than ``limit`` means none older than ``cutoff`` are left.
+
+        One batch at a time, so the write lock is never held for long (a
+        million rows in one statement held it for about a minute) and a
+        purge cut short loses nothing: each batch is committed. Events the
+        hub has not acknowledged yet stay, however old: purging them would
+        lose them from the site's log (they go once uploaded).
+        """
         with self._db.write("purge old events") as conn:
-            cursor = conn.execute("DELETE FROM events WHERE at_utc < ?", (to_text(cutoff),))
+            cursor = conn.execute(
+                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events "
+                "WHERE at_utc < ? AND upload_pending = 0 ORDER BY at_utc LIMIT ?)",
+                (to_text(cutoff), limit),
+            )
             purge_facts_before(conn, cutoff)
             return cursor.rowcount
 

@@ -9,11 +9,16 @@ released, is never edited, renamed or reordered.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from kiosk.store.connection import immediate_transaction
+
+if TYPE_CHECKING:
+    # sqlite-utils imports numpy whenever numpy is installed (about 0.1 s and
+    # 20 MB): loaded only when a migration is pending, not by every command.
+    from sqlite_utils import Database
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +319,76 @@ def _m0009_throttle(db: Database) -> None:
     db.execute("DROP TABLE login_failures")
 
 
+def _m0010_outbox(db: Database) -> None:
+    """The outbox of a gate in a site: events not yet committed at the hub.
+
+    ``upload_pending`` is set by the kiosk in the event's own INSERT when the
+    gate belongs to a site, and cleared by ``gatekiosk sync`` only when the
+    hub acknowledges it. The partial index holds the pending rows alone, in
+    log order: the sync's query reads the oldest first without touching the
+    uploaded history, and on a gate without a site the index stays empty.
+    """
+    db.execute("ALTER TABLE events ADD COLUMN upload_pending INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE INDEX idx_events_upload_pending ON events (boot_ordinal, seq) "
+        "WHERE upload_pending = 1"
+    )
+
+
+def _m0011_site_documents(db: Database) -> None:
+    """Several gates, one site: the documents the hub sends down and the
+    one-time tokens gates join with.
+
+    On a gate, ``site_documents_applied`` holds the version of each kind in
+    force and ``site_revoked_codes`` the codes the hub revoked (issued on the
+    hub, so this gate has no ``site_codes`` row for them). On the hub,
+    ``site_documents_published`` is the version counter per kind with the
+    signed bytes last published (sent again after a broker restart).
+    Enrolment tokens are kept as SHA-256 hashes only.
+    """
+    db.execute(
+        """
+        CREATE TABLE site_documents_applied (
+            kind           TEXT PRIMARY KEY NOT NULL,
+            version        INTEGER NOT NULL CHECK (version >= 1),
+            applied_at_utc TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE site_documents_published (
+            kind             TEXT PRIMARY KEY NOT NULL,
+            version          INTEGER NOT NULL CHECK (version >= 1),
+            digest           TEXT NOT NULL,
+            payload          BLOB NOT NULL,
+            published_at_utc TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE site_revoked_codes (
+            code_id        TEXT PRIMARY KEY NOT NULL,
+            revoked_at_utc TEXT NOT NULL,
+            revoked_by     TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE enrolment_tokens (
+            token_hash     TEXT PRIMARY KEY NOT NULL,
+            created_at_utc TEXT NOT NULL,
+            expires_at_utc TEXT NOT NULL,
+            created_by     TEXT NOT NULL,
+            used_at_utc    TEXT,
+            gate_id        TEXT
+        )
+        """
+    )
+
+
 def _m0012_site_presence(db: Database) -> None:
     """Site-wide presence: the other gates' entries and exits (facts), the
     latest of them per subject by the site's order key, when each gate of
@@ -378,7 +453,7 @@ def _m0012_site_presence(db: Database) -> None:
     db.execute("INSERT INTO site_presence_meta (id, published_rowid) VALUES (1, 0)")
 
 
-Migration = tuple[str, Callable[[Database], None]]
+Migration = tuple[str, Callable[["Database"], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -391,17 +466,25 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0007_session_epoch", _m0007_session_epoch),
     ("0008_boot_order", _m0008_boot_order),
     ("0009_throttle", _m0009_throttle),
+    ("0010_outbox", _m0010_outbox),
+    ("0011_site_documents", _m0011_site_documents),
     ("0012_site_presence", _m0012_site_presence),
 )
 
 
-def migrate(db: Database) -> None:
+def migrate(conn: sqlite3.Connection) -> None:
     """Apply pending migrations in order, each in its own write transaction.
 
     Checking first with a plain read lets a fully migrated file open without
-    taking the write lock; the check is repeated under the lock because the
-    other process may be migrating the same file at the same moment.
+    taking the write lock (or loading sqlite-utils); the check is repeated
+    under the lock because the other process may be migrating the same file
+    at the same moment.
     """
+    if not _pending(conn):
+        return
+    from sqlite_utils import Database
+
+    db = Database(conn, execute_plugins=False)
     applied = _applied(db)
     for name, apply in MIGRATIONS:
         if name in applied:
@@ -421,6 +504,17 @@ def migrate(db: Database) -> None:
                 "VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
                 (name,),
             )
+
+
+def _pending(conn: sqlite3.Connection) -> bool:
+    """Whether any migration is still to apply, by one plain read."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'"
+    ).fetchone()
+    if exists is None:
+        return True
+    applied = {str(row[0]) for row in conn.execute("SELECT name FROM migrations")}
+    return any(name not in applied for name, _ in MIGRATIONS)
 
 
 def _applied(db: Database) -> set[str]:
