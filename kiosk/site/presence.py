@@ -188,7 +188,7 @@ class PresenceChannel:
         clock: Clock,
         expiry_h: float,
         beat_every_s: float = 5.0,
-        resend_after_s: float = 30.0,
+        resend_after_s: float = 5.0,
         gap_s: float = 30.0,
     ) -> None:
         self._store = store
