@@ -26,7 +26,7 @@ from werkzeug.wrappers.response import Response
 from admin_web.context import gk
 from kiosk.accounts import authenticate, valid_name
 from kiosk.store import ThrottleRule, User
-from kiosk.store.throttle import login_keys
+from kiosk.store.throttle import LoginKeys, login_keys
 
 bp = Blueprint("auth", __name__)
 
@@ -58,7 +58,7 @@ def _login_rule() -> ThrottleRule:
 LOGIN_RULE = _login_rule()
 
 
-def _throttle_keys(name: str) -> list[str]:
+def _throttle_keys(name: str) -> LoginKeys:
     """The throttle's keys of a login: per address, and per account at that
     address if the name is a valid one (else nothing of it is stored)."""
     return login_keys(name if valid_name(name) else None, request.remote_addr)
@@ -127,7 +127,7 @@ def login() -> Any:
     keys = _throttle_keys(name)
     # Counted before the password is checked, by the statement that decides:
     # parallel guesses cannot slip between a check and a count.
-    verdict = gk().store.throttle_admit(keys, LOGIN_RULE, at=gk().clock.now())
+    verdict = gk().store.throttle_admit(keys.all, LOGIN_RULE, at=gk().clock.now())
     if not verdict.admitted:
         wait_s = math.ceil(verdict.retry_after.total_seconds())
         flash(_("Too many failed logins. Try again in %(seconds)d s.", seconds=wait_s), "error")
@@ -139,9 +139,9 @@ def login() -> Any:
         return render_template("login.html", next=request.form.get("next", "")), 401
     # A success forgets this account's misses at this address and takes back
     # only its own per-address hit: failures from the address stay counted.
-    account_keys, address_keys = keys[1:], keys[:1]
-    gk().store.throttle_clear(account_keys)
-    gk().store.throttle_refund(address_keys)
+    if keys.account is not None:
+        gk().store.throttle_clear([keys.account])
+    gk().store.throttle_refund([keys.address])
     # A fresh session: nothing chosen before login (fixation) survives it.
     lang = session.get("lang")
     session.clear()

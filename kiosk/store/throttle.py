@@ -81,15 +81,26 @@ def bounded_address(address: str | None) -> str:
     return (address or "?")[:ADDRESS_MAX_CHARS]
 
 
-def login_keys(name: str | None, address: str | None) -> list[str]:
+@dataclass(frozen=True)
+class LoginKeys:
     """A login's keys: per address, and per account at that address.
 
-    ``name`` is a valid user name or None (an invalid one counts only per
-    address: nothing of it is stored). Never per account alone, so a guesser
-    elsewhere cannot lock the owner out.
+    Never per account alone, so a guesser elsewhere cannot lock the owner out.
     """
+
+    address: str
+    account: str | None
+    """None for an invalid user name: nothing of it is stored."""
+
+    @property
+    def all(self) -> list[str]:
+        return [self.address] + ([] if self.account is None else [self.account])
+
+
+def login_keys(name: str | None, address: str | None) -> LoginKeys:
+    """The keys of a login by ``name`` (a valid user name, or None) from ``address``."""
     at = bounded_address(address)
-    return [f"ip:{at}"] + ([] if name is None else [f"acct:{name.casefold()}@{at}"])
+    return LoginKeys(f"ip:{at}", None if name is None else f"acct:{name.casefold()}@{at}")
 
 
 def forget_account(conn: sqlite3.Connection, user_id: int) -> None:
