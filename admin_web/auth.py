@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar, cast
@@ -23,8 +24,9 @@ from flask_babel import gettext as _
 from werkzeug.wrappers.response import Response
 
 from admin_web.context import gk
-from kiosk.accounts import authenticate
-from kiosk.store import User
+from kiosk.accounts import authenticate, valid_name
+from kiosk.store import ThrottleRule, User
+from kiosk.store.throttle import LoginKeys, login_keys
 
 bp = Blueprint("auth", __name__)
 
@@ -43,18 +45,23 @@ def wait_after(failures: int) -> timedelta:
     return timedelta(seconds=min(MAX_WAIT_S, FIRST_WAIT_S * 2 ** (failures - FREE_FAILURES)))
 
 
-def _throttle_keys(name: str) -> list[str]:
-    """The throttle's keys of a login: per account and per client address."""
-    return [f"user:{name.strip().casefold()}", f"ip:{request.remote_addr or '?'}"]
+def _login_rule() -> ThrottleRule:
+    """:func:`wait_after` as throttle steps: a wait for each count where it changes."""
+    steps: list[tuple[int, timedelta]] = []
+    failures = FREE_FAILURES
+    while not steps or steps[-1][1] < timedelta(seconds=MAX_WAIT_S):
+        steps.append((failures, wait_after(failures)))
+        failures += 1
+    return ThrottleRule(waits=tuple(steps))
 
 
-def _seconds_to_wait(keys: list[str]) -> int:
-    now = gk().clock.now()
-    longest = 0.0
-    for count in gk().store.throttle_counts(keys).values():
-        remaining = (count.last_at + wait_after(count.hits) - now).total_seconds()
-        longest = max(longest, remaining)
-    return int(longest + 0.999)
+LOGIN_RULE = _login_rule()
+
+
+def _throttle_keys(name: str) -> LoginKeys:
+    """The throttle's keys of a login: per address, and per account at that
+    address if the name is a valid one (else nothing of it is stored)."""
+    return login_keys(name if valid_name(name) else None, request.remote_addr)
 
 
 def current_user() -> User | None:
@@ -118,17 +125,23 @@ def login() -> Any:
     name = request.form.get("name", "").strip()
     password = request.form.get("password", "")
     keys = _throttle_keys(name)
-    wait_s = _seconds_to_wait(keys)
-    if wait_s > 0:
+    # Counted before the password is checked, by the statement that decides:
+    # parallel guesses cannot slip between a check and a count.
+    verdict = gk().store.throttle_admit(keys.all, LOGIN_RULE, at=gk().clock.now())
+    if not verdict.admitted:
+        wait_s = math.ceil(verdict.retry_after.total_seconds())
         flash(_("Too many failed logins. Try again in %(seconds)d s.", seconds=wait_s), "error")
         return render_template("login.html", next=request.form.get("next", "")), 429
     user = authenticate(gk().store, name, password, hashing=gk().password_hashing)
     now = gk().clock.now()
     if user is None:
-        gk().store.throttle_hit(keys, at=now)
         flash(_("Wrong user name or password."), "error")
         return render_template("login.html", next=request.form.get("next", "")), 401
-    gk().store.throttle_clear(keys)
+    # A success forgets this account's misses at this address and takes back
+    # only its own per-address hit: failures from the address stay counted.
+    if keys.account is not None:
+        gk().store.throttle_clear([keys.account])
+    gk().store.throttle_refund([keys.address])
     # A fresh session: nothing chosen before login (fixation) survives it.
     lang = session.get("lang")
     session.clear()

@@ -55,7 +55,8 @@ from kiosk.declarations import (
     questions_setting,
 )
 from kiosk.keys import KeysError
-from kiosk.store import AuditNote, SiteCode, User
+from kiosk.store import AuditNote, SiteCode, ThrottleRule, User
+from kiosk.store.throttle import bounded_address
 
 log = logging.getLogger(__name__)
 
@@ -257,21 +258,19 @@ def _form_context(declaring: Declaring, questions: Sequence[Question]) -> dict[s
 
 
 def _rate_key() -> str:
-    """The throttle's key for this client address."""
-    return f"declare:{request.remote_addr or '?'}"
+    """The throttle's key for this client address (bounded: never a long text)."""
+    return f"declare:{bounded_address(request.remote_addr)}"
 
 
-def _seconds_until_allowed(limit: int) -> int:
-    """0 if this address may declare now, else how long it must wait."""
-    now, key = gk().clock.now(), _rate_key()
-    count = gk().store.throttle_counts([key]).get(key)
-    if count is None or now - count.first_at >= RATE_WINDOW or count.hits < limit:
+def _count_declaration(limit: int) -> int:
+    """Count this declaration if the address may make one now: 0, else how
+    long it must wait, in seconds. The UPSERT that counts also decides, so
+    parallel submissions get no more than ``limit`` in a window."""
+    rule = ThrottleRule(waits=((limit, RATE_WINDOW),), window=RATE_WINDOW)
+    verdict = gk().store.throttle_admit([_rate_key()], rule, at=gk().clock.now())
+    if verdict.admitted:
         return 0
-    return max(1, math.ceil((count.first_at + RATE_WINDOW - now).total_seconds()))
-
-
-def _count_declaration() -> None:
-    gk().store.throttle_hit([_rate_key()], at=gk().clock.now(), window=RATE_WINDOW)
+    return max(1, math.ceil(verdict.retry_after.total_seconds()))
 
 
 # ----------------------------------------------------------------------------- public form
@@ -286,7 +285,7 @@ def form() -> Any:
 
     declaring = Declaring.from_form(request.form, questions)
     limit = int(gk().effective()["codes.declarations_per_hour"])
-    wait_s = _seconds_until_allowed(limit)
+    wait_s = _count_declaration(limit)
     if wait_s > 0:
         declaring.problems[""] = _(
             "Too many declarations from this device: at most %(count)d an hour. "
@@ -300,8 +299,8 @@ def form() -> Any:
     declaring.check(questions)
     issued = None if declaring.problems else _issue(declaring, questions, issued_by="self")
     if issued is None:
+        gk().store.throttle_refund([_rate_key()])  # mistakes do not count
         return render_template("declare_form.html", **_form_context(declaring, questions)), 400
-    _count_declaration()
     return render_template("declare_result.html", result=_result(issued), site_name=site_name())
 
 

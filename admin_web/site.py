@@ -39,7 +39,7 @@ from kiosk.site.hub_setup import HubFolder, check_can_enrol, enrolment_answer, p
 from kiosk.site.join import is_site_gate
 from kiosk.site.pki import load_certificate
 from kiosk.site.tls_front import TlsFront, server_context
-from kiosk.store import AuditNote
+from kiosk.store import AuditNote, ThrottleRule
 from kiosk.webserver import RunningServer, serve_in_background
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ MAX_REQUEST_BYTES = 16 * 1024
 ENROL_FAILURES_MAX = 20
 ENROL_FAILURES_WINDOW = timedelta(minutes=15)
 _THROTTLE_KEY = "site-enrol"
+_ENROL_RULE = ThrottleRule(
+    waits=((ENROL_FAILURES_MAX, ENROL_FAILURES_WINDOW),), window=ENROL_FAILURES_WINDOW
+)
+"""After 20 refused tokens within 15 minutes, enrolment pauses until the window ends."""
 
 
 # Pages whose changes come from the hub on a gate that is a site member.
@@ -174,12 +178,9 @@ def enrol() -> tuple[Response, int]:
     except SiteError as exc:
         status = 409 if "already" in str(exc) else 400
         return _error(str(exc), status)
-    failures = context.store.throttle_counts([_THROTTLE_KEY]).get(_THROTTLE_KEY)
-    if (
-        failures is not None
-        and failures.hits >= ENROL_FAILURES_MAX
-        and now - failures.first_at < ENROL_FAILURES_WINDOW
-    ):
+    # Counted before the token is tried (one atomic UPSERT, so parallel guesses
+    # cannot slip past the limit); a token that works takes its hit back.
+    if not context.store.throttle_admit([_THROTTLE_KEY], _ENROL_RULE, at=now).admitted:
         return _error("too many refused tokens; try again later", 429)
     redeemed = context.store.site_documents.redeem_enrolment_token(
         token_hash(token),
@@ -188,9 +189,9 @@ def enrol() -> tuple[Response, int]:
         audit=AuditNote("gate:" + gate_id, "site-join", {"gate": gate_id}, now),
     )
     if not redeemed:
-        context.store.throttle_hit([_THROTTLE_KEY], at=now, window=ENROL_FAILURES_WINDOW)
         log.warning("enrolment of gate %s refused: token used, expired or unknown", gate_id)
         return _error("token refused", 403)
+    context.store.throttle_refund([_THROTTLE_KEY])
     answer = enrolment_answer(
         hub,
         gate_id=gate_id,

@@ -52,6 +52,12 @@ SCRYPT = PasswordHashing()
 """The product's hashing: werkzeug's scrypt at its default cost."""
 
 
+def valid_name(name: str) -> bool:
+    """Whether ``name`` may be a user name: checked before a name is stored or
+    used as a key anywhere (a login's throttle), so nothing unbounded is."""
+    return _NAME.fullmatch(name) is not None
+
+
 def password_problem(password: str, *, name: str) -> str | None:
     if len(password) < MIN_PASSWORD_CHARS:
         return f"the password must have at least {MIN_PASSWORD_CHARS} characters"
@@ -70,7 +76,7 @@ def add_user(
     audit: AuditNote | None = None,
     hashing: PasswordHashing = SCRYPT,
 ) -> User:
-    if not _NAME.match(name):
+    if not valid_name(name):
         raise AccountError("a user name has 2 to 40 letters, digits, dots, dashes or underscores")
     if role not in ROLES:
         raise AccountError(f"the role must be one of {', '.join(ROLES)}")
@@ -89,6 +95,8 @@ def reset_password(
     audit: AuditNote | None = None,
     hashing: PasswordHashing = SCRYPT,
 ) -> None:
+    """Set a new password; the store also forgets the account's failed logins
+    in the same transaction (web and ``gatekiosk user reset-password``)."""
     problem = password_problem(password, name=user.name)
     if problem:
         raise AccountError(problem)
@@ -99,7 +107,7 @@ def authenticate(
     store: Store, name: str, password: str, *, hashing: PasswordHashing = SCRYPT
 ) -> User | None:
     """The user if the name and password match an enabled account."""
-    user = store.user_by_name(name) if _NAME.match(name) else None
+    user = store.user_by_name(name) if valid_name(name) else None
     if user is None:
         # One scrypt, as checking a real account's password costs: a login for
         # an unknown name takes as long as one for a known name.

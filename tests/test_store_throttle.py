@@ -10,10 +10,16 @@ from pathlib import Path
 import pytest
 
 import kiosk.store.migrations as migrations
-from kiosk.store import MIGRATIONS, Store, ThrottleCount
+from kiosk.store import MIGRATIONS, Store, ThrottleCount, ThrottleRule
 
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+COUNT_ONLY = ThrottleRule(waits=((1_000_000, timedelta(0)),))
+"""A rule that never blocks: the hits are only counted."""
+
+
+def hourly(limit: int) -> ThrottleRule:
+    return ThrottleRule(waits=((limit, HOUR),), window=HOUR)
 
 
 @pytest.fixture
@@ -23,25 +29,33 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def test_a_hit_is_one_upsert_for_all_its_keys(store: Store) -> None:
+    store.throttle_admit(["acct:an@10.0.0.5", "ip:10.0.0.5"], COUNT_ONLY, at=T0)
     statements: list[str] = []
     store.connection.conn.set_trace_callback(statements.append)
-    store.throttle_hit(["user:an", "ip:10.0.0.5"], at=T0)
+    store.throttle_admit(["acct:an@10.0.0.5", "ip:10.0.0.5"], COUNT_ONLY, at=T0)
     store.connection.conn.set_trace_callback(None)
-    assert [s.split()[0] for s in statements] == ["BEGIN", "INSERT", "COMMIT"]
-    assert "ON CONFLICT" in statements[1]
+    assert [s.split()[0] for s in statements] == [
+        "BEGIN",
+        "SAVEPOINT",
+        "INSERT",
+        "RELEASE",
+        "COMMIT",
+    ]
+    assert "ON CONFLICT" in statements[2]
+    assert "RETURNING" in statements[2]
 
 
 def test_hits_count_up_per_key_until_cleared(store: Store) -> None:
-    store.throttle_hit(["user:an", "ip:a"], at=T0)
-    store.throttle_hit(["user:an", "ip:b"], at=T0 + timedelta(minutes=1))
+    store.throttle_admit(["user:an", "ip:a"], COUNT_ONLY, at=T0)
+    store.throttle_admit(["user:an", "ip:b"], COUNT_ONLY, at=T0 + timedelta(minutes=1))
     counts = store.throttle_counts(["user:an", "ip:a", "ip:b", "ip:c"])
     assert counts == {
         "user:an": ThrottleCount(2, T0, T0 + timedelta(minutes=1)),
         "ip:a": ThrottleCount(1, T0, T0),
         "ip:b": ThrottleCount(1, T0 + timedelta(minutes=1), T0 + timedelta(minutes=1)),
     }
-    # Without a window a count never restarts by itself, however old.
-    store.throttle_hit(["user:an"], at=T0 + timedelta(days=30))
+    # Without a window a count never restarts by itself while it is kept.
+    store.throttle_admit(["user:an"], COUNT_ONLY, at=T0 + timedelta(hours=23))
     assert store.throttle_counts(["user:an"])["user:an"].hits == 3
     store.throttle_clear(["user:an", "ip:a"])
     assert set(store.throttle_counts(["user:an", "ip:a", "ip:b"])) == {"ip:b"}
@@ -49,10 +63,11 @@ def test_hits_count_up_per_key_until_cleared(store: Store) -> None:
 
 def test_a_windowed_count_restarts_once_its_window_has_passed(store: Store) -> None:
     key = ["declare:10.0.0.5"]
-    store.throttle_hit(key, at=T0, window=HOUR)
-    store.throttle_hit(key, at=T0 + timedelta(minutes=59), window=HOUR)
+    assert store.throttle_admit(key, hourly(2), at=T0).admitted
+    assert store.throttle_admit(key, hourly(2), at=T0 + timedelta(minutes=59)).admitted
     assert store.throttle_counts(key)[key[0]] == ThrottleCount(2, T0, T0 + timedelta(minutes=59))
-    store.throttle_hit(key, at=T0 + HOUR, window=HOUR)  # exactly one window later
+    # exactly one window later, even at the limit
+    assert store.throttle_admit(key, hourly(2), at=T0 + HOUR).admitted
     assert store.throttle_counts(key)[key[0]] == ThrottleCount(1, T0 + HOUR, T0 + HOUR)
 
 

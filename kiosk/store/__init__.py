@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -67,7 +67,7 @@ from kiosk.store.site_presence import (
     PresenceFact,
     SitePresenceRepository,
 )
-from kiosk.store.throttle import ThrottleRepository
+from kiosk.store.throttle import ThrottleRepository, ThrottleRule, ThrottleVerdict
 from kiosk.store.values import (
     DECISIONS,
     DIRECTIONS,
@@ -119,6 +119,8 @@ __all__ = [
     "StoreError",
     "Tally",
     "ThrottleCount",
+    "ThrottleRule",
+    "ThrottleVerdict",
     "TrustedRow",
     "User",
     "Visit",
@@ -472,23 +474,27 @@ class Store:
     def set_password(
         self, user_id: int, password_hash: str, *, at: datetime, audit: AuditNote | None = None
     ) -> None:
-        """Replace a password hash, ending the account's sessions."""
+        """Replace a password hash, ending the account's sessions and its login throttle."""
         self.accounts.set_password(user_id, password_hash, at=at, audit=audit)
 
     # ----------------------------------------------------------------- throttle
 
-    def throttle_hit(
-        self, keys: Sequence[str], *, at: datetime, window: timedelta | None = None
-    ) -> None:
-        """Count one hit under each key, in one UPSERT (a window restarts old counts)."""
-        self.throttle.hit(keys, at=at, window=window)
+    def throttle_admit(
+        self, keys: Sequence[str], rule: ThrottleRule, *, at: datetime
+    ) -> ThrottleVerdict:
+        """Count one hit under every key unless ``rule`` blocks one: the UPSERT decides."""
+        return self.throttle.admit(keys, rule, at=at)
+
+    def throttle_refund(self, keys: Sequence[str]) -> None:
+        """Take back one admitted hit under each key (it turned out not to count)."""
+        self.throttle.refund(keys)
 
     def throttle_counts(self, keys: Sequence[str]) -> dict[str, ThrottleCount]:
         """The counts under ``keys`` that have any hits, by key."""
         return self.throttle.counts(keys)
 
     def throttle_clear(self, keys: Sequence[str]) -> None:
-        """Forget the counts under ``keys`` (a successful login)."""
+        """Forget the counts under ``keys`` (a successful login's account key)."""
         self.throttle.clear(keys)
 
     # ----------------------------------------------------------------- audit

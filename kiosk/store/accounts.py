@@ -12,6 +12,7 @@ from typing import Any
 from kiosk.errors import StoreError
 from kiosk.store.audit import write_audit
 from kiosk.store.connection import Connection
+from kiosk.store.throttle import forget_account
 from kiosk.store.values import AuditNote, User, from_text, to_text
 
 
@@ -91,12 +92,14 @@ class AccountRepository:
         self, user_id: int, password_hash: str, *, at: datetime, audit: AuditNote | None = None
     ) -> None:
         """Replace a password hash (ending the account's sessions, which carry the
-        change time); ``audit`` is written in the same transaction."""
+        change time) and forget the account's failed logins, so a lockout never
+        outlasts a reset; ``audit`` is written in the same transaction."""
         with self._db.write("change the password") as conn:
             conn.execute(
                 "UPDATE users SET password_hash = ?, password_changed_at_utc = ? WHERE id = ?",
                 (password_hash, to_text(at), user_id),
             )
+            forget_account(conn, user_id)
             write_audit(conn, audit)
 
 
