@@ -233,6 +233,86 @@ def test_replay_prints_one_json_line_per_decision(runner, tmp_path):
         assert [e.kind for e in store.recent_events()] == ["unrecognised", "cccd"]
 
 
+BLANK_FRAME_LOOK = {"module_px": 0.01}  # a code too small to exist
+
+
+def decisions(output: str) -> list[tuple[int, str, str]]:
+    return [(x["frame"], x["decision"], x["reason"]) for x in json_lines(output)]
+
+
+def test_replay_follows_the_recordings_time_not_the_machines(runner, tmp_path):
+    # A card shown, gone for 3.3 s of video (longer than the 2 s hysteresis), shown again.
+    video = tmp_path / "gate.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 30, (640, 480), False)
+    card, blank = render_code_frame(CARD), render_code_frame(b"x", **BLANK_FRAME_LOOK)
+    for i in range(104):
+        writer.write(card if i < 2 or i >= 102 else blank)
+    writer.release()
+
+    fast = runner.invoke(cli, ["replay", "--db", str(tmp_path / "a.db"), str(video)])
+    paced = runner.invoke(
+        cli, ["replay", "--fps", "30", "--db", str(tmp_path / "b.db"), str(video)]
+    )
+
+    assert fast.exit_code == 0, fast.output
+    assert decisions(fast.output) == [(0, "allow", "ok"), (102, "allow", "ok-exit")]
+    assert decisions(paced.output) == decisions(fast.output)
+
+
+def test_replay_of_a_folder_takes_its_frame_rate_from_fps(runner, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_image(frames / "0.png", CARD)
+    cv2.imwrite(str(frames / "1.png"), render_code_frame(b"x", **BLANK_FRAME_LOOK))
+    write_image(frames / "2.png", CARD)
+
+    default = runner.invoke(cli, ["replay", "--db", str(tmp_path / "a.db"), str(frames)])
+    slow = runner.invoke(
+        cli, ["replay", "--fps", "0.4", "--db", str(tmp_path / "b.db"), str(frames)]
+    )
+
+    # At 10 images a second the card is away 0.2 s: the same presentation.
+    assert decisions(default.output) == [(0, "allow", "ok")]
+    # At one image every 2.5 s it is away 5 s: shown again, leaving.
+    assert decisions(slow.output) == [(0, "allow", "ok"), (2, "allow", "ok-exit")]
+    assert "10 images per second" in runner.invoke(cli, ["replay", "--help"]).output
+
+
+def test_replay_with_a_config_reads_the_sites_keys_and_denylist(runner, config, tmp_path):
+    from kiosk.camera.files import FOLDER_FPS
+    from kiosk.privacy import load_or_create_key, subject_hash
+    from kiosk.samples import DENYLISTED_ID, VISITOR_DENYLISTED
+
+    assert FOLDER_FPS == 10.0  # as the help says
+    assert runner.invoke(cli, ["keys", "init", "--config", str(config)]).exit_code == 0
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    declared = runner.invoke(
+        cli, declare_args(config, frames / "0.png", "symptoms=no", "contact=no", "area=no")
+    )
+    assert declared.exit_code == 0, declared.output
+    write_image(frames / "1.png", VISITOR_DENYLISTED.payload)
+    settings = load_settings(config)
+    key = load_or_create_key(settings.key_path)
+    with Store.open(settings.db_path) as store:
+        store.add_to_denylist(
+            subject_hash(key, DENYLISTED_ID), label="Phúc", note="test", at=store_now()
+        )
+    elsewhere = tmp_path / "replay.db"
+
+    result = runner.invoke(
+        cli,
+        ["replay", "--fps", "0.25", "--config", str(config), "--db", str(elsewhere), str(frames)],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert decisions(result.output) == [(0, "allow", "ok"), (1, "deny", "denylisted")]
+    with Store.open(elsewhere) as store:
+        assert len(store.recent_events()) == 2
+    with Store.open(settings.db_path) as store:
+        assert store.recent_events() == []  # the site's own log is untouched
+
+
 def test_run_with_a_bad_config_lists_every_problem_and_exits_1(runner, tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[gate]\nmode = "sideways"\n[pins]\nred = 17\n')
