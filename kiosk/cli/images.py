@@ -213,6 +213,8 @@ def _copy_database(source: Path, target: Path) -> None:
 
     if not target.parent.is_dir():
         raise GateError(f"no folder {target.parent} for the replay's database")
-    with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src:
-        with closing(sqlite3.connect(target)) as dst:
-            src.backup(dst)
+    with (
+        closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
+        closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)
