@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import re
 from pathlib import Path
@@ -51,6 +52,11 @@ def json_lines(output: str) -> list[dict]:
         "keys rotate",
         "keys retire",
         "keys list",
+        "user disable",
+        "user enable",
+        "trust list",
+        "export",
+        "selftest",
         "declare",
         "purge",
     ],
@@ -384,6 +390,38 @@ def test_user_add_prompts_twice_for_the_password(runner, tmp_path):
     assert "Added guard thu." in result.output
 
 
+def test_user_changes_from_the_cli_are_audited_and_disable_enable_work(runner, config):
+    def user_cmd(*args: str, password: str | None = None) -> Any:
+        result = runner.invoke(cli, ["user", *args, "--config", str(config)], input=password)
+        assert result.exit_code == 0, result.output
+        return result
+
+    user_cmd("add", "lan", "--role", "manager", "--password-stdin", password="correct horse 1\n")
+    user_cmd("add", "minh", "--role", "guard", "--password-stdin", password="guard password 1\n")
+    assert user_cmd("disable", "minh").output == "minh is disabled.\n"
+    assert user_cmd("list").output == "lan\tmanager\tenabled\nminh\tguard\tdisabled\n"
+    assert user_cmd("enable", "minh").output == "minh can log in again.\n"
+    user_cmd("disable", "minh")
+    user_cmd("reset-password", "minh", "--password-stdin", password="guard password 2\n")
+    assert user_cmd("list").output.splitlines()[1] == "minh\tguard\tenabled"
+    lonely = user_cmd("disable", "lan")
+    assert "No enabled manager remains" in lonely.output
+
+    assert [(a.actor, a.action, a.detail) for a in audit_rows(config)] == [
+        (ACTOR, "user-add", {"user": "lan", "role": "manager"}),
+        (ACTOR, "user-add", {"user": "minh", "role": "guard"}),
+        (ACTOR, "user-disable", {"user": "minh"}),
+        (ACTOR, "user-enable", {"user": "minh"}),
+        (ACTOR, "user-disable", {"user": "minh"}),
+        (ACTOR, "user-password-reset", {"user": "minh"}),
+        (ACTOR, "user-enable", {"user": "minh"}),
+        (ACTOR, "user-disable", {"user": "lan"}),
+    ]
+    missing = runner.invoke(cli, ["user", "disable", "nobody", "--config", str(config)])
+    assert missing.exit_code == 1
+    assert "no user named 'nobody'" in missing.output
+
+
 def test_export_writes_the_days_asked_for_in_local_time_and_audits_it(runner, tmp_path):
     from datetime import UTC, datetime
 
@@ -454,6 +492,15 @@ def config(tmp_path: Path) -> Path:
 
 
 KID = r"[0-9a-f]{16}"
+ACTOR = f"cli:{getpass.getuser()}"
+
+
+def audit_rows(config: Path) -> list[Any]:
+    """The site's audit log, oldest first."""
+    with Store.open(load_settings(config).db_path) as store:
+        return sorted(store.audit_entries(), key=lambda a: a.id)
+
+
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+07:00"
 
 
@@ -484,7 +531,8 @@ def test_keys_list_rotate_and_retire(runner, config):
         return result
 
     keys_cmd("init")
-    [only] = keys_cmd("list").output.splitlines()
+    header, only = keys_cmd("list").output.splitlines()
+    assert header == "KEY ID\tCREATED\tSTATE"
     assert re.fullmatch(rf"{KID}\t{STAMP}\tactive", only)
     first_kid = only.split("\t")[0]
 
@@ -493,7 +541,7 @@ def test_keys_list_rotate_and_retire(runner, config):
         rf"New signing key ({KID}) in .*; older keys still verify\.", rotated.output
     )
     assert new_kid is not None
-    listed = keys_cmd("list").output.splitlines()
+    listed = keys_cmd("list").output.splitlines()[1:]
     assert [line.split("\t")[::2] for line in listed] == [
         [first_kid, "valid"],
         [new_kid[1], "active"],
@@ -504,9 +552,16 @@ def test_keys_list_rotate_and_retire(runner, config):
         f"Retired site key {first_kid}: codes it signed are refused from now on; "
         "its private key was deleted.\n"
     )
-    states = [line.split("\t")[2] for line in keys_cmd("list").output.splitlines()]
+    states = [line.split("\t")[2] for line in keys_cmd("list").output.splitlines()[1:]]
     assert re.fullmatch(rf"retired {STAMP}", states[0])
     assert states[1] == "active"
+
+    actions = audit_rows(config)
+    assert [(a.actor, a.action, a.detail["kid"]) for a in actions] == [
+        (ACTOR, "key-init", first_kid),
+        (ACTOR, "key-rotate", new_kid[1]),
+        (ACTOR, "key-retire", first_kid),
+    ]
 
     last = keys_cmd("retire", new_kid[1])
     assert "No signing key remains: run `gatekiosk keys rotate`" in last.output

@@ -72,6 +72,14 @@ def load(config_path: Path | None, **overrides: Any) -> Settings:
     )
 
 
+def cli_actor() -> str:
+    """Who an audit row names for a change made from the command line:
+    ``cli:`` and the Unix user running the command."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
 def open_store(config_path: Path | None) -> Store:
     """The database the settings of ``--config`` name, opened for this command."""
     from kiosk.store import Store
