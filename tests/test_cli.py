@@ -67,6 +67,17 @@ def test_every_command_has_help_with_an_example(runner, command):
     assert "Example:" in result.output
 
 
+@pytest.mark.parametrize("command", ["check", "export", "selftest", "declare", "replay", "run"])
+def test_help_examples_are_never_rewrapped_so_they_paste_whole(runner, command):
+    result = runner.invoke(cli, [command, "--help"], terminal_width=60)
+    shown = result.output.split("Example:")[1].split("Options:")[0]
+    lines = [line.strip() for line in shown.strip().splitlines()]
+    assert lines[0].startswith(("gatekiosk ", "sudo "))
+    # Every line but the last ends in a shell continuation: nothing was re-flowed.
+    assert all(line.endswith("\\") for line in lines[:-1]), lines
+    assert all(len(line) <= 76 for line in lines), lines
+
+
 @pytest.mark.parametrize("backend", ["zxing", "zbar"])
 def test_decode_json_gives_exact_bytes_text_and_corners(runner, tmp_path, backend):
     image = write_image(tmp_path / "card.png", CARD, angle_deg=20)
@@ -479,6 +490,35 @@ def test_export_with_a_bad_date_says_what_it_expects(runner, tmp_path):
     assert result.exit_code == 2
     assert "is not a date (2026-11-01) or a time (2026-11-01T08:00)" in result.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_export_refuses_a_suffix_it_cannot_tell_the_format_from(runner, tmp_path):
+    refused = runner.invoke(cli, ["export", "-o", str(tmp_path / "x.txt")])
+    assert refused.exit_code == 2
+    assert "cannot tell the format from 'x.txt'" in refused.output
+    assert not (tmp_path / "x.txt").exists()
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\ndata_dir = "{tmp_path / "data"}"\n')
+    named = runner.invoke(
+        cli, ["export", "--config", str(config), "--format", "csv", "-o", str(tmp_path / "x.txt")]
+    )
+    assert named.exit_code == 0, named.output
+    assert (tmp_path / "x.txt").exists()
+
+
+def test_log_lines_are_stamped_in_the_site_time_with_its_offset():
+    import logging
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from kiosk.cli.group import SiteTimeFormatter
+
+    record = logging.LogRecord("kiosk.scanner", logging.INFO, __file__, 1, "allow in", (), None)
+    record.created = datetime(2026, 11, 28, 8, 4, 5, 123000, tzinfo=UTC).timestamp()
+
+    line = SiteTimeFormatter(ZoneInfo("Asia/Ho_Chi_Minh")).format(record)
+
+    assert line == "2026-11-28T15:04:05.123+07:00 INFO kiosk.scanner: allow in"
 
 
 # -- site keys, declarations at the desk, purge ------------------------------------

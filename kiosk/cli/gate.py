@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli.group import cli, config_option, load
+from kiosk.cli.group import cli, config_option, load, log_in_site_time
 
 
 @cli.command()
@@ -22,6 +22,7 @@ def run(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk run --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
@@ -29,6 +30,7 @@ def run(config_path: Path | None) -> None:
     from kiosk.systemd import SystemdNotifier
 
     settings = load(config_path)
+    log_in_site_time(settings.timezone)
     stop = threading.Event()
     _stop_on_signals(stop)
     clock = SystemClock()
@@ -94,6 +96,7 @@ def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
 
     Example:
 
+    \b
         gatekiosk demo --seconds 60
     """
     from kiosk.demo import run_demo
@@ -111,12 +114,14 @@ def web(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk web --config /etc/gatekiosk/gatekiosk.toml
     """
     from admin_web import create_app
     from kiosk.webserver import make_server, url_of
 
     settings = load(config_path)
+    log_in_site_time(settings.timezone)
     app = create_app(settings)
     host = settings["web.host"]
     server = make_server(app, host=host, port=settings["web.port"])
@@ -150,7 +155,9 @@ def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None
 
     Example:
 
-        sudo -u gatekiosk gatekiosk selftest --config /etc/gatekiosk/gatekiosk.toml
+    \b
+        sudo -u gatekiosk \\
+            gatekiosk selftest --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
     from kiosk.selftest import selftest_at_gate
@@ -179,7 +186,7 @@ def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None
     if live:
         click.echo(err=True)
     for check in checks:
-        mark = "✓" if check.ok else "✗"
+        mark = "–" if not check.checked else "✓" if check.ok else "✗"
         click.echo(f"{mark} {check.name}: {check.detail}")
     if not all(check.ok for check in checks):
         raise click.exceptions.Exit(1)

@@ -45,6 +45,7 @@ def decode(backend: str, as_json: bool, files: tuple[Path, ...]) -> None:
 
     Example:
 
+    \b
         gatekiosk decode --json photo.jpg recording.mp4
     """
     import time

@@ -59,6 +59,7 @@ def keys_init(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk keys init --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
@@ -84,6 +85,7 @@ def keys_rotate(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk keys rotate
     """
     from kiosk.clock import SystemClock
@@ -108,6 +110,7 @@ def keys_retire(config_path: Path | None, kid: str) -> None:
 
     Example:
 
+    \b
         gatekiosk keys retire 3f9c0a1b2c3d4e5f
     """
     from kiosk.clock import SystemClock
@@ -137,6 +140,7 @@ def keys_list(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk keys list
     """
     from kiosk.keys import load_keyring
@@ -183,6 +187,7 @@ def trust_import(config_path: Path | None, file: Path) -> None:
 
     Example:
 
+    \b
         gatekiosk trust import vn-dsc.pem
     """
     from kiosk.clock import SystemClock
@@ -209,6 +214,7 @@ def trust_list(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk trust list
     """
     with open_store(config_path) as store:
@@ -232,6 +238,7 @@ def trust_remove(config_path: Path | None, kid: str) -> None:
 
     Example:
 
+    \b
         gatekiosk trust remove 2Rk3X8HntrI=
     """
     try:

@@ -24,6 +24,7 @@ def purge(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk purge --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
@@ -49,7 +50,10 @@ def purge(config_path: Path | None) -> None:
 )
 @click.option("--to", "to_text", help="Last day (included) or local time (excluded).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "xlsx"]), help="Default: from -o's suffix."
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx"]),
+    help="Default: from -o's suffix (.csv or .xlsx; any other needs --format).",
 )
 @click.option("--direction", type=click.Choice(["in", "out"]))
 @click.option("--decision", type=click.Choice(["allow", "deny"]))
@@ -82,7 +86,9 @@ def export(
 
     Example:
 
-        gatekiosk export --from 2026-11-01 --to 2026-11-30 --format xlsx -o november.xlsx
+    \b
+        gatekiosk export --from 2026-11-01 --to 2026-11-30 \\
+            --format xlsx -o november.xlsx
     """
     import getpass
 
@@ -93,7 +99,7 @@ def export(
     settings = load(config_path)
     tz = settings.timezone
     if fmt is None:
-        fmt = "xlsx" if output.suffix.lower() == ".xlsx" else "csv"
+        fmt = _format_of(output)
     where = EventFilter(
         start=_export_bound(from_text, tz, end=False, option="--from"),
         end=_export_bound(to_text, tz, end=True, option="--to"),
@@ -116,6 +122,19 @@ def export(
             at=SystemClock().now(),
         )
     click.echo(f"Wrote {rows} events to {output}.")
+
+
+def _format_of(output: Path) -> str:
+    """The export format -o's suffix names; another suffix is refused rather
+    than silently written as CSV."""
+    suffix = output.suffix.lower()
+    if suffix in (".csv", ".xlsx"):
+        return suffix[1:]
+    raise click.BadParameter(
+        f"cannot tell the format from {output.name!r}: name it .csv or .xlsx, "
+        "or give --format csv|xlsx",
+        param_hint="--output",
+    )
 
 
 def _export_bound(text: str | None, tz: Any, *, end: bool, option: str) -> datetime | None:

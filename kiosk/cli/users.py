@@ -43,6 +43,7 @@ def user_add(config_path: Path | None, name: str, role: str, password_stdin: boo
 
     Example:
 
+    \b
         gatekiosk user add lan --role manager
     """
     from kiosk.accounts import add_user
@@ -64,6 +65,7 @@ def user_list(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk user list
     """
     with open_store(config_path) as store:
@@ -81,6 +83,7 @@ def user_reset_password(config_path: Path | None, name: str, password_stdin: boo
 
     Example:
 
+    \b
         gatekiosk user reset-password lan
     """
     from kiosk.accounts import reset_password
@@ -107,6 +110,7 @@ def user_disable(config_path: Path | None, name: str) -> None:
 
     Example:
 
+    \b
         gatekiosk user disable minh
     """
     with open_store(config_path) as store:
@@ -131,6 +135,7 @@ def user_enable(config_path: Path | None, name: str) -> None:
 
     Example:
 
+    \b
         gatekiosk user enable minh
     """
     with open_store(config_path) as store:
