@@ -41,7 +41,7 @@ class SiteTimeFormatter(logging.Formatter):
         super().__init__(LOG_FORMAT)
         self._tz = tz
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         at = datetime.fromtimestamp(record.created, self._tz)
         return at.isoformat(timespec="milliseconds")
 
