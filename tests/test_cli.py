@@ -476,12 +476,18 @@ def test_export_writes_the_days_asked_for_in_local_time_and_audits_it(runner, tm
     assert text.startswith("\ufeff")
     assert "Hôm trước" not in text
     assert "'=cmd|' /C calc'!A0" in text
+    assert text.startswith('\ufeff"Giờ địa phương (Asia/Ho_Chi_Minh, UTC+07:00)",Giờ UTC,Cổng,')
+    english = runner.invoke(
+        cli, ["export", "--config", str(config), "--lang", "en", "-o", str(tmp_path / "en.csv")]
+    )
+    assert english.exit_code == 0, english.output
+    assert (tmp_path / "en.csv").read_text(encoding="utf-8-sig").startswith('"Local time (')
     assert as_xlsx.exit_code == 0, as_xlsx.output
     sheet = openpyxl.load_workbook(xlsx_out, read_only=True).worksheets[0]
     assert sheet.max_row == 2
     with Store.open(tmp_path / "gatekiosk.db") as store:
         audits = [a for a in store.audit_entries() if a.action == "export"]
-    assert [a.row_count for a in audits] == [1, 1]
+    assert sorted(a.row_count for a in audits) == [1, 1, 2]
     assert all(a.actor.startswith("cli:") for a in audits)
 
 

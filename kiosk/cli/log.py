@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kiosk.cli.group import cli, config_option, load
+from kiosk.cli.group import cli, cli_actor, config_option, load
 
 
 @cli.command()
@@ -55,6 +55,13 @@ def purge(config_path: Path | None) -> None:
     type=click.Choice(["csv", "xlsx"]),
     help="Default: from -o's suffix (.csv or .xlsx; any other needs --format).",
 )
+@click.option(
+    "--lang",
+    type=click.Choice(["vi", "en"]),
+    default="vi",
+    show_default=True,
+    help="Language of the headers and coded cells (en keeps the codes, for support).",
+)
 @click.option("--direction", type=click.Choice(["in", "out"]))
 @click.option("--decision", type=click.Choice(["allow", "deny"]))
 @click.option("--reason", help="A reason code, e.g. denylisted.")
@@ -72,6 +79,7 @@ def export(
     from_text: str | None,
     to_text: str | None,
     fmt: str | None,
+    lang: str,
     direction: str | None,
     decision: str | None,
     reason: str | None,
@@ -90,8 +98,6 @@ def export(
         gatekiosk export --from 2026-11-01 --to 2026-11-30 \\
             --format xlsx -o november.xlsx
     """
-    import getpass
-
     from kiosk.clock import SystemClock
     from kiosk.exporting import export_to_file
     from kiosk.store import EventFilter, Store
@@ -118,8 +124,9 @@ def export(
             fmt=fmt,
             path=output,
             tz=tz,
-            actor=f"cli:{getpass.getuser()}",
+            actor=cli_actor(),
             at=SystemClock().now(),
+            lang=lang,
         )
     click.echo(f"Wrote {rows} events to {output}.")
 
