@@ -6,6 +6,7 @@ import base64
 import getpass
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +359,99 @@ def test_demo_decides_and_records_the_first_visitor(runner, tmp_path):
     with Store.open(tmp_path / "gatekiosk.db") as store:
         [event] = store.recent_events()
     assert (event.kind, event.decision, event.display_name) == ("cccd", "allow", "Nguyễn Văn An")
+
+
+def printed_command(output: str, label: str) -> list[str]:
+    """The arguments of the command the demo printed after ``label``, without the program."""
+    line = next(line for line in output.splitlines() if label in line)
+    words = shlex.split(line.split(":", 1)[1])
+    assert words[0] == "gatekiosk"
+    return words[1:]
+
+
+def test_the_commands_the_demo_prints_work_on_the_demos_data(runner, tmp_path):
+    data = tmp_path / "demo-data"
+    first = runner.invoke(
+        cli, ["demo", "--data-dir", str(data), "--seconds", "1", "--web-port", "0"]
+    )
+    assert first.exit_code == 0, first.output
+    assert f"the demo's configuration: {data / 'gatekiosk.toml'}" in first.output
+
+    added = runner.invoke(
+        cli,
+        printed_command(first.output, "add a guard"),
+        input="guard password 1\nguard password 1\n",
+    )
+    checked = runner.invoke(cli, [*printed_command(first.output, "check a demo code"), "--json"])
+    export_args = printed_command(first.output, "export the log")
+    out = export_args.index("-o") + 1
+    export_args[out] = str(tmp_path / export_args[out])
+    exported = runner.invoke(cli, export_args)
+
+    assert added.exit_code == 0, added.output
+    assert "Added guard minh." in added.output
+    assert checked.exit_code == 0, checked.output
+    decision = json.loads(checked.output)
+    assert (decision["decision"], decision["reason"], decision["kind"]) == (
+        "allow",
+        "ok",
+        "declaration",
+    )
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "demo-log.xlsx").stat().st_size > 0
+
+
+def test_each_demo_starts_afresh_unless_kept(runner, tmp_path):
+    def demo(*extra: str) -> Any:
+        result = runner.invoke(
+            cli,
+            ["demo", "--data-dir", str(tmp_path), "--seconds", "2.5", "--web-port", "0", *extra],
+        )
+        assert result.exit_code == 0, result.output
+        return result
+
+    def counts() -> tuple[int, int]:
+        with Store.open(tmp_path / "gatekiosk.db") as store:
+            passes = store.site_codes("staff-pass", now=store_now())
+            return len(store.recent_events()), len(passes)
+
+    assert "Starting afresh" not in demo().output  # nothing to clear the first time
+    once = counts()
+    again = demo()
+    assert "Starting afresh: the earlier demo's database was removed" in again.output
+    assert counts() == once == (1, 1)
+    kept = demo("--keep")
+    assert "Continuing with the events, passes and presence of earlier runs" in kept.output
+    assert counts()[0] == 2
+
+
+def test_the_demo_refuses_to_clear_a_database_that_is_not_the_demos(runner, tmp_path):
+    from tests.web import record
+    from kiosk.clock import FakeClock
+
+    with Store.open(tmp_path / "gatekiosk.db") as store:
+        record(store, FakeClock())
+    result = runner.invoke(cli, ["demo", "--data-dir", str(tmp_path), "--seconds", "1"])
+    assert result.exit_code == 1
+    assert "holds events of another gate, not the demo's" in result.output
+    with Store.open(tmp_path / "gatekiosk.db") as store:
+        assert len(store.recent_events()) == 1
+
+
+def test_the_demo_says_once_that_its_clock_is_the_machines(monkeypatch, tmp_path):
+    import io
+
+    from kiosk.clock import SystemClock
+    from kiosk.demo import run_demo
+
+    monkeypatch.setattr(SystemClock, "synchronised", lambda self: False)
+    out = io.StringIO()
+    run_demo(data_dir=tmp_path, seconds=2.5, out=out, web_port=0)
+
+    text = out.getvalue()
+    assert text.count("This machine's clock is not synchronised (NTP); the demo uses it") == 1
+    with Store.open(tmp_path / "gatekiosk.db") as store:
+        assert all(event.clock_synced for event in store.recent_events())
 
 
 def test_user_add_reads_the_password_from_stdin_and_never_stores_it_plain(runner, tmp_path):

@@ -82,7 +82,12 @@ def _stop_on_signals(stop: threading.Event) -> None:
     show_default=True,
     help="Port of the admin page (if taken, any free port is used).",
 )
-def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Continue with the database of earlier runs (default: start afresh; keys are kept).",
+)
+def demo(data_dir: Path, seconds: float | None, web_port: int, keep: bool) -> None:
     """The whole gate on this machine: simulated camera and pins.
 
     A simulated camera shows sample visitors in turn (an ID card, a national
@@ -94,6 +99,10 @@ def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
     the first run. The admin page runs too: its address and a manager
     password made up for this run are printed.
 
+    Each run starts from an empty database (unless --keep). The demo writes
+    its configuration to DATA_DIR/gatekiosk.toml and prints the commands that
+    use it: adding a guard, checking a demo code, exporting the log.
+
     Example:
 
     \b
@@ -101,7 +110,22 @@ def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
     """
     from kiosk.demo import run_demo
 
-    run_demo(data_dir=data_dir, seconds=seconds, web_port=web_port)
+    run_demo(data_dir=data_dir, seconds=seconds, web_port=web_port, keep=keep, program=_program())
+
+
+def _program() -> str:
+    """How the user called gatekiosk, for commands printed to copy: the bare
+    name when it is on the PATH (an activated virtualenv), else the path
+    used (``.venv/bin/gatekiosk`` from ``make demo``)."""
+    import shutil
+
+    called = Path(sys.argv[0])
+    if called.name != "gatekiosk":
+        return "gatekiosk"
+    found = shutil.which("gatekiosk")
+    if found is not None and Path(found).resolve() == called.resolve():
+        return "gatekiosk"
+    return str(called)
 
 
 @cli.command()
