@@ -426,8 +426,8 @@ def test_each_demo_starts_afresh_unless_kept(runner, tmp_path):
 
 
 def test_the_demo_refuses_to_clear_a_database_that_is_not_the_demos(runner, tmp_path):
-    from tests.web import record
     from kiosk.clock import FakeClock
+    from tests.web import record
 
     with Store.open(tmp_path / "gatekiosk.db") as store:
         record(store, FakeClock())
