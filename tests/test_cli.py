@@ -941,3 +941,20 @@ def test_commands_that_touch_no_image_load_no_opencv_zxing_or_picamera2(loaded_b
 @pytest.mark.parametrize("command", ["check --payload", "export (empty range)"])
 def test_commands_that_touch_no_image_load_no_numpy(loaded_by, command):
     assert "numpy" not in loaded_by(command)
+
+
+def test_the_readme_command_table_names_every_command_and_the_demo_and_selftest_options():
+    import click
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    for name, command in cli.commands.items():
+        assert f"`gatekiosk {name}" in table or f"`{name}`" in table or f", `{name}" in table, name
+        if isinstance(command, click.Group):
+            for sub in command.commands:
+                assert sub in table, f"{name} {sub}"
+    for command in ("demo", "selftest"):
+        for param in cli.commands[command].params:
+            for option in param.opts:
+                if option.startswith("--") and option != "--help":
+                    assert option in table, f"{command} {option}"
