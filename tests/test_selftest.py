@@ -127,12 +127,17 @@ def test_on_simulated_pins_the_outputs_are_not_checked_and_nobody_is_asked(tmp_p
     clock = FakeClock()
     factory = MockFactory()
     asked: list[str] = []
+
+    def confirm(question: str) -> bool:
+        asked.append(question)
+        return True
+
     checks = run_selftest(
         settings_for(tmp_path),
         clock=clock,
         source=SyntheticSource([Scene((), 60.0)], clock=clock),
         pin_factory=factory,
-        confirm=lambda question: asked.append(question) or True,
+        confirm=confirm,
         simulated_pins=True,
     )
     outputs = [c for c in checks if c.name.endswith(("light", "buzzer", "relay"))]
