@@ -205,7 +205,16 @@ def _replay_settings(config_path: Path | None, db_path: Path) -> Settings:
         if not db_path.exists() and site_db.is_file() and site_db.resolve() != db_path.resolve():
             _copy_database(site_db, db_path)
     # An absolute database name is joined to the data folder as itself.
-    return Settings(values=settings.values, source=settings.source, db_name=str(db_path.resolve()))
+    settings = Settings(
+        values=settings.values, source=settings.source, db_name=str(db_path.resolve())
+    )
+    if config_path is None or not db_path.exists():
+        return settings
+    from kiosk.config import with_site_settings
+    from kiosk.store import Store
+
+    with Store.open(db_path) as store:  # the settings managers saved on the web
+        return with_site_settings(settings, store.site_settings())
 
 
 def _copy_database(source: Path, target: Path) -> None:
