@@ -17,14 +17,28 @@ nobody; a cycle of a minute, repeated):
 The site's keys are created in the data folder on the first run
 (``keys/``), and the signed samples are issued with them at every start,
 so they appear among the site's declarations and passes on the admin page.
+
+The demo writes its settings as a configuration file in its data folder
+(``gatekiosk.toml``) and prints the commands that use it, so the other
+commands (``user add``, ``check``, ``export``) work on the demo's database
+and keys. Each run starts afresh from an empty database (the keys are
+kept) unless asked to continue (``keep=True``), which it then says.
+
+The demo's clock is the machine's: on a machine without time sync it says
+so once at start, and its events are not flagged one by one
+(:class:`DemoClock`).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+import shlex
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +48,7 @@ from gpiozero.pins.mock import MockFactory
 
 from kiosk.camera.synthetic import SyntheticSource
 from kiosk.clock import Clock, SystemClock
+from kiosk.codes.sitecodes import render_png
 from kiosk.compose import build_gate
 from kiosk.config import Settings, load_settings
 from kiosk.demo_codes import SignedDemoVisitors, signed_demo_visitors
@@ -62,6 +77,31 @@ GAP_S = 3.0
 DEMO_MANAGER = "demo"
 DEMO_WEB_PORT = 8080
 DEMO_SITE_ID = "demo"
+DEMO_GATE_ID = "demo-gate"
+DEMO_CONFIG_NAME = "gatekiosk.toml"
+DEMO_CODE_NAME = "declaration.png"
+"""A valid signed declaration of this run, as a PNG in the data folder's ``codes/``."""
+
+DEMO_SETTINGS: dict[str, Any] = {
+    "gate.id": DEMO_GATE_ID,
+    "gate.site_id": DEMO_SITE_ID,
+    "gate.mode": "both",
+    "camera.source": "synthetic",
+    "camera.fps": 10.0,
+    "pins.backend": "mock",
+    "pins.relay_pulse_ms": 1000,
+    "pins.light_ms": 1500,
+}
+"""The demo's settings beside the data folder, as written to its configuration file."""
+
+
+class DemoClock(SystemClock):
+    """The machine's clock, taken as it is: a demo has nothing to keep in
+    step with, so its events and the dashboard are not flagged for a
+    machine without time sync (the demo says so once instead)."""
+
+    def synchronised(self) -> bool:
+        return True
 
 
 @dataclass
@@ -99,20 +139,76 @@ def start_demo_web(settings: Settings, *, clock: Clock, port: int) -> DemoWeb:
     return DemoWeb(server.url, password, server, store)
 
 
+def write_demo_config(data_dir: Path) -> Path:
+    """Write the demo's configuration file into ``data_dir`` (made if missing)
+    and return its path: :data:`DEMO_SETTINGS` and the data folder (absolute,
+    so the file works from any folder)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    values = {**DEMO_SETTINGS, "gate.data_dir": str(data_dir.resolve())}
+    sections: dict[str, list[str]] = {}
+    for name, value in values.items():
+        section, key = name.split(".", 1)
+        sections.setdefault(section, []).append(f"{key} = {_toml_value(value)}")
+    lines = [
+        "# Written by `gatekiosk demo` at every start: the demo's own settings.",
+        "# Pass it to any command to work on the demo, e.g.",
+        f"#   gatekiosk user add minh --role guard --config {DEMO_CONFIG_NAME}",
+    ]
+    for section, entries in sections.items():
+        lines += ["", f"[{section}]", *entries]
+    path = data_dir / DEMO_CONFIG_NAME
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+
+
 def demo_settings(data_dir: Path) -> Settings:
-    return load_settings(
-        overrides={
-            "gate.id": "demo-gate",
-            "gate.site_id": DEMO_SITE_ID,
-            "gate.data_dir": str(data_dir),
-            "gate.mode": "both",
-            "camera.source": "synthetic",
-            "camera.fps": 10.0,
-            "pins.backend": "mock",
-            "pins.relay_pulse_ms": 1000,
-            "pins.light_ms": 1500,
-        },
-        env={},
+    """The demo's settings, read back from the configuration file it writes
+    into ``data_dir`` (so the demo runs on exactly what the printed commands use)."""
+    return load_settings(write_demo_config(data_dir), env={})
+
+
+def clear_demo_database(settings: Settings) -> bool:
+    """Remove the demo's database (the keys and hash key stay), so a run starts
+    from a known state; True if there was one. A database holding another
+    gate's events is not the demo's: GateError, nothing removed."""
+    db = settings.db_path
+    if not db.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            other = conn.execute(
+                "SELECT 1 FROM events WHERE gate_id <> ? LIMIT 1", (DEMO_GATE_ID,)
+            ).fetchone()
+    except sqlite3.Error as exc:
+        raise GateError(f"{db}: cannot tell whether it is the demo's database ({exc})") from None
+    if other is not None:
+        raise GateError(
+            f"{db} holds events of another gate, not the demo's; "
+            "give the demo a folder of its own with --data-dir"
+        )
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return True
+
+
+def newcomer_commands(config: Path, code: Path, *, program: str = "gatekiosk") -> str:
+    """What to try next, on the demo's own database and keys: the exact commands."""
+    cfg = shlex.quote(str(config))
+    return (
+        f"Cấu hình của demo / the demo's configuration: {config}\n"
+        "Thử trong một cửa sổ khác / try in another terminal:\n"
+        f"  thêm bảo vệ / add a guard:       {program} user add minh --role guard --config {cfg}\n"
+        f"  kiểm tra mã / check a demo code: {program} check --config {cfg} "
+        f"--image {shlex.quote(str(code))}\n"
+        f"  xuất nhật ký / export the log:   {program} export --config {cfg} -o demo-log.xlsx\n"
     )
 
 
@@ -145,7 +241,7 @@ def demo_visitors(signed: SignedDemoVisitors) -> tuple[SampleVisitor, ...]:
 
 
 def demo_source(
-    clock: SystemClock, settings: Settings, visitors: tuple[SampleVisitor, ...]
+    clock: Clock, settings: Settings, visitors: tuple[SampleVisitor, ...]
 ) -> SyntheticSource:
     scenes = []
     for visitor in visitors:
@@ -242,12 +338,39 @@ def run_demo(
     stop: threading.Event | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     web_port: int = DEMO_WEB_PORT,
+    keep: bool = False,
+    program: str = "gatekiosk",
 ) -> None:
+    """Run the demo until ``stop`` is set or ``seconds`` have passed. It starts
+    from an empty database unless ``keep``; ``program`` is how the printed
+    commands call gatekiosk."""
     out = out or sys.stdout
     stop = stop or threading.Event()
     settings = demo_settings(data_dir)
-    clock = SystemClock()
-    visitors = demo_visitors(prepare_signed_visitors(settings, now=clock.now()))
+    if keep:
+        start_note = (
+            "Tiếp tục với dữ liệu của các lần chạy trước (--keep). / Continuing with the "
+            "events, passes and presence of earlier runs (--keep).\n"
+        )
+    else:
+        cleared = clear_demo_database(settings)
+        start_note = (
+            "Bắt đầu lại từ đầu: đã xóa dữ liệu demo cũ. / Starting afresh: the earlier "
+            "demo's database was removed (--keep continues it).\n"
+            if cleared
+            else ""
+        )
+    clock = DemoClock()
+    if not SystemClock().synchronised():
+        start_note += (
+            "Đồng hồ của máy này chưa được đồng bộ (NTP); bản demo dùng giờ của máy. / "
+            "This machine's clock is not synchronised (NTP); the demo uses it as it is.\n"
+        )
+    signed = prepare_signed_visitors(settings, now=clock.now())
+    code = settings.data_dir / "codes" / DEMO_CODE_NAME
+    code.parent.mkdir(exist_ok=True)
+    render_png(signed.valid.payload, code)
+    visitors = demo_visitors(signed)
     factory = MockFactory()
     lights = LightsLine(factory, settings, out)
 
@@ -270,12 +393,14 @@ def run_demo(
                 hashed, label="Lê Hoàng Phúc (demo)", note="demo: denylisted", at=clock.now()
             )
         web = start_demo_web(settings, clock=clock, port=web_port)
+        config = data_dir / DEMO_CONFIG_NAME
         out.write(
-            "gatekiosk demo: simulated camera and pins, database "
+            start_note + "gatekiosk demo: simulated camera and pins, database "
             f"{settings.db_path}. Ctrl-C to stop.\n"
             f"Admin page: {web.url}  user: {DEMO_MANAGER}  password (this run only): "
             f"{web.password}\n"
             f"Gate screen: {web.url}display\n"
+            + newcomer_commands(config, data_dir / "codes" / DEMO_CODE_NAME, program=program)
         )
         out.flush()
         scan = threading.Thread(target=gate.scanner.run, args=(stop,), name="scanner")

@@ -108,6 +108,7 @@ class XlsxJob:
     where: EventFilter
     tz: ZoneInfo
     tmpdir: Path
+    lang: str = "en"
 
     def message(self, *, out_fd: int, parent_pid: int, nice: int, log_level: int) -> bytes:
         """The JSON line the worker reads on stdin."""
@@ -118,6 +119,7 @@ class XlsxJob:
             "where": filter_to_json(self.where),
             "tz": self.tz.key,
             "tmpdir": str(self.tmpdir),
+            "lang": self.lang,
             "out_fd": out_fd,
             "parent_pid": parent_pid,
             "nice": nice,
@@ -231,7 +233,13 @@ def run_job(message: dict[str, Any]) -> int:
     tz = ZoneInfo(message["tz"])
     with os.fdopen(message["out_fd"], "r+b") as out:
         with Store.open(message["db_path"], read_only=True) as store:
-            rows = write_xlsx(store.iter_events(where), out, tz=tz, tmpdir=message["tmpdir"])
+            rows = write_xlsx(
+                store.iter_events(where),
+                out,
+                tz=tz,
+                tmpdir=message["tmpdir"],
+                lang=message.get("lang", "en"),
+            )
         out.flush()
     return rows
 

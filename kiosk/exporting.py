@@ -36,6 +36,7 @@ def export_to_file(
     tz: ZoneInfo,
     actor: str,
     at: datetime,
+    lang: str = "vi",
 ) -> int:
     """Write the events matching ``where`` to ``path`` as ``fmt`` ("csv" or "xlsx"),
     audit it, and return the number of rows written.
@@ -47,7 +48,8 @@ def export_to_file(
     a SIGKILL at any moment leaves either the old file or the complete new
     one, and no temporary file. The file is readable by its owner only, as
     it holds personal data. ``actor`` names who asked, e.g. ``"cli:root"``;
-    ``at`` is the audit time.
+    ``at`` is the audit time. Headers and coded cells are in ``lang``
+    ("vi" or "en", see :mod:`kiosk.export.labels`).
 
     Example::
 
@@ -60,11 +62,13 @@ def export_to_file(
     target = Path(path)
     with AtomicOutput(target) as output:
         if fmt == "csv":
-            rows = write_store_csv(store, where, output.file, tz=tz)
+            rows = write_store_csv(store, where, output.file, tz=tz, lang=lang)
         else:
             from kiosk.export.xlsx import write_xlsx
 
-            rows = write_xlsx(store.iter_events(where), output.file, tz=tz, tmpdir=target.parent)
+            rows = write_xlsx(
+                store.iter_events(where), output.file, tz=tz, tmpdir=target.parent, lang=lang
+            )
         output.commit()
     store.audit(
         actor=actor,

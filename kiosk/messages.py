@@ -196,6 +196,11 @@ def register(reason: str, message: Message) -> None:
     _MESSAGES[reason] = message
 
 
+def known_reasons() -> tuple[str, ...]:
+    """Every reason code with a message of its own (not a prefix's fallback)."""
+    return tuple(_MESSAGES)
+
+
 def message_for(reason: str) -> Message:
     """The visitor message for a reason code; never fails."""
     if reason in _MESSAGES:

@@ -266,7 +266,8 @@ class Scanner:
             reason=decision.reason,
             kind=identified.kind,
             subject_hash=hashed,
-            display_name=credential.display_name if credential else None,
+            # A genuine code refused for what it says still names its holder.
+            display_name=credential.display_name if credential else identified.display_name,
             masked_id=credential.masked_id if credential else None,
             id_number=credential.id_number if credential and self.settings.store_full_id else None,
             warning=decision.warning,

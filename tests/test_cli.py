@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,11 @@ def json_lines(output: str) -> list[dict]:
         "keys rotate",
         "keys retire",
         "keys list",
+        "user disable",
+        "user enable",
+        "trust list",
+        "export",
+        "selftest",
         "declare",
         "purge",
     ],
@@ -59,6 +66,17 @@ def test_every_command_has_help_with_an_example(runner, command):
     result = runner.invoke(cli, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Example:" in result.output
+
+
+@pytest.mark.parametrize("command", ["check", "export", "selftest", "declare", "replay", "run"])
+def test_help_examples_are_never_rewrapped_so_they_paste_whole(runner, command):
+    result = runner.invoke(cli, [command, "--help"], terminal_width=60)
+    shown = result.output.split("Example:")[1].split("Options:")[0]
+    lines = [line.strip() for line in shown.strip().splitlines()]
+    assert lines[0].startswith(("gatekiosk ", "sudo "))
+    # Every line but the last ends in a shell continuation: nothing was re-flowed.
+    assert all(line.endswith("\\") for line in lines[:-1]), lines
+    assert all(len(line) <= 76 for line in lines), lines
 
 
 @pytest.mark.parametrize("backend", ["zxing", "zbar"])
@@ -233,6 +251,83 @@ def test_replay_prints_one_json_line_per_decision(runner, tmp_path):
         assert [e.kind for e in store.recent_events()] == ["unrecognised", "cccd"]
 
 
+def decisions(output: str) -> list[tuple[int, str, str]]:
+    return [(x["frame"], x["decision"], x["reason"]) for x in json_lines(output)]
+
+
+def test_replay_follows_the_recordings_time_not_the_machines(runner, tmp_path):
+    # A card shown, gone for 3.3 s of video (longer than the 2 s hysteresis), shown again.
+    video = tmp_path / "gate.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 30, (640, 480), False)
+    card, blank = render_code_frame(CARD), render_code_frame(b"x", module_px=0.01)
+    for i in range(104):
+        writer.write(card if i < 2 or i >= 102 else blank)
+    writer.release()
+
+    fast = runner.invoke(cli, ["replay", "--db", str(tmp_path / "a.db"), str(video)])
+    paced = runner.invoke(
+        cli, ["replay", "--fps", "30", "--db", str(tmp_path / "b.db"), str(video)]
+    )
+
+    assert fast.exit_code == 0, fast.output
+    assert decisions(fast.output) == [(0, "allow", "ok"), (102, "allow", "ok-exit")]
+    assert decisions(paced.output) == decisions(fast.output)
+
+
+def test_replay_of_a_folder_takes_its_frame_rate_from_fps(runner, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_image(frames / "0.png", CARD)
+    cv2.imwrite(str(frames / "1.png"), render_code_frame(b"x", module_px=0.01))
+    write_image(frames / "2.png", CARD)
+
+    default = runner.invoke(cli, ["replay", "--db", str(tmp_path / "a.db"), str(frames)])
+    slow = runner.invoke(
+        cli, ["replay", "--fps", "0.4", "--db", str(tmp_path / "b.db"), str(frames)]
+    )
+
+    # At 10 images a second the card is away 0.2 s: the same presentation.
+    assert decisions(default.output) == [(0, "allow", "ok")]
+    # At one image every 2.5 s it is away 5 s: shown again, leaving.
+    assert decisions(slow.output) == [(0, "allow", "ok"), (2, "allow", "ok-exit")]
+    assert "10 images per second" in runner.invoke(cli, ["replay", "--help"]).output
+
+
+def test_replay_with_a_config_reads_the_sites_keys_and_denylist(runner, config, tmp_path):
+    from kiosk.camera.files import FOLDER_FPS
+    from kiosk.privacy import load_or_create_key, subject_hash
+    from kiosk.samples import DENYLISTED_ID, VISITOR_DENYLISTED
+
+    assert FOLDER_FPS == 10.0  # as the help says
+    assert runner.invoke(cli, ["keys", "init", "--config", str(config)]).exit_code == 0
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    declared = runner.invoke(
+        cli, declare_args(config, frames / "0.png", "symptoms=no", "contact=no", "area=no")
+    )
+    assert declared.exit_code == 0, declared.output
+    write_image(frames / "1.png", VISITOR_DENYLISTED.payload)
+    settings = load_settings(config)
+    key = load_or_create_key(settings.key_path)
+    with Store.open(settings.db_path) as store:
+        store.add_to_denylist(
+            subject_hash(key, DENYLISTED_ID), label="Phúc", note="test", at=store_now()
+        )
+    elsewhere = tmp_path / "replay.db"
+
+    result = runner.invoke(
+        cli,
+        ["replay", "--fps", "0.25", "--config", str(config), "--db", str(elsewhere), str(frames)],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert decisions(result.output) == [(0, "allow", "ok"), (1, "deny", "denylisted")]
+    with Store.open(elsewhere) as store:
+        assert len(store.recent_events()) == 2
+    with Store.open(settings.db_path) as store:
+        assert store.recent_events() == []  # the site's own log is untouched
+
+
 def test_run_with_a_bad_config_lists_every_problem_and_exits_1(runner, tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[gate]\nmode = "sideways"\n[pins]\nred = 17\n')
@@ -261,6 +356,99 @@ def test_demo_decides_and_records_the_first_visitor(runner, tmp_path):
     with Store.open(tmp_path / "gatekiosk.db") as store:
         [event] = store.recent_events()
     assert (event.kind, event.decision, event.display_name) == ("cccd", "allow", "Nguyễn Văn An")
+
+
+def printed_command(output: str, label: str) -> list[str]:
+    """The arguments of the command the demo printed after ``label``, without the program."""
+    line = next(line for line in output.splitlines() if label in line)
+    words = shlex.split(line.split(":", 1)[1])
+    assert words[0] == "gatekiosk"
+    return words[1:]
+
+
+def test_the_commands_the_demo_prints_work_on_the_demos_data(runner, tmp_path):
+    data = tmp_path / "demo-data"
+    first = runner.invoke(
+        cli, ["demo", "--data-dir", str(data), "--seconds", "1", "--web-port", "0"]
+    )
+    assert first.exit_code == 0, first.output
+    assert f"the demo's configuration: {data / 'gatekiosk.toml'}" in first.output
+
+    added = runner.invoke(
+        cli,
+        printed_command(first.output, "add a guard"),
+        input="guard password 1\nguard password 1\n",
+    )
+    checked = runner.invoke(cli, [*printed_command(first.output, "check a demo code"), "--json"])
+    export_args = printed_command(first.output, "export the log")
+    out = export_args.index("-o") + 1
+    export_args[out] = str(tmp_path / export_args[out])
+    exported = runner.invoke(cli, export_args)
+
+    assert added.exit_code == 0, added.output
+    assert "Added guard minh." in added.output
+    assert checked.exit_code == 0, checked.output
+    decision = json.loads(checked.output)
+    assert (decision["decision"], decision["reason"], decision["kind"]) == (
+        "allow",
+        "ok",
+        "declaration",
+    )
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "demo-log.xlsx").stat().st_size > 0
+
+
+def test_each_demo_starts_afresh_unless_kept(runner, tmp_path):
+    def demo(*extra: str) -> Any:
+        result = runner.invoke(
+            cli,
+            ["demo", "--data-dir", str(tmp_path), "--seconds", "2.5", "--web-port", "0", *extra],
+        )
+        assert result.exit_code == 0, result.output
+        return result
+
+    def counts() -> tuple[int, int]:
+        with Store.open(tmp_path / "gatekiosk.db") as store:
+            passes = store.site_codes("staff-pass", now=store_now())
+            return len(store.recent_events()), len(passes)
+
+    assert "Starting afresh" not in demo().output  # nothing to clear the first time
+    once = counts()
+    again = demo()
+    assert "Starting afresh: the earlier demo's database was removed" in again.output
+    assert counts() == once == (1, 1)
+    kept = demo("--keep")
+    assert "Continuing with the events, passes and presence of earlier runs" in kept.output
+    assert counts()[0] == 2
+
+
+def test_the_demo_refuses_to_clear_a_database_that_is_not_the_demos(runner, tmp_path):
+    from kiosk.clock import FakeClock
+    from tests.web import record
+
+    with Store.open(tmp_path / "gatekiosk.db") as store:
+        record(store, FakeClock())
+    result = runner.invoke(cli, ["demo", "--data-dir", str(tmp_path), "--seconds", "1"])
+    assert result.exit_code == 1
+    assert "holds events of another gate, not the demo's" in result.output
+    with Store.open(tmp_path / "gatekiosk.db") as store:
+        assert len(store.recent_events()) == 1
+
+
+def test_the_demo_says_once_that_its_clock_is_the_machines(monkeypatch, tmp_path):
+    import io
+
+    from kiosk.clock import SystemClock
+    from kiosk.demo import run_demo
+
+    monkeypatch.setattr(SystemClock, "synchronised", lambda self: False)
+    out = io.StringIO()
+    run_demo(data_dir=tmp_path, seconds=2.5, out=out, web_port=0)
+
+    text = out.getvalue()
+    assert text.count("This machine's clock is not synchronised (NTP); the demo uses it") == 1
+    with Store.open(tmp_path / "gatekiosk.db") as store:
+        assert all(event.clock_synced for event in store.recent_events())
 
 
 def test_user_add_reads_the_password_from_stdin_and_never_stores_it_plain(runner, tmp_path):
@@ -302,6 +490,38 @@ def test_user_add_prompts_twice_for_the_password(runner, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "Added guard thu." in result.output
+
+
+def test_user_changes_from_the_cli_are_audited_and_disable_enable_work(runner, config):
+    def user_cmd(*args: str, password: str | None = None) -> Any:
+        result = runner.invoke(cli, ["user", *args, "--config", str(config)], input=password)
+        assert result.exit_code == 0, result.output
+        return result
+
+    user_cmd("add", "lan", "--role", "manager", "--password-stdin", password="correct horse 1\n")
+    user_cmd("add", "minh", "--role", "guard", "--password-stdin", password="guard password 1\n")
+    assert user_cmd("disable", "minh").output == "minh is disabled.\n"
+    assert user_cmd("list").output == "lan\tmanager\tenabled\nminh\tguard\tdisabled\n"
+    assert user_cmd("enable", "minh").output == "minh can log in again.\n"
+    user_cmd("disable", "minh")
+    user_cmd("reset-password", "minh", "--password-stdin", password="guard password 2\n")
+    assert user_cmd("list").output.splitlines()[1] == "minh\tguard\tenabled"
+    lonely = user_cmd("disable", "lan")
+    assert "No enabled manager remains" in lonely.output
+
+    assert [(a.actor, a.action, a.detail) for a in audit_rows(config)] == [
+        (ACTOR, "user-add", {"user": "lan", "role": "manager"}),
+        (ACTOR, "user-add", {"user": "minh", "role": "guard"}),
+        (ACTOR, "user-disable", {"user": "minh"}),
+        (ACTOR, "user-enable", {"user": "minh"}),
+        (ACTOR, "user-disable", {"user": "minh"}),
+        (ACTOR, "user-password-reset", {"user": "minh"}),
+        (ACTOR, "user-enable", {"user": "minh"}),
+        (ACTOR, "user-disable", {"user": "lan"}),
+    ]
+    missing = runner.invoke(cli, ["user", "disable", "nobody", "--config", str(config)])
+    assert missing.exit_code == 1
+    assert "no user named 'nobody'" in missing.output
 
 
 def test_export_writes_the_days_asked_for_in_local_time_and_audits_it(runner, tmp_path):
@@ -347,12 +567,18 @@ def test_export_writes_the_days_asked_for_in_local_time_and_audits_it(runner, tm
     assert text.startswith("\ufeff")
     assert "Hôm trước" not in text
     assert "'=cmd|' /C calc'!A0" in text
+    assert text.startswith('\ufeff"Giờ địa phương (Asia/Ho_Chi_Minh, UTC+07:00)",Giờ UTC,Cổng,')
+    english = runner.invoke(
+        cli, ["export", "--config", str(config), "--lang", "en", "-o", str(tmp_path / "en.csv")]
+    )
+    assert english.exit_code == 0, english.output
+    assert (tmp_path / "en.csv").read_text(encoding="utf-8-sig").startswith('"Local time (')
     assert as_xlsx.exit_code == 0, as_xlsx.output
     sheet = openpyxl.load_workbook(xlsx_out, read_only=True).worksheets[0]
     assert sheet.max_row == 2
     with Store.open(tmp_path / "gatekiosk.db") as store:
         audits = [a for a in store.audit_entries() if a.action == "export"]
-    assert [a.row_count for a in audits] == [1, 1]
+    assert sorted(a.row_count or 0 for a in audits) == [1, 1, 2]
     assert all(a.actor.startswith("cli:") for a in audits)
 
 
@@ -361,6 +587,35 @@ def test_export_with_a_bad_date_says_what_it_expects(runner, tmp_path):
     assert result.exit_code == 2
     assert "is not a date (2026-11-01) or a time (2026-11-01T08:00)" in result.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_export_refuses_a_suffix_it_cannot_tell_the_format_from(runner, tmp_path):
+    refused = runner.invoke(cli, ["export", "-o", str(tmp_path / "x.txt")])
+    assert refused.exit_code == 2
+    assert "cannot tell the format from 'x.txt'" in refused.output
+    assert not (tmp_path / "x.txt").exists()
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\ndata_dir = "{tmp_path / "data"}"\n')
+    named = runner.invoke(
+        cli, ["export", "--config", str(config), "--format", "csv", "-o", str(tmp_path / "x.txt")]
+    )
+    assert named.exit_code == 0, named.output
+    assert (tmp_path / "x.txt").exists()
+
+
+def test_log_lines_are_stamped_in_the_site_time_with_its_offset():
+    import logging
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from kiosk.cli.group import SiteTimeFormatter
+
+    record = logging.LogRecord("kiosk.scanner", logging.INFO, __file__, 1, "allow in", (), None)
+    record.created = datetime(2026, 11, 28, 8, 4, 5, 123000, tzinfo=UTC).timestamp()
+
+    line = SiteTimeFormatter(ZoneInfo("Asia/Ho_Chi_Minh")).format(record)
+
+    assert line == "2026-11-28T15:04:05.123+07:00 INFO kiosk.scanner: allow in"
 
 
 # -- site keys, declarations at the desk, purge ------------------------------------
@@ -374,6 +629,15 @@ def config(tmp_path: Path) -> Path:
 
 
 KID = r"[0-9a-f]{16}"
+ACTOR = f"cli:{getpass.getuser()}"
+
+
+def audit_rows(config: Path) -> list[Any]:
+    """The site's audit log, oldest first."""
+    with Store.open(load_settings(config).db_path) as store:
+        return sorted(store.audit_entries(), key=lambda a: a.id)
+
+
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+07:00"
 
 
@@ -404,7 +668,8 @@ def test_keys_list_rotate_and_retire(runner, config):
         return result
 
     keys_cmd("init")
-    [only] = keys_cmd("list").output.splitlines()
+    header, only = keys_cmd("list").output.splitlines()
+    assert header == "KEY ID\tCREATED\tSTATE"
     assert re.fullmatch(rf"{KID}\t{STAMP}\tactive", only)
     first_kid = only.split("\t")[0]
 
@@ -413,7 +678,7 @@ def test_keys_list_rotate_and_retire(runner, config):
         rf"New signing key ({KID}) in .*; older keys still verify\.", rotated.output
     )
     assert new_kid is not None
-    listed = keys_cmd("list").output.splitlines()
+    listed = keys_cmd("list").output.splitlines()[1:]
     assert [line.split("\t")[::2] for line in listed] == [
         [first_kid, "valid"],
         [new_kid[1], "active"],
@@ -424,9 +689,16 @@ def test_keys_list_rotate_and_retire(runner, config):
         f"Retired site key {first_kid}: codes it signed are refused from now on; "
         "its private key was deleted.\n"
     )
-    states = [line.split("\t")[2] for line in keys_cmd("list").output.splitlines()]
+    states = [line.split("\t")[2] for line in keys_cmd("list").output.splitlines()[1:]]
     assert re.fullmatch(rf"retired {STAMP}", states[0])
     assert states[1] == "active"
+
+    actions = audit_rows(config)
+    assert [(a.actor, a.action, a.detail["kid"]) for a in actions] == [
+        (ACTOR, "key-init", first_kid),
+        (ACTOR, "key-rotate", new_kid[1]),
+        (ACTOR, "key-retire", first_kid),
+    ]
 
     last = keys_cmd("retire", new_kid[1])
     assert "No signing key remains: run `gatekiosk keys rotate`" in last.output
@@ -666,3 +938,20 @@ def test_commands_that_touch_no_image_load_no_opencv_zxing_or_picamera2(loaded_b
 @pytest.mark.parametrize("command", ["check --payload", "export (empty range)"])
 def test_commands_that_touch_no_image_load_no_numpy(loaded_by, command):
     assert "numpy" not in loaded_by(command)
+
+
+def test_the_readme_command_table_names_every_command_and_the_demo_and_selftest_options():
+    import click
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    for name, command in cli.commands.items():
+        assert f"`gatekiosk {name}" in table or f"`{name}`" in table or f", `{name}" in table, name
+        if isinstance(command, click.Group):
+            for sub in command.commands:
+                assert sub in table, f"{name} {sub}"
+    for with_options in ("demo", "selftest"):
+        for param in cli.commands[with_options].params:
+            for option in param.opts:
+                if option.startswith("--") and option != "--help":
+                    assert option in table, f"{with_options} {option}"

@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -137,10 +138,22 @@ def test_install_refuses_purge_data_without_uninstall() -> None:
 
 
 def test_install_stops_with_a_message_when_not_root() -> None:
-    command = [tool("bash"), str(INSTALL), "--no-start"]
-    if os.geteuid() == 0:
-        command = [tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    # As root the script runs as nobody, who may not be able to enter the
+    # folder holding this checkout (root's home, a mktemp -d folder): it runs
+    # from a copy in a folder anyone can read, started from there.
+    with tempfile.TemporaryDirectory(prefix="gatekiosk-install-") as tmp:
+        folder = Path(tmp)
+        folder.chmod(0o755)
+        script = folder / "install.sh"
+        shutil.copyfile(INSTALL, script)
+        script.chmod(0o755)
+        command = [tool("bash"), str(script), "--no-start"]
+        if os.geteuid() == 0:
+            setpriv = [tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups"]
+            command = [*setpriv, *command]
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=60, check=False, cwd=folder
+        )
     assert result.returncode == 1
     assert "run as root" in result.stderr
     assert result.stdout == ""

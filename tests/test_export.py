@@ -166,7 +166,7 @@ def test_header_names_a_daylight_saving_zone_without_an_offset() -> None:
 
 def test_header_row_follows_the_export_columns() -> None:
     labels = header_row(SAIGON)
-    assert len(labels) == len(EXPORT_COLUMNS) == 18
+    assert len(labels) == len(EXPORT_COLUMNS) == 20
     assert labels[0] == "Local time (Asia/Ho_Chi_Minh, UTC+07:00)"
     assert labels[1:] == [column.label for column in EXPORT_COLUMNS[1:]]
 
@@ -211,6 +211,8 @@ def test_csv_row_has_local_and_utc_times_and_every_field() -> None:
         "5f0c6e7a9b8d4c3e2f1a0b9c8d7e6f5a",
         "1",
         f"{1:032x}",
+        "",
+        "",
         "",
         "",
     ]
@@ -310,7 +312,7 @@ def test_xlsx_has_a_bold_frozen_header_naming_the_zone(tmp_path: Path) -> None:
     assert header == header_row(SAIGON)
     assert all(cell.font.b for cell in sheet[1])
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:R2"
+    assert sheet.auto_filter.ref == "A1:T2"
     assert sheet.column_dimensions["H"].width > 20
 
 
@@ -435,12 +437,12 @@ def hcert_event(seq: int, **changes: object) -> Event:
     return make_event(seq, **values)
 
 
-def test_hcert_identity_is_in_the_last_two_columns(tmp_path: Path) -> None:
-    assert [c.label for c in EXPORT_COLUMNS[-2:]] == ["Date of birth", "Name (Latin)"]
+def test_hcert_identity_follows_the_original_sixteen_columns(tmp_path: Path) -> None:
+    assert [c.label for c in EXPORT_COLUMNS[16:18]] == ["Date of birth", "Name (Latin)"]
     events = [hcert_event(1), make_event(2)]
     rows = read_csv(export_csv(events))
-    assert rows[1][-2:] == ["1990-04-12", "NGUYEN THI MAI"]
-    assert rows[2][-2:] == ["", ""]
+    assert rows[1][16:18] == ["1990-04-12", "NGUYEN THI MAI"]
+    assert rows[2][16:18] == ["", ""]
     sheet = export_xlsx(tmp_path, events).active
     assert [cell.value for cell in sheet[2][16:18]] == ["1990-04-12", "NGUYEN THI MAI"]
     assert [cell.value for cell in sheet[3][16:18]] == [None, None]
@@ -448,7 +450,7 @@ def test_hcert_identity_is_in_the_last_two_columns(tmp_path: Path) -> None:
 
 def test_hcert_identity_cells_are_neutralised() -> None:
     rows = read_csv(export_csv([hcert_event(1, name_latin="=HYPERLINK(1)")]))
-    assert rows[1][-1] == "'=HYPERLINK(1)"
+    assert rows[1][17] == "'=HYPERLINK(1)"
 
 
 # --------------------------------------------------------------------------- CSV from the store
@@ -462,12 +464,12 @@ def store_with(tmp_path: Path, events: list[Event]) -> Store:
 
 
 def both_exports(
-    store: Store, tz: ZoneInfo, where: EventFilter | None = None
+    store: Store, tz: ZoneInfo, where: EventFilter | None = None, lang: str = "en"
 ) -> tuple[bytes, bytes]:
     where = where or EventFilter()
     events_path, fast_path = io.BytesIO(), io.BytesIO()
-    rows = write_csv(store.iter_events(where), events_path, tz=tz)
-    assert write_store_csv(store, where, fast_path, tz=tz) == rows
+    rows = write_csv(store.iter_events(where), events_path, tz=tz, lang=lang)
+    assert write_store_csv(store, where, fast_path, tz=tz, lang=lang) == rows
     return events_path.getvalue(), fast_path.getvalue()
 
 
@@ -495,14 +497,22 @@ def awkward_events() -> list[Event]:
         make_event(5008, kind="hcert", name_latin="=HYPERLINK(1)", birth_date="1990-01-31"),
         make_event(5009, kind="hcert", name_latin="NGUYEN<<AN", birth_date="1990-01-31"),
         make_event(5010, display_name="nul\x00inside", warning="w\x00"),
+        make_event(5011, kind="override", override=True, actor="=guard", note='a, "b"\n'),
+        make_event(5012, kind="manual", override=True, actor="lan", note="Khách của anh Minh"),
+        make_event(5013, reason="ok-exit", direction="out", actor="@x", note="n\x00"),
+        make_event(5014, reason="sitecode-brand-new", decision="deny"),
+        make_event(5015, reason="denylisted", decision="deny", kind="pc-covid"),
     ]
     return events
 
 
+@pytest.mark.parametrize("lang", ["en", "vi"])
 @pytest.mark.parametrize("tz", [SAIGON, LONDON, ZoneInfo("UTC"), ZoneInfo("Asia/Kolkata")])
-def test_store_csv_is_byte_identical_to_the_events_csv(tmp_path: Path, tz: ZoneInfo) -> None:
+def test_store_csv_is_byte_identical_to_the_events_csv(
+    tmp_path: Path, tz: ZoneInfo, lang: str
+) -> None:
     with store_with(tmp_path, awkward_events()) as store:
-        events_csv, fast_csv = both_exports(store, tz)
+        events_csv, fast_csv = both_exports(store, tz, lang=lang)
     assert fast_csv == events_csv
     assert len(read_csv(fast_csv)) == 1 + len(awkward_events())
 
@@ -555,10 +565,73 @@ def test_store_csv_writes_the_identity_columns_as_the_events_path_does(tmp_path:
         write_csv(store.iter_events(EventFilter()), slow, tz=SAIGON)
     assert fast.getvalue() == slow.getvalue()
     rows = read_csv(fast.getvalue())
-    assert [row[-2:] for row in rows[1:]] == [
+    assert [row[16:18] for row in rows[1:]] == [
         ["1990-04-12", "NGUYEN THI MAI"],
         ["", ""],
         ["1990-04-12", "'=CMD"],
         ["", ""],
         ["", ""],
     ]
+
+
+# --------------------------------------------------------------------------- languages, guards
+
+
+def test_a_guards_admission_shows_who_admitted_and_why() -> None:
+    event = make_event(1, kind="override", override=True, actor="bao-ve-1", note="Khách, có hẹn")
+    rows = read_csv(export_csv([event]))
+    assert rows[0][-2:] == ["Admitted by", "Guard's note"]
+    assert rows[1][-2:] == ["bao-ve-1", "Khách, có hẹn"]
+
+
+def test_vietnamese_export_has_vietnamese_headers_and_values(tmp_path: Path) -> None:
+    events = [
+        make_event(1),
+        make_event(2, reason="ok-exit", direction="out"),
+        make_event(3, decision="deny", reason="denylisted", kind="pc-covid", clock_synced=False),
+        make_event(4, kind="manual", override=True, actor="lan", reason="manual-admit"),
+        make_event(5, reason="sitecode-expired", kind="declaration", decision="deny"),
+    ]
+    out = io.BytesIO()
+    write_csv(events, out, tz=SAIGON, lang="vi")
+    rows = read_csv(out.getvalue())
+    assert rows[0] == header_row(SAIGON, "vi")
+    assert rows[0][:3] == ["Giờ địa phương (Asia/Ho_Chi_Minh, UTC+07:00)", "Giờ UTC", "Cổng"]
+    assert rows[0][-2:] == ["Người cho vào", "Ghi chú của bảo vệ"]
+    assert [row[3:7] for row in rows[1:]] == [
+        ["vào", "cho vào", "Mời vào", "CCCD"],
+        ["ra", "cho vào", "Tạm biệt – hẹn gặp lại", "CCCD"],
+        ["vào", "từ chối", "Không được phép vào. Vui lòng gặp bảo vệ", "PC-Covid"],
+        ["ra", "cho vào", "Bảo vệ cho phép vào", "Bảo vệ cho vào"],
+        ["vào", "từ chối", rows[5][5], "Tờ khai y tế"],
+    ]
+    assert rows[5][5] not in ("", "sitecode-expired")
+    assert [row[10] for row in rows[1:]] == ["KHÔNG", "KHÔNG", "KHÔNG", "CÓ", "KHÔNG"]
+    assert rows[3][12] == "KHÔNG"
+    assert rows[4][18] == "lan"
+
+    book = openpyxl.load_workbook(
+        io.BytesIO(_xlsx_bytes(events, lang="vi", tmp_path=tmp_path)), read_only=False
+    )
+    sheet = book.active
+    assert [cell.value for cell in sheet[1]] == header_row(SAIGON, "vi")
+    assert [cell.value for cell in sheet[5][3:7]] == [
+        "ra",
+        "cho vào",
+        "Bảo vệ cho phép vào",
+        "Bảo vệ cho vào",
+    ]
+    assert sheet[5][10].value == "CÓ"
+    assert sheet[2][9].data_type == "s"  # the ID number stays text
+    assert sheet[2][9].number_format == "@"  # and stays text when typed over
+
+
+def test_an_unknown_export_language_is_refused() -> None:
+    with pytest.raises(ValueError, match="one of vi, en"):
+        write_csv([make_event(1)], io.BytesIO(), tz=SAIGON, lang="fr")
+
+
+def _xlsx_bytes(events: list[Event], *, lang: str, tmp_path: Path) -> bytes:
+    out = io.BytesIO()
+    write_xlsx(events, out, tz=SAIGON, tmpdir=tmp_path, lang=lang)
+    return out.getvalue()

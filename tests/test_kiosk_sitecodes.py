@@ -184,7 +184,9 @@ def test_valid_declaration_is_allowed_and_logged_with_the_visitors_name(site, ga
     assert (event.decision, event.display_name) == ("allow", "Phạm Thu Hà")
 
 
-def test_expired_tampered_and_refusing_declarations_are_refused_with_their_reasons(site, gates):
+def test_expired_tampered_and_refusing_declarations_are_refused_with_their_reasons_and_names(
+    site, gates
+):
     expired = site.declare("Vũ Minh Khoa", at=site.clock.now() - timedelta(days=2))
     forged = tamper_name(site.declare("Đỗ Văn Nam").text, "Đỗ Văn Nam", "Đỗ Văn Lam")
     refusing = site.declare("Bùi Thị Lan", answers={**ALL_FINE, "contact": True})
@@ -196,7 +198,18 @@ def test_expired_tampered_and_refusing_declarations_are_refused_with_their_reaso
         ("deny", "in", "sitecode-bad-signature", "declaration"),
         ("deny", "in", "sitecode-refused-answers", "declaration"),
     ]
-    assert all(o.event is not None and o.event.display_name is None for o in outcomes)
+    # A genuine code refused for what it says names its holder for the guard;
+    # a forged one names nobody.
+    assert [o.event.display_name if o.event else "-" for o in outcomes] == [
+        "Vũ Minh Khoa",
+        None,
+        "Bùi Thị Lan",
+    ]
+    assert [e.display_name for e in site.web.recent_events()] == [
+        "Bùi Thị Lan",
+        None,
+        "Vũ Minh Khoa",
+    ]
 
 
 def test_declaration_with_one_base45_character_changed_is_refused(site, gates):

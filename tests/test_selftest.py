@@ -15,6 +15,7 @@ from kiosk.clock import FakeClock, kernel_clock_synchronised
 from kiosk.config import load_settings
 from kiosk.decoder import make_decoder
 from kiosk.selftest import (
+    SIMULATED_PINS_DETAIL,
     TEST_PAYLOAD,
     check_attached_cameras,
     check_camera,
@@ -85,6 +86,11 @@ def test_every_check_passes_on_a_working_gate_and_each_output_switches(tmp_path)
     assert {c.name for c in checks[1:-8]} >= {"decoder zxing", "decoder zbar"}
     assert "15.0 frames per second" in checks[0].detail
     assert len(asked) == 5
+    assert (
+        asked[0]
+        == "Đèn xanh (GPIO 17) có bật lên không? / Did the green light (GPIO 17) switch on?"
+    )
+    assert checks[-8].detail == "người kiểm tra đã thấy / seen by the tester"
     for pin in (17, 27, 22, 25):
         assert [bool(s.state) for s in factory.pin(pin).states] == [False, True, False]
     # The mock pin starts low; the active-low relay is then held high (off),
@@ -115,6 +121,38 @@ def test_an_output_nobody_saw_fails_and_no_relay_skips_the_door(tmp_path):
     factory.close()
 
 
+def test_on_simulated_pins_the_outputs_are_not_checked_and_nobody_is_asked(tmp_path):
+    from kiosk.camera import SyntheticSource
+
+    clock = FakeClock()
+    factory = MockFactory()
+    asked: list[str] = []
+
+    def confirm(question: str) -> bool:
+        asked.append(question)
+        return True
+
+    checks = run_selftest(
+        settings_for(tmp_path),
+        clock=clock,
+        source=SyntheticSource([Scene((), 60.0)], clock=clock),
+        pin_factory=factory,
+        confirm=confirm,
+        simulated_pins=True,
+    )
+    outputs = [c for c in checks if c.name.endswith(("light", "buzzer", "relay"))]
+    assert [c.name for c in outputs] == [
+        "green light",
+        "red light",
+        "buzzer",
+        "status light",
+        "door relay",
+    ]
+    assert all(not c.checked and c.ok and c.detail == SIMULATED_PINS_DETAIL for c in outputs)
+    assert asked == []
+    factory.close()
+
+
 def test_a_full_disk_is_reported(tmp_path):
     check = check_disk(tmp_path, min_free_mb=10**12)
     assert not check.ok
@@ -134,7 +172,8 @@ def test_cli_prints_a_checklist_and_exits_non_zero_on_any_failure(tmp_path):
     assert lines, result
     assert lines[0].startswith("✓ camera synthetic: ")
     assert "✓ decoder zxing: read the test code exactly" in lines
-    assert "✓ green light: seen by the tester" in lines
+    assert f"– green light: {SIMULATED_PINS_DETAIL}" in lines
+    assert not any("seen by the tester" in line for line in lines)
     assert any(line.startswith("✓ database: ") for line in lines)
     assert not any("door relay" in line for line in lines)
     synced = kernel_clock_synchronised()

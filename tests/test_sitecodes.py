@@ -305,7 +305,9 @@ def test_every_truncation_is_refused_or_not_claimed(site: Site, kind: str) -> No
 def test_signature_by_another_key_under_a_known_kid_is_a_bad_signature(site: Site) -> None:
     impostor = ec.generate_private_key(ec.SECP256R1())
     text = issue_code(declaration(), impostor, site.kid)
-    assert rejected(site.gate(), text).reason == REASON_BAD_SIGNATURE
+    refused = rejected(site.gate(), text)
+    assert refused.reason == REASON_BAD_SIGNATURE
+    assert refused.display_name is None  # a forgery names nobody
 
 
 def test_another_algorithm_under_a_known_kid_is_a_bad_signature(site: Site) -> None:
@@ -460,6 +462,16 @@ def test_kind_the_gate_does_not_accept_is_refused(site: Site) -> None:
 def test_validity_window_without_skew(site: Site, at: datetime, reason: str) -> None:
     gate = site.gate(skew_s=0)
     assert rejected(gate, site.issue(declaration()), at=at).reason == reason
+
+
+def test_a_genuine_code_refused_for_what_it_says_names_its_holder(site: Site) -> None:
+    issued = site.issue(declaration())
+    held = parse(site.gate(skew_s=0), issued, at=ISSUED)
+    assert isinstance(held, Credential)
+    expired = rejected(site.gate(skew_s=0), issued, at=ISSUED + timedelta(days=3))
+    assert expired.display_name == held.display_name
+    other_kind = rejected(site.gate(kinds=[KIND_DECLARATION]), site.issue(staff_pass()))
+    assert other_kind.display_name
 
 
 def test_the_last_second_before_expiry_is_still_valid(site: Site) -> None:

@@ -4,6 +4,7 @@ the gate picking up a change without a restart."""
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 from pathlib import Path
 
@@ -77,6 +78,8 @@ def test_cli_imports_lists_and_removes(tmp_path: Path, ders):
     bundle.write_bytes(pem(ders[0]) + pem(ders[1]))
     runner = CliRunner()
 
+    empty = runner.invoke(cli, ["trust", "list", "--config", str(config)])
+    assert empty.output == "KEY ID\tCOUNTRY\tVALID FROM\tVALID UNTIL\tSUBJECT\n(none)\n"
     imported = runner.invoke(cli, ["trust", "import", "--config", str(config), str(bundle)])
     assert imported.exit_code == 0, imported.output
     assert imported.output == "Imported 2 new of 2 certificates from dsc.pem.\n"
@@ -84,7 +87,8 @@ def test_cli_imports_lists_and_removes(tmp_path: Path, ders):
     assert again.output == "Imported 0 new of 2 certificates from dsc.pem.\n"
 
     listed = runner.invoke(cli, ["trust", "list", "--config", str(config)])
-    lines = listed.output.splitlines()
+    header, *lines = listed.output.splitlines()
+    assert header == "KEY ID\tCOUNTRY\tVALID FROM\tVALID UNTIL\tSUBJECT"
     assert len(lines) == 2
     kid = lines[0].split("\t")[0]
     assert lines[0].split("\t")[1] == "VN"
@@ -94,6 +98,14 @@ def test_cli_imports_lists_and_removes(tmp_path: Path, ders):
     missing = runner.invoke(cli, ["trust", "remove", "--config", str(config), kid])
     assert missing.exit_code == 1
     assert "no trusted certificate has key id" in missing.output
+    with Store.open(tmp_path / "data" / "gatekiosk.db") as store:
+        audit = sorted(store.audit_entries(), key=lambda a: a.id)
+    actor = f"cli:{getpass.getuser()}"
+    assert [(a.actor, a.action, a.detail) for a in audit] == [
+        (actor, "trust-import", {"file": "dsc.pem", "found": 2, "skipped": 0, "added": 2}),
+        (actor, "trust-import", {"file": "dsc.pem", "found": 2, "skipped": 0, "added": 0}),
+        (actor, "trust-remove", {"kid": kid}),
+    ]
 
 
 def test_the_running_gate_reloads_the_trust_list(tmp_path: Path):

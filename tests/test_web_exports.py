@@ -352,3 +352,20 @@ def test_the_time_zone_key_reaches_the_worker(job: XlsxJob) -> None:
 def test_updating_an_audit_row_that_does_not_exist_fails(web_store: Store) -> None:
     with pytest.raises(StoreError, match="no entry 99"):
         web_store.update_audit(99, detail={"format": "csv", "complete": True}, row_count=1)
+
+
+def test_exports_follow_the_interface_language(
+    manager: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    fill(web_store, clock, 2)
+    manager.environ_base["HTTP_ACCEPT_LANGUAGE"] = "vi"
+    response = manager.get("/export.csv")
+    body = response.get_data()
+    response.close()
+    assert body == b"".join(iter_csv(web_store.iter_events(EventFilter()), tz=HCM, lang="vi"))
+    assert body.decode("utf-8-sig").startswith('"Giờ địa phương (')
+    workbook = manager.get("/export.xlsx")
+    book = openpyxl.load_workbook(io.BytesIO(workbook.get_data()), read_only=True)
+    workbook.close()
+    header = next(book["Events"].iter_rows(max_row=1, values_only=True))
+    assert header[-2:] == ("Người cho vào", "Ghi chú của bảo vệ")

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +30,58 @@ one reports a GIF as an unreadable image.)"""
 def is_image_file(path: Path) -> bool:
     """Whether ``path`` names a still image (by its suffix), not a video."""
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+FOLDER_FPS = 10.0
+"""The frame rate a folder of images is replayed at when none is given:
+image ``i`` was taken ``i / 10`` seconds after the first."""
+
+
+def recording_frame_rate(path: Path) -> float | None:
+    """The frame rate a video file states (frames per second), or None for
+    a folder, an image, or a video that states none."""
+    if path.is_dir() or not path.is_file() or is_image_file(path):
+        return None
+    capture = cv2.VideoCapture(str(path))
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS)) if capture.isOpened() else 0.0
+    finally:
+        capture.release()
+    return fps if fps > 0 else None
+
+
+class RecordingClock:
+    """The time of a recording being replayed: it moves only when the
+    replay waits for the next frame (``sleep``), so a paced
+    :class:`FileSource` on it delivers frame ``i`` at ``i / fps`` seconds
+    of the recording, however fast the machine decodes.
+
+    Every timer of the pipeline (the hysteresis, presence, expiry) then
+    measures the recording's own time, and a replay decides the same at any
+    machine speed. ``now()`` is ``start`` plus the recording time elapsed;
+    ``synchronised`` is what the replay reports for the events' clock.
+    """
+
+    def __init__(self, *, start: datetime, synchronised: bool) -> None:
+        self._start = start
+        self._elapsed_s = 0.0
+        self._synchronised = synchronised
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._start + timedelta(seconds=self._elapsed_s)
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._elapsed_s
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._elapsed_s += max(0.0, seconds)
+
+    def synchronised(self) -> bool:
+        return self._synchronised
 
 
 class _FrameReader(Protocol):
@@ -180,3 +234,24 @@ class FileSource(ClosingSource):
         if not self._closed:
             self._closed = True
             self._reader.close()
+
+
+class TimedReplay(FileSource):
+    """A replay that notes, on this machine's clock, when it read each frame,
+    so a decision's latency is real although the replay's clock is the
+    recording's."""
+
+    def __init__(self, path: str | Path, *, clock: Clock, fps: float, real: Clock) -> None:
+        super().__init__(path, clock=clock, fps=fps)
+        self._real = real
+        self._read_at: dict[int, float] = {}
+
+    def read(self, timeout_s: float) -> Frame | None:
+        frame = super().read(timeout_s)
+        if frame is not None:
+            self._read_at = {frame.index: self._real.monotonic()}
+        return frame
+
+    def ms_since_read(self, index: int) -> float:
+        read_at = self._read_at.get(index)
+        return 0.0 if read_at is None else (self._real.monotonic() - read_at) * 1000.0

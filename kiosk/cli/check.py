@@ -42,7 +42,9 @@ def check(
 
     Example:
 
-        gatekiosk check --json --payload '079201000123||Nguyễn Văn An|15031990|Nam|Q1|01072021'
+    \b
+        gatekiosk check --json \\
+            --payload '079201000123||Nguyễn Văn An|15031990|Nam|Q1|01072021'
     """
     from kiosk.checking import check_payloads
 

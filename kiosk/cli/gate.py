@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli.group import cli, config_option, load
+from kiosk.cli.group import cli, config_option, load, log_in_site_time
 
 
 @cli.command()
@@ -22,6 +22,7 @@ def run(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk run --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
@@ -29,6 +30,7 @@ def run(config_path: Path | None) -> None:
     from kiosk.systemd import SystemdNotifier
 
     settings = load(config_path)
+    log_in_site_time(settings.timezone)
     stop = threading.Event()
     _stop_on_signals(stop)
     clock = SystemClock()
@@ -80,7 +82,12 @@ def _stop_on_signals(stop: threading.Event) -> None:
     show_default=True,
     help="Port of the admin page (if taken, any free port is used).",
 )
-def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Continue with the database of earlier runs (default: start afresh; keys are kept).",
+)
+def demo(data_dir: Path, seconds: float | None, web_port: int, keep: bool) -> None:
     """The whole gate on this machine: simulated camera and pins.
 
     A simulated camera shows sample visitors in turn (an ID card, a national
@@ -92,13 +99,33 @@ def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
     the first run. The admin page runs too: its address and a manager
     password made up for this run are printed.
 
+    Each run starts from an empty database (unless --keep). The demo writes
+    its configuration to DATA_DIR/gatekiosk.toml and prints the commands that
+    use it: adding a guard, checking a demo code, exporting the log.
+
     Example:
 
+    \b
         gatekiosk demo --seconds 60
     """
     from kiosk.demo import run_demo
 
-    run_demo(data_dir=data_dir, seconds=seconds, web_port=web_port)
+    run_demo(data_dir=data_dir, seconds=seconds, web_port=web_port, keep=keep, program=_program())
+
+
+def _program() -> str:
+    """How the user called gatekiosk, for commands printed to copy: the bare
+    name when it is on the PATH (an activated virtualenv), else the path
+    used (``.venv/bin/gatekiosk`` from ``make demo``)."""
+    import shutil
+
+    called = Path(sys.argv[0])
+    if called.name != "gatekiosk":
+        return "gatekiosk"
+    found = shutil.which("gatekiosk")
+    if found is not None and Path(found).resolve() == called.resolve():
+        return "gatekiosk"
+    return str(called)
 
 
 @cli.command()
@@ -111,12 +138,14 @@ def web(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk web --config /etc/gatekiosk/gatekiosk.toml
     """
     from admin_web import create_app, start_enrolment
     from kiosk.webserver import Serving, make_server, url_of
 
     settings = load(config_path)
+    log_in_site_time(settings.timezone)
     app = create_app(settings)
     host = settings["web.host"]
     server = make_server(
@@ -157,7 +186,9 @@ def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None
 
     Example:
 
-        sudo -u gatekiosk gatekiosk selftest --config /etc/gatekiosk/gatekiosk.toml
+    \b
+        sudo -u gatekiosk \\
+            gatekiosk selftest --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
     from kiosk.selftest import selftest_at_gate
@@ -186,7 +217,7 @@ def selftest(config_path: Path | None, no_relay: bool, assume_yes: bool) -> None
     if live:
         click.echo(err=True)
     for check in checks:
-        mark = "✓" if check.ok else "✗"
+        mark = "–" if not check.checked else "✓" if check.ok else "✗"
         click.echo(f"{mark} {check.name}: {check.detail}")
     if not all(check.ok for check in checks):
         raise click.exceptions.Exit(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +24,32 @@ if TYPE_CHECKING:
     from kiosk.store import Store
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def _configure_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(logging.DEBUG, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=max(logging.DEBUG, level), format=LOG_FORMAT, stream=sys.stderr)
+
+
+class SiteTimeFormatter(logging.Formatter):
+    """Log lines stamped in the site's time zone with its UTC offset
+    (``2026-11-28T15:04:05.123+07:00``), as events are shown, whatever the
+    machine's own zone is (often UTC on a Raspberry Pi)."""
+
+    def __init__(self, tz: tzinfo) -> None:
+        super().__init__(LOG_FORMAT)
+        self._tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        at = datetime.fromtimestamp(record.created, self._tz)
+        return at.isoformat(timespec="milliseconds")
+
+
+def log_in_site_time(tz: tzinfo) -> None:
+    """Stamp this process's log lines in the site's time (see :class:`SiteTimeFormatter`)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(SiteTimeFormatter(tz))
 
 
 class _Group(click.Group):
@@ -50,6 +70,7 @@ def cli(verbose: int) -> None:
 
     Example:
 
+    \b
         gatekiosk demo
     """
     _configure_logging(verbose)
@@ -70,6 +91,14 @@ def load(config_path: Path | None, **overrides: Any) -> Settings:
     return load_settings(
         config_path, overrides={k: v for k, v in overrides.items() if v is not None}
     )
+
+
+def cli_actor() -> str:
+    """Who an audit row names for a change made from the command line:
+    ``cli:`` and the Unix user running the command."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
 
 
 def open_store(config_path: Path | None) -> Store:

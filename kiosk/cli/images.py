@@ -12,6 +12,7 @@ import json
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ def decode(backend: str, as_json: bool, files: tuple[Path, ...]) -> None:
 
     Example:
 
+    \b
         gatekiosk decode --json photo.jpg recording.mp4
     """
     import time
@@ -112,10 +114,19 @@ def frames_of(path: Path) -> Iterator[tuple[int | None, GreyImage]]:
     "--db",
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Database to record into (default: a fresh one in a temporary folder).",
+    help=(
+        "Database to record the events into (default: a temporary one). A new one "
+        "starts as a copy of the site's database (denylist, revocations, presence)."
+    ),
 )
 @click.option(
-    "--fps", type=float, default=None, help="Replay at this rate (default: as fast as possible)."
+    "--fps",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help=(
+        "The recording's frame rate: a video's own rate by default, "
+        "10 images per second for a folder."
+    ),
 )
 @click.argument("recording", type=click.Path(exists=True, path_type=Path))
 def replay(
@@ -124,25 +135,32 @@ def replay(
     """Run the real pipeline over a video or an image folder, with simulated pins.
 
     Prints one JSON line per decision: frame, decision, reason, kind and
-    latency_ms (from the frame's capture to the signal).
+    latency_ms (from reading the frame to the signal, on this machine).
+
+    The replay follows the recording's own time (frame number / frame
+    rate), not this machine's: the hysteresis and every decision are the
+    same however fast the machine decodes. With --config, the site's keys,
+    hash key, settings, denylist and presence are the configuration's;
+    --db only chooses where the events go.
 
     Example:
 
-        gatekiosk replay --fps 15 gate-recording.mp4
+    \b
+        gatekiosk replay --config /etc/gatekiosk/gatekiosk.toml \\
+            --db /tmp/replay.db gate-recording.mp4
     """
     from gpiozero.pins.mock import MockFactory
 
-    from kiosk.camera import FileSource
+    from kiosk.camera.files import FOLDER_FPS, RecordingClock, TimedReplay, recording_frame_rate
     from kiosk.clock import SystemClock
     from kiosk.compose import build_gate
 
-    clock = SystemClock()
+    real = SystemClock()
+    clock = RecordingClock(start=real.now(), synchronised=real.synchronised())
+    rate = fps or recording_frame_rate(recording) or FOLDER_FPS
     with tempfile.TemporaryDirectory(prefix="gatekiosk-replay-") as tmp:
-        data_dir = db_path.parent if db_path else Path(tmp)
-        settings = load(config_path, **{"gate.data_dir": str(data_dir)})
-        if db_path is not None:
-            settings = _with_db_name(settings, db_path)
-        source = FileSource(recording, clock=clock, fps=fps)
+        settings = _replay_settings(config_path, db_path or Path(tmp) / "replay.db")
+        source = TimedReplay(recording, clock=clock, fps=rate, real=real)
 
         def emit(outcome: Any) -> None:
             click.echo(
@@ -152,7 +170,7 @@ def replay(
                         "decision": outcome.decision.verdict,
                         "reason": outcome.decision.reason,
                         "kind": outcome.identified.kind if outcome.identified else None,
-                        "latency_ms": round(outcome.latency_ms, 2),
+                        "latency_ms": round(source.ms_since_read(outcome.frame_index), 2),
                     }
                 )
             )
@@ -168,11 +186,45 @@ def replay(
             gate.scanner.run(threading.Event())
 
 
-def _with_db_name(settings: Settings, db_path: Path) -> Settings:
+def _replay_settings(config_path: Path | None, db_path: Path) -> Settings:
+    """The settings a replay runs with: the configuration's data folder for
+    keys, hash key and site (a temporary one without --config), and events
+    recorded into ``db_path``.
+
+    A ``db_path`` that does not exist yet starts as a copy of the site's
+    database, so the denylist, revocations, trust list, the manager's
+    settings and presence are the site's, and the site's log is untouched.
+    """
     from kiosk.config import Settings
 
-    return Settings(
-        values={**settings.values, "gate.data_dir": str(db_path.parent)},
-        source=settings.source,
-        db_name=db_path.name,
+    if config_path is None:
+        settings = load(None, **{"gate.data_dir": str(db_path.parent)})
+    else:
+        settings = load(config_path)
+        site_db = settings.db_path
+        if not db_path.exists() and site_db.is_file() and site_db.resolve() != db_path.resolve():
+            _copy_database(site_db, db_path)
+    # An absolute database name is joined to the data folder as itself.
+    settings = Settings(
+        values=settings.values, source=settings.source, db_name=str(db_path.resolve())
     )
+    if config_path is None or not db_path.exists():
+        return settings
+    from kiosk.config import with_site_settings
+    from kiosk.store import Store
+
+    with Store.open(db_path) as store:  # the settings managers saved on the web
+        return with_site_settings(settings, store.site_settings())
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database, read while others may write it."""
+    import sqlite3
+
+    if not target.parent.is_dir():
+        raise GateError(f"no folder {target.parent} for the replay's database")
+    with (
+        closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
+        closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)

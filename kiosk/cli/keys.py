@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from kiosk.cli.group import cli, config_option, load, open_store
+from kiosk.cli.group import cli, cli_actor, config_option, load, open_store
 from kiosk.errors import GateError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from kiosk.config import Settings
 
 
 @cli.group()
@@ -29,6 +35,15 @@ def keys() -> None:
     """
 
 
+def _audit_key_change(settings: Settings, action: str, kid: bytes, at: datetime) -> None:
+    """The audit row of a change to the keys folder. The keys live in files,
+    not in the database, so the row is written right after the change."""
+    from kiosk.store import Store
+
+    with Store.open(settings.db_path) as store:
+        store.audit(actor=cli_actor(), action=action, detail={"kid": kid.hex()}, at=at)
+
+
 def _private_key_note(keys_dir: Path, kid: bytes) -> str:
     private = keys_dir / "private" / f"{kid.hex()}.pem"
     return (
@@ -44,13 +59,16 @@ def keys_init(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk keys init --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
     from kiosk.keys import init_keys
 
-    keys_dir = load(config_path).keys_dir
-    kid = init_keys(keys_dir, at=SystemClock().now())
+    settings = load(config_path)
+    keys_dir, now = settings.keys_dir, SystemClock().now()
+    kid = init_keys(keys_dir, at=now)
+    _audit_key_change(settings, "key-init", kid, now)
     click.echo(f"Created site key {kid.hex()} in {keys_dir}.")
     click.echo(_private_key_note(keys_dir, kid))
     click.echo(
@@ -67,13 +85,16 @@ def keys_rotate(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk keys rotate
     """
     from kiosk.clock import SystemClock
     from kiosk.keys import rotate_keys
 
-    keys_dir = load(config_path).keys_dir
-    kid = rotate_keys(keys_dir, at=SystemClock().now())
+    settings = load(config_path)
+    keys_dir, now = settings.keys_dir, SystemClock().now()
+    kid = rotate_keys(keys_dir, at=now)
+    _audit_key_change(settings, "key-rotate", kid, now)
     click.echo(f"New signing key {kid.hex()} in {keys_dir}; older keys still verify.")
     click.echo(_private_key_note(keys_dir, kid))
 
@@ -89,13 +110,16 @@ def keys_retire(config_path: Path | None, kid: str) -> None:
 
     Example:
 
+    \b
         gatekiosk keys retire 3f9c0a1b2c3d4e5f
     """
     from kiosk.clock import SystemClock
     from kiosk.keys import load_keyring, parse_kid, retire_key
 
-    keys_dir = load(config_path).keys_dir
-    retire_key(keys_dir, kid, at=SystemClock().now())
+    settings = load(config_path)
+    keys_dir, now = settings.keys_dir, SystemClock().now()
+    retire_key(keys_dir, kid, at=now)
+    _audit_key_change(settings, "key-retire", parse_kid(kid), now)
     click.echo(
         f"Retired site key {parse_kid(kid).hex()}: codes it signed are refused from now on; "
         "its private key was deleted."
@@ -109,12 +133,14 @@ def keys_retire(config_path: Path | None, kid: str) -> None:
 def keys_list(config_path: Path | None) -> None:
     """List the site's keys and whether each is active, valid or retired.
 
-    One line per key: key id, created (site time), and its state: active
+    A header line, then one line per key (tab-separated): key id, created
+    (site time), and its state: active
     (signs new codes), valid (still verifies the codes it signed) or
     retired (its codes are refused).
 
     Example:
 
+    \b
         gatekiosk keys list
     """
     from kiosk.keys import load_keyring
@@ -123,6 +149,9 @@ def keys_list(config_path: Path | None) -> None:
     ring = load_keyring(settings.keys_dir)
     active = ring.active
     tz = settings.timezone
+    click.echo("KEY ID\tCREATED\tSTATE")
+    if not ring.keys:
+        click.echo("(none)")
     for key in ring.keys:
         created = key.created.astimezone(tz).isoformat(timespec="seconds")
         if key.retired_at is not None:
@@ -158,14 +187,18 @@ def trust_import(config_path: Path | None, file: Path) -> None:
 
     Example:
 
+    \b
         gatekiosk trust import vn-dsc.pem
     """
     from kiosk.clock import SystemClock
     from kiosk.compose import import_trust_file
+    from kiosk.store import AuditNote
 
     data = file.read_bytes()
+    now = SystemClock().now()
+    audit = AuditNote(cli_actor(), "trust-import", {"file": file.name}, now)
     with open_store(config_path) as store:
-        result = import_trust_file(store, data, by="cli", at=SystemClock().now())
+        result = import_trust_file(store, data, by=cli_actor(), at=now, audit=audit)
     for problem in result.parsed.problems:
         click.echo(f"skipped {problem}", err=True)
     found = len(result.parsed.certificates)
@@ -175,15 +208,20 @@ def trust_import(config_path: Path | None, file: Path) -> None:
 @trust.command("list")
 @config_option
 def trust_list(config_path: Path | None) -> None:
-    """List the trusted certificates: key id (base64), country, valid from,
-    valid until (UTC dates) and subject, one per line, tab-separated.
+    """List the trusted certificates: a header line, then one line per
+    certificate, tab-separated: key id (base64), country, valid from, valid
+    until (UTC dates) and subject; "(none)" when there is none.
 
     Example:
 
+    \b
         gatekiosk trust list
     """
     with open_store(config_path) as store:
         rows = store.trusted_certificates()
+    click.echo("KEY ID\tCOUNTRY\tVALID FROM\tVALID UNTIL\tSUBJECT")
+    if not rows:
+        click.echo("(none)")
     for row in rows:
         kid = base64.b64encode(row.kid).decode("ascii")
         click.echo(
@@ -200,14 +238,19 @@ def trust_remove(config_path: Path | None, kid: str) -> None:
 
     Example:
 
+    \b
         gatekiosk trust remove 2Rk3X8HntrI=
     """
     try:
         kid_bytes = base64.b64decode(kid, validate=True)
     except ValueError:
         raise GateError(f"{kid!r} is not a base64 key id") from None
+    from kiosk.clock import SystemClock
+    from kiosk.store import AuditNote
+
+    audit = AuditNote(cli_actor(), "trust-remove", {"kid": kid}, SystemClock().now())
     with open_store(config_path) as store:
-        removed = store.remove_trusted_certificates(kid_bytes)
+        removed = store.remove_trusted_certificates(kid_bytes, audit=audit)
     if not removed:
         raise GateError(f"no trusted certificate has key id {kid}")
     click.echo(f"Removed {removed} certificate(s) with key id {kid}.")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kiosk.cli.group import cli, config_option, load
+from kiosk.cli.group import cli, cli_actor, config_option, load
 
 
 @cli.command()
@@ -24,6 +24,7 @@ def purge(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk purge --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
@@ -49,7 +50,17 @@ def purge(config_path: Path | None) -> None:
 )
 @click.option("--to", "to_text", help="Last day (included) or local time (excluded).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "xlsx"]), help="Default: from -o's suffix."
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx"]),
+    help="Default: from -o's suffix (.csv or .xlsx; any other needs --format).",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["vi", "en"]),
+    default="vi",
+    show_default=True,
+    help="Language of the headers and coded cells (en keeps the codes, for support).",
 )
 @click.option("--direction", type=click.Choice(["in", "out"]))
 @click.option("--decision", type=click.Choice(["allow", "deny"]))
@@ -68,6 +79,7 @@ def export(
     from_text: str | None,
     to_text: str | None,
     fmt: str | None,
+    lang: str,
     direction: str | None,
     decision: str | None,
     reason: str | None,
@@ -82,10 +94,10 @@ def export(
 
     Example:
 
-        gatekiosk export --from 2026-11-01 --to 2026-11-30 --format xlsx -o november.xlsx
+    \b
+        gatekiosk export --from 2026-11-01 --to 2026-11-30 \\
+            --format xlsx -o november.xlsx
     """
-    import getpass
-
     from kiosk.clock import SystemClock
     from kiosk.exporting import export_to_file
     from kiosk.store import EventFilter, Store
@@ -93,7 +105,7 @@ def export(
     settings = load(config_path)
     tz = settings.timezone
     if fmt is None:
-        fmt = "xlsx" if output.suffix.lower() == ".xlsx" else "csv"
+        fmt = _format_of(output)
     where = EventFilter(
         start=_export_bound(from_text, tz, end=False, option="--from"),
         end=_export_bound(to_text, tz, end=True, option="--to"),
@@ -112,10 +124,24 @@ def export(
             fmt=fmt,
             path=output,
             tz=tz,
-            actor=f"cli:{getpass.getuser()}",
+            actor=cli_actor(),
             at=SystemClock().now(),
+            lang=lang,
         )
     click.echo(f"Wrote {rows} events to {output}.")
+
+
+def _format_of(output: Path) -> str:
+    """The export format -o's suffix names; another suffix is refused rather
+    than silently written as CSV."""
+    suffix = output.suffix.lower()
+    if suffix in (".csv", ".xlsx"):
+        return suffix[1:]
+    raise click.BadParameter(
+        f"cannot tell the format from {output.name!r}: name it .csv or .xlsx, "
+        "or give --format csv|xlsx",
+        param_hint="--output",
+    )
 
 
 def _export_bound(text: str | None, tz: Any, *, end: bool, option: str) -> datetime | None:

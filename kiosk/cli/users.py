@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from kiosk.cli.group import cli, config_option, open_store
+from kiosk.cli.group import cli, cli_actor, config_option, open_store
 from kiosk.errors import GateError
+
+if TYPE_CHECKING:
+    from kiosk.store import AuditNote, Store, User
 
 
 @cli.group()
 def user() -> None:
-    """Manage the accounts of managers and guards.
+    """Manage the accounts of managers and guards. Every change is written
+    to the audit log as ``cli:`` and the Unix user who made it.
 
     Example:
 
+    \b
         gatekiosk user add lan --role manager
     """
 
@@ -37,14 +43,18 @@ def user_add(config_path: Path | None, name: str, role: str, password_stdin: boo
 
     Example:
 
+    \b
         gatekiosk user add lan --role manager
     """
     from kiosk.accounts import add_user
     from kiosk.clock import SystemClock
+    from kiosk.store import AuditNote
 
     password = _read_password(password_stdin)
+    now = SystemClock().now()
+    audit = AuditNote(cli_actor(), "user-add", {"user": name, "role": role}, now)
     with open_store(config_path) as store:
-        add_user(store, name, role=role, password=password, at=SystemClock().now())
+        add_user(store, name, role=role, password=password, at=now, audit=audit)
     click.echo(f"Added {role} {name}.")
 
 
@@ -55,6 +65,7 @@ def user_list(config_path: Path | None) -> None:
 
     Example:
 
+    \b
         gatekiosk user list
     """
     with open_store(config_path) as store:
@@ -72,19 +83,80 @@ def user_reset_password(config_path: Path | None, name: str, password_stdin: boo
 
     Example:
 
+    \b
         gatekiosk user reset-password lan
     """
     from kiosk.accounts import reset_password
     from kiosk.clock import SystemClock
+    from kiosk.store import AuditNote
 
     with open_store(config_path) as store:
-        account = store.user_by_name(name)
-        if account is None:
-            raise GateError(f"no user named {name!r}")
+        account = _account(store, name)
         password = _read_password(password_stdin)
-        reset_password(store, account, password, at=SystemClock().now())
-        store.set_user_disabled(account.id, False)
+        now = SystemClock().now()
+        audit = AuditNote(cli_actor(), "user-password-reset", {"user": name}, now)
+        reset_password(store, account, password, at=now, audit=audit)
+        if account.disabled:
+            enabled = AuditNote(cli_actor(), "user-enable", {"user": name}, now)
+            store.set_user_disabled(account.id, False, audit=enabled)
     click.echo(f"New password set for {name}.")
+
+
+@user.command("disable")
+@config_option
+@click.argument("name")
+def user_disable(config_path: Path | None, name: str) -> None:
+    """Stop an account from logging in; its open sessions end at their next page.
+
+    Example:
+
+    \b
+        gatekiosk user disable minh
+    """
+    with open_store(config_path) as store:
+        account = _account(store, name)
+        if not account.disabled:
+            store.set_user_disabled(account.id, True, audit=_note("user-disable", name))
+        managers_left = store.count_managers()
+    click.echo(f"{name} is disabled.")
+    if not managers_left:
+        click.echo(
+            "No enabled manager remains: `gatekiosk user enable NAME` or "
+            "`gatekiosk user add NAME --role manager` makes one.",
+            err=True,
+        )
+
+
+@user.command("enable")
+@config_option
+@click.argument("name")
+def user_enable(config_path: Path | None, name: str) -> None:
+    """Let a disabled account log in again (with its old password).
+
+    Example:
+
+    \b
+        gatekiosk user enable minh
+    """
+    with open_store(config_path) as store:
+        account = _account(store, name)
+        if account.disabled:
+            store.set_user_disabled(account.id, False, audit=_note("user-enable", name))
+    click.echo(f"{name} can log in again.")
+
+
+def _account(store: Store, name: str) -> User:
+    account = store.user_by_name(name)
+    if account is None:
+        raise GateError(f"no user named {name!r}")
+    return account
+
+
+def _note(action: str, name: str) -> AuditNote:
+    from kiosk.clock import SystemClock
+    from kiosk.store import AuditNote
+
+    return AuditNote(cli_actor(), action, {"user": name}, SystemClock().now())
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -51,12 +51,16 @@ class Rejection:
 
     ``reason`` is a reason code (kebab-case, stable, see kiosk.messages);
     ``detail`` is a short English explanation for the log that never contains
-    the payload itself or an ID number.
+    the payload itself or an ID number. ``display_name`` is the holder's
+    name, only for a genuine code refused for what it says (its signature
+    verified: expired, not yet valid, a refusing answer), so the guard
+    knows whose it is; None for anything that could be forged.
     """
 
     kind: str
     reason: str
     detail: str = ""
+    display_name: str | None = None
 
 
 Identified = Credential | Rejection

@@ -331,20 +331,26 @@ class SiteCodeFormat:
 
     def _check(self, claims: _Claims, *, at: datetime) -> Identified:
         kind = claims.kind
+
+        def refused(reason: str, detail: str) -> Rejection:
+            # The signature verified: the name is the site's own word, and the
+            # guard is told whose code was refused.
+            return Rejection(kind, reason, detail, display_name=claims.name)
+
         if claims.site_id != self.site_id:
-            return Rejection(kind, REASON_WRONG_SITE, "issued by another site")
+            return refused(REASON_WRONG_SITE, "issued by another site")
         if kind not in self.kinds:
-            return Rejection(kind, REASON_KIND_NOT_ALLOWED, f"this gate does not accept {kind}")
+            return refused(REASON_KIND_NOT_ALLOWED, f"this gate does not accept {kind}")
         now_s = at.timestamp()
         start_s = claims.not_before_s if claims.not_before_s is not None else claims.issued_s
         if now_s < start_s - self.skew_s:
-            return Rejection(kind, REASON_NOT_YET_VALID, f"valid from {_iso(start_s)}")
+            return refused(REASON_NOT_YET_VALID, f"valid from {_iso(start_s)}")
         if now_s >= claims.expires_s + self.skew_s:
-            return Rejection(kind, REASON_EXPIRED, f"expired at {_iso(claims.expires_s)}")
+            return refused(REASON_EXPIRED, f"expired at {_iso(claims.expires_s)}")
         code_id_hex = claims.code_id.hex()
         if claims.refused_answer is not None:
             detail = f"declared answer refuses entry: {claims.refused_answer}"
-            return Rejection(kind, REASON_REFUSED_ANSWERS, detail)
+            return refused(REASON_REFUSED_ANSWERS, detail)
 
         attributes: list[tuple[str, str]] = [("code_id", code_id_hex)]
         if claims.staff_id is not None:

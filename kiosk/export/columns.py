@@ -8,11 +8,13 @@ same order, so the two change together here.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from kiosk.export.labels import CellWords, cell_words
+from kiosk.messages import known_reasons
 from kiosk.store import LOG_ORDER, Event, EventFilter, Store
 from kiosk.store.events import EVENT_COLUMNS, event_from_row
 
@@ -28,7 +30,8 @@ LINE_SEPARATOR = "\x1f"
 
 @dataclass(frozen=True)
 class ExportColumn:
-    """One column of an export: a stable key, its English header, its XLSX width.
+    """One column of an export: a stable key, its English and Vietnamese
+    headers, its XLSX width.
 
     ``width_chars`` is the Excel column width, in characters of the default font.
     """
@@ -36,30 +39,38 @@ class ExportColumn:
     key: str
     label: str
     width_chars: float
+    label_vi: str = ""
+
+    def header(self, lang: str) -> str:
+        return self.label_vi if lang == "vi" else self.label
 
 
 EXPORT_COLUMNS: tuple[ExportColumn, ...] = (
     # The local-time label is completed with the zone by local_time_label().
-    ExportColumn("local_time", "Local time", 20),
-    ExportColumn("utc_time", "UTC time", 29),
-    ExportColumn("gate", "Gate", 12),
-    ExportColumn("direction", "Direction", 10),
-    ExportColumn("decision", "Decision", 10),
-    ExportColumn("reason", "Reason", 22),
-    ExportColumn("kind", "Kind", 14),
-    ExportColumn("name", "Name", 30),
-    ExportColumn("masked_id", "Masked ID", 16),
-    ExportColumn("id_number", "ID number", 16),
-    ExportColumn("override", "Override", 10),
-    ExportColumn("warning", "Warning", 22),
-    ExportColumn("clock_synced", "Clock synchronised", 18),
-    ExportColumn("boot_id", "Boot ID", 34),
-    ExportColumn("seq", "Sequence", 10),
-    ExportColumn("event_id", "Event ID", 34),
+    ExportColumn("local_time", "Local time", 20, "Giờ địa phương"),
+    ExportColumn("utc_time", "UTC time", 29, "Giờ UTC"),
+    ExportColumn("gate", "Gate", 12, "Cổng"),
+    ExportColumn("direction", "Direction", 10, "Chiều"),
+    ExportColumn("decision", "Decision", 10, "Quyết định"),
+    ExportColumn("reason", "Reason", 22, "Lý do"),
+    ExportColumn("kind", "Kind", 14, "Loại mã"),
+    ExportColumn("name", "Name", 30, "Họ tên"),
+    ExportColumn("masked_id", "Masked ID", 16, "Số giấy tờ (che)"),
+    ExportColumn("id_number", "ID number", 16, "Số giấy tờ"),
+    ExportColumn("override", "Override", 10, "Bảo vệ cho vào"),
+    ExportColumn("warning", "Warning", 22, "Cảnh báo"),
+    ExportColumn("clock_synced", "Clock synchronised", 18, "Đồng hồ đã đồng bộ"),
+    ExportColumn("boot_id", "Boot ID", 34, "Mã lần khởi động"),
+    ExportColumn("seq", "Sequence", 10, "Số thứ tự"),
+    ExportColumn("event_id", "Event ID", 34, "Mã sự kiện"),
     # HC1: certificates only (empty for every other kind); last, so the
     # columns before them keep their places in existing spreadsheets.
-    ExportColumn("birth_date", "Date of birth", 14),
-    ExportColumn("name_latin", "Name (Latin)", 30),
+    ExportColumn("birth_date", "Date of birth", 14, "Ngày sinh"),
+    ExportColumn("name_latin", "Name (Latin)", 30, "Họ tên (Latin)"),
+    # Who admitted the person by hand (a guard's override or admit-once) and
+    # the reason they gave; empty for the gate's own decisions.
+    ExportColumn("actor", "Admitted by", 16, "Người cho vào"),
+    ExportColumn("note", "Guard's note", 30, "Ghi chú của bảo vệ"),
 )
 
 # --------------------------------------------------------------------------- neutralise
@@ -108,8 +119,9 @@ def neutralise(cell: str) -> str:
 # --------------------------------------------------------------------------- headers
 
 
-def local_time_label(tz: ZoneInfo) -> str:
-    """The local-time header, naming the zone: ``Local time (Asia/Ho_Chi_Minh, UTC+07:00)``.
+def local_time_label(tz: ZoneInfo, lang: str = "en") -> str:
+    """The local-time header, naming the zone: ``Local time (Asia/Ho_Chi_Minh, UTC+07:00)``
+    (``Giờ địa phương (...)`` in Vietnamese).
 
     The offset is named only when the zone keeps one offset all year, in
     every year from 2000 to 2049 (tzdata's rules as installed); a zone with
@@ -117,6 +129,7 @@ def local_time_label(tz: ZoneInfo) -> str:
     without an offset (``Local time (Europe/London)``), since no one offset
     would be true of every row.
     """
+    title = EXPORT_COLUMNS[0].header(lang)
     name = tz.key if tz.key else str(tz)
     offsets = {
         datetime(year, month, 1, 12, tzinfo=UTC).astimezone(tz).utcoffset()
@@ -124,23 +137,50 @@ def local_time_label(tz: ZoneInfo) -> str:
         for month in (1, 4, 7, 10)
     }
     if len(offsets) != 1:
-        return f"Local time ({name})"
+        return f"{title} ({name})"
     (offset,) = offsets
     assert offset is not None  # A ZoneInfo always has an offset for an aware datetime.
     if name.upper() in _UTC_NAMES:
-        return "Local time (UTC)"
+        return f"{title} (UTC)"
     total_min = int(offset.total_seconds()) // 60
     sign = "+" if total_min >= 0 else "-"
     hours, minutes = divmod(abs(total_min), 60)
-    return f"Local time ({name}, UTC{sign}{hours:02d}:{minutes:02d})"
+    return f"{title} ({name}, UTC{sign}{hours:02d}:{minutes:02d})"
 
 
-def header_row(tz: ZoneInfo) -> list[str]:
-    """The header labels of :data:`EXPORT_COLUMNS`, in order, the local-time one naming ``tz``."""
+def header_row(tz: ZoneInfo, lang: str = "en") -> list[str]:
+    """The header labels of :data:`EXPORT_COLUMNS` in ``lang``, in order, the
+    local-time one naming ``tz``."""
+    cell_words(lang)  # refuses an unknown language
     return [
-        local_time_label(tz) if column.key == "local_time" else column.label
+        local_time_label(tz, lang) if column.key == "local_time" else column.header(lang)
         for column in EXPORT_COLUMNS
     ]
+
+
+# --------------------------------------------------------------------------- coded cells, in SQL
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _case(column: str, words: Mapping[str, str]) -> str:
+    """SQL for ``column`` translated by ``words``; a code without a word stays as it is."""
+    if not words:
+        return column
+    whens = " ".join(f"WHEN {_literal(k)} THEN {_literal(v)}" for k, v in words.items())
+    return f"CASE {column} {whens} ELSE {column} END"
+
+
+def _reason_sql(words: CellWords) -> tuple[str, str]:
+    """SQL for the reason cell in ``words``, and a condition true for a reason
+    that SQL cannot translate (its line then comes as an Event)."""
+    if not words.translate_reasons:
+        return "reason", "0"
+    table = {code: words.reason(code) for code in known_reasons()}
+    known = ", ".join(_literal(code) for code in table)
+    return _case("reason", table), f"(reason <> '' AND reason NOT IN ({known}))"
 
 
 # --------------------------------------------------------------------------- the cells, by SQLite
@@ -154,6 +194,7 @@ def iter_export_lines(
     local_offset_min: int | None,
     local_span: tuple[str, str] = ("0000", "9999"),
     batch: int = 2000,
+    lang: str = "en",
 ) -> Iterator[tuple[str | Event, ...]]:
     """Every matching event, oldest first, as one line of text formatted by SQLite.
 
@@ -169,10 +210,13 @@ def iter_export_lines(
       is None;
     * UTC time as stored (``YYYY-MM-DDTHH:MM:SS.ffffffZ``);
     * text as stored (NULL as empty), ``override`` and ``clock_synced`` as
-      ``TRUE``/``FALSE``, ``seq`` as digits.
+      ``TRUE``/``FALSE``, ``seq`` as digits; in ``lang`` "vi" the direction,
+      decision, reason, kind and booleans in the words of
+      :func:`~kiosk.export.labels.cell_words` (SQL CASE expressions).
 
     A line is None where a free-text cell holds a NUL character, which
-    SQLite's printf() would cut short.
+    SQLite's printf() would cut short, and where a reason has no word
+    SQL knows.
 
     Lines come in tuples of up to ``batch``. ``unusable(lines)`` gives the
     positions in such a list of the lines the caller cannot use as they
@@ -181,6 +225,7 @@ def iter_export_lines(
     like :meth:`Store.iter_events`, through the store's read snapshot (a
     read-only connection of its own, one snapshot for the whole export).
     """
+    words = cell_words(lang)
     sql, params = where.sql()
     local = "''"
     span_params: tuple[str, ...] = ()
@@ -191,20 +236,26 @@ def iter_export_lines(
             "CASE WHEN at_utc >= ? AND at_utc < ? "
             f"THEN datetime(substr(at_utc, 1, 19), {shift}) ELSE '' END"
         )
+    yes, no = _literal(words.yes), _literal(words.no)
+    reason, untranslated = _reason_sql(words)
     cells = (
-        *(local, "at_utc", "gate_id", "direction", "decision", "reason", "kind"),
+        *(local, "at_utc", "gate_id", _case("direction", words.directions)),
+        _case("decision", words.decisions),
+        reason,
+        _case("kind", words.kinds),
         *("display_name", "masked_id", "id_number"),
-        "CASE WHEN override THEN 'TRUE' ELSE 'FALSE' END",
+        f"CASE WHEN override THEN {yes} ELSE {no} END",
         "warning",
-        "CASE WHEN clock_synced THEN 'TRUE' ELSE 'FALSE' END",
+        f"CASE WHEN clock_synced THEN {yes} ELSE {no} END",
         *("boot_id", "seq", "id"),
         *("birth_date", "name_latin"),  # HC1: identity, NULL (empty) for other kinds
+        *("actor", "note"),  # a guard's admission: who and why
     )
     free_text = (
         *("gate_id", "reason", "kind", "display_name", "masked_id", "id_number"),
-        *("warning", "birth_date", "name_latin"),
+        *("warning", "birth_date", "name_latin", "actor", "note"),
     )
-    has_nul = " OR ".join(f"instr({c}, char(0))" for c in free_text)
+    has_nul = " OR ".join(f"instr({c}, char(0))" for c in free_text) + f" OR {untranslated}"
     # printf builds the line in one allocation (|| would copy it per cell); %s of NULL is "".
     line = f"printf('{LINE_SEPARATOR.join(['%s'] * len(cells))}', {', '.join(cells)})"
     query = (

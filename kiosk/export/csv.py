@@ -22,6 +22,7 @@ from kiosk.export.columns import (
     iter_export_lines,
     neutralise,
 )
+from kiosk.export.labels import CellWords, cell_words
 from kiosk.store import Event, EventFilter, Store
 
 log = logging.getLogger(__name__)
@@ -42,30 +43,32 @@ def _text(value: str | None) -> str:
     return "" if value is None else neutralise(value)
 
 
-def _csv_row(event: Event, tz: ZoneInfo) -> list[str]:
-    """One event as CSV fields, in the order of EXPORT_COLUMNS."""
+def _csv_row(event: Event, tz: ZoneInfo, words: CellWords) -> list[str]:
+    """One event as CSV fields, in the order of EXPORT_COLUMNS, coded cells in ``words``."""
     at_utc = event.at.astimezone(UTC).replace(tzinfo=None)
     local = event.at.astimezone(tz).replace(tzinfo=None)
     return [
         local.isoformat(" ", "seconds"),
         at_utc.isoformat(timespec="microseconds") + "Z",
         _text(event.gate_id),
-        _text(event.direction),
-        _text(event.decision),
-        _text(event.reason),
-        _text(event.kind),
+        _text(event.direction and words.direction(event.direction)),
+        _text(event.decision and words.decision(event.decision)),
+        _text(event.reason and words.reason(event.reason)),
+        _text(event.kind and words.kind(event.kind)),
         _text(event.display_name),
         _text(event.masked_id),
         _text(event.id_number),
         # TRUE/FALSE: what Excel shows for the XLSX export's booleans, and parses back as such.
-        "TRUE" if event.override else "FALSE",
+        words.boolean(event.override),
         _text(event.warning),
-        "TRUE" if event.clock_synced else "FALSE",
+        words.boolean(event.clock_synced),
         _text(event.boot_id),
         str(event.seq),
         _text(event.id),
         _text(event.birth_date),
         _text(event.name_latin),
+        _text(event.actor),
+        _text(event.note),
     ]
 
 
@@ -73,10 +76,10 @@ class _CsvChunks:
     """A CSV writer over a text buffer that hands out encoded chunks of about
     CSV_CHUNK_CHARS; the first chunk starts with the BOM and the header row."""
 
-    def __init__(self, tz: ZoneInfo) -> None:
+    def __init__(self, tz: ZoneInfo, lang: str) -> None:
         self.buffer = io.StringIO()
         self.writer = csv.writer(self.buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-        self.writer.writerow([neutralise(label) for label in header_row(tz)])
+        self.writer.writerow([neutralise(label) for label in header_row(tz, lang)])
         self._prefix = UTF8_BOM
 
     def _take(self) -> bytes:
@@ -104,12 +107,13 @@ it is exactly the rows handed out with it and before it (what an audit of a
 download cut short counts)."""
 
 
-def _csv_chunks(events: Iterable[Event], tz: ZoneInfo) -> CountedChunks:
+def _csv_chunks(events: Iterable[Event], tz: ZoneInfo, lang: str) -> CountedChunks:
     """Encoded CSV chunks (the first starts with the BOM), counted (see :data:`CountedChunks`)."""
-    out = _CsvChunks(tz)
+    words = cell_words(lang)
+    out = _CsvChunks(tz, lang)
     rows = 0
     for event in events:
-        out.writer.writerow(_csv_row(event, tz))
+        out.writer.writerow(_csv_row(event, tz, words))
         rows += 1
         if chunk := out.full_chunk():
             yield chunk, rows
@@ -126,7 +130,7 @@ def _write_chunks(chunks: CountedChunks, out: IO[bytes]) -> int:
     return rows
 
 
-def iter_csv(events: Iterable[Event], *, tz: ZoneInfo) -> Iterator[bytes]:
+def iter_csv(events: Iterable[Event], *, tz: ZoneInfo, lang: str = "en") -> Iterator[bytes]:
     """The CSV export as byte chunks of about 64 KiB, for a streaming HTTP response.
 
     Lazy: ``events`` is consumed only as chunks are taken, so a Flask
@@ -135,10 +139,10 @@ def iter_csv(events: Iterable[Event], *, tz: ZoneInfo) -> Iterator[bytes]:
 
         return Response(iter_csv(events, tz=tz), mimetype="text/csv")
     """
-    return (chunk for chunk, _ in _csv_chunks(events, tz))
+    return (chunk for chunk, _ in _csv_chunks(events, tz, lang))
 
 
-def write_csv(events: Iterable[Event], out: IO[bytes], *, tz: ZoneInfo) -> int:
+def write_csv(events: Iterable[Event], out: IO[bytes], *, tz: ZoneInfo, lang: str = "en") -> int:
     """Write ``events`` to the binary stream ``out`` as CSV; return the number of data rows.
 
     The format is chosen for Excel, which is what managers open it with:
@@ -146,11 +150,13 @@ def write_csv(events: Iterable[Event], out: IO[bytes], *, tz: ZoneInfo) -> int:
     Windows-1252 mojibake), comma-separated, fields quoted only when needed,
     CRLF line ends, a header row first. ``out`` is binary because the
     encoding and line ends are part of the format, not the caller's choice.
-    Every text cell is passed through :func:`neutralise`. If ``events``
+    Headers and coded cells are in ``lang`` ("vi" or "en", see
+    :mod:`kiosk.export.labels`). Every text cell is passed through
+    :func:`neutralise`. If ``events``
     raises, the exception propagates and ``out`` holds a partial export,
     which the caller discards.
     """
-    return _write_chunks(_csv_chunks(events, tz), out)
+    return _write_chunks(_csv_chunks(events, tz, lang), out)
 
 
 # --------------------------------------------------------------------------- CSV from the store
@@ -221,13 +227,14 @@ def _block_usable(block: str, count: int) -> bool:
     )
 
 
-def _store_csv_chunks(store: Store, where: EventFilter, tz: ZoneInfo) -> CountedChunks:
+def _store_csv_chunks(store: Store, where: EventFilter, tz: ZoneInfo, lang: str) -> CountedChunks:
     """The bytes of :func:`_csv_chunks` for the store's events, from lines SQLite formatted;
     counted the same way (see :data:`CountedChunks`)."""
     fixed = fixed_offset_span(tz)
     if fixed is None:  # a zone with daylight saving time: local time is Python's to compute
-        yield from _csv_chunks(store.iter_events(where), tz)
+        yield from _csv_chunks(store.iter_events(where), tz, lang)
         return
+    words = cell_words(lang)
     batches = iter_export_lines(
         store,
         where,
@@ -235,8 +242,9 @@ def _store_csv_chunks(store: Store, where: EventFilter, tz: ZoneInfo) -> Counted
         local_offset_min=fixed[0],
         local_span=fixed[1],
         batch=_STORE_CSV_BATCH,
+        lang=lang,
     )
-    out = _CsvChunks(tz)
+    out = _CsvChunks(tz, lang)
     count = 0
     for batch in batches:
         count += len(batch)
@@ -247,7 +255,7 @@ def _store_csv_chunks(store: Store, where: EventFilter, tz: ZoneInfo) -> Counted
                 continue
             _write_lines(out.buffer, run)
             run = []
-            out.writer.writerow(_csv_row(line, tz))
+            out.writer.writerow(_csv_row(line, tz, words))
         _write_lines(out.buffer, run)
         if chunk := out.full_chunk():
             yield chunk, count
@@ -261,7 +269,9 @@ def _write_lines(buffer: io.StringIO, lines: list[str]) -> None:
         buffer.write("\r\n")
 
 
-def iter_store_csv(store: Store, where: EventFilter, *, tz: ZoneInfo) -> Iterator[bytes]:
+def iter_store_csv(
+    store: Store, where: EventFilter, *, tz: ZoneInfo, lang: str = "en"
+) -> Iterator[bytes]:
     """The CSV export of the events ``where`` selects, as byte chunks, straight from the store.
 
     Byte for byte what :func:`iter_csv` gives for ``store.iter_events(where)``
@@ -270,10 +280,12 @@ def iter_store_csv(store: Store, where: EventFilter, *, tz: ZoneInfo) -> Iterato
     :func:`fixed_offset_span`) and only rows with a cell that could need
     neutralising pass through :func:`neutralise`. Lazy, like :func:`iter_csv`.
     """
-    return (chunk for chunk, _ in _store_csv_chunks(store, where, tz))
+    return (chunk for chunk, _ in _store_csv_chunks(store, where, tz, lang))
 
 
-def iter_store_csv_counted(store: Store, where: EventFilter, *, tz: ZoneInfo) -> CountedChunks:
+def iter_store_csv_counted(
+    store: Store, where: EventFilter, *, tz: ZoneInfo, lang: str = "en"
+) -> CountedChunks:
     """The chunks of :func:`iter_store_csv`, each with the number of data rows in it
     and in the chunks before it (:data:`CountedChunks`): for a streamed download
     whose audit must say how many rows left, even when it is cut short.
@@ -283,13 +295,15 @@ def iter_store_csv_counted(store: Store, where: EventFilter, *, tz: ZoneInfo) ->
         for chunk, rows in iter_store_csv_counted(store, where, tz=tz):
             send(chunk)  # ``rows`` rows have now been sent
     """
-    return _store_csv_chunks(store, where, tz)
+    return _store_csv_chunks(store, where, tz, lang)
 
 
-def write_store_csv(store: Store, where: EventFilter, out: IO[bytes], *, tz: ZoneInfo) -> int:
+def write_store_csv(
+    store: Store, where: EventFilter, out: IO[bytes], *, tz: ZoneInfo, lang: str = "en"
+) -> int:
     """Write the CSV export of the events ``where`` selects to ``out``; return the rows.
 
     The bytes are those of :func:`write_csv` for ``store.iter_events(where)``;
     see :func:`iter_store_csv` for why it is faster.
     """
-    return _write_chunks(_store_csv_chunks(store, where, tz), out)
+    return _write_chunks(_store_csv_chunks(store, where, tz, lang), out)

@@ -11,6 +11,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from kiosk.export.columns import EXPORT_COLUMNS, header_row, neutralise
+from kiosk.export.labels import CellWords, cell_words
 from kiosk.export.workbook import UnnamedTempWorkbook
 from kiosk.store import Event
 
@@ -21,6 +22,8 @@ EXCEL_MAX_ROWS = 1_048_576
 
 _SHEET_NAME = "Events"
 
+_TEXT_COLUMNS = frozenset({"masked_id", "id_number"})
+
 
 # --------------------------------------------------------------------------- XLSX
 
@@ -28,10 +31,15 @@ _SHEET_NAME = "Events"
 class _Sheets:
     """Worksheets of one export, opened as rows need them: "Events", "Events 2", ..."""
 
-    def __init__(self, workbook: Any, *, tz: ZoneInfo, max_rows_per_sheet: int) -> None:
+    def __init__(
+        self, workbook: Any, *, tz: ZoneInfo, max_rows_per_sheet: int, words: CellWords
+    ) -> None:
         self._workbook = workbook
-        self._header = [neutralise(label) for label in header_row(tz)]
+        self.words = words
+        self._header = [neutralise(label) for label in header_row(tz, words.lang)]
         self._bold = workbook.add_format({"bold": True})
+        # Text cells: an ID number typed over in Excel stays text (leading zeros kept).
+        self.text_format = workbook.add_format({"num_format": "@"})
         self.datetime_format = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
         self._max_rows = max_rows_per_sheet
         self.count = 0
@@ -52,7 +60,8 @@ class _Sheets:
         name = _SHEET_NAME if self.count == 1 else f"{_SHEET_NAME} {self.count}"
         sheet = self._workbook.add_worksheet(name)
         for col, column in enumerate(EXPORT_COLUMNS):
-            sheet.set_column(col, col, column.width_chars)
+            text = self.text_format if column.key in _TEXT_COLUMNS else None
+            sheet.set_column(col, col, column.width_chars, text)
         sheet.freeze_panes(1, 0)
         for col, label in enumerate(self._header):
             sheet.write_string(0, col, label, self._bold)
@@ -78,8 +87,14 @@ def write_xlsx(
     tz: ZoneInfo,
     max_rows_per_sheet: int = EXCEL_MAX_ROWS,
     tmpdir: str | os.PathLike[str] | None = None,
+    lang: str = "en",
 ) -> int:
     """Write ``events`` as an Excel workbook; return the number of data rows.
+
+    Headers and coded cells are in ``lang`` ("vi" or "en", see
+    :mod:`kiosk.export.labels`); in "vi" the booleans are written as the
+    words ``CÓ``/``KHÔNG``. The ID-number columns are text columns, so
+    Excel keeps an ID's leading zeros even when a cell is typed over.
 
     Bounded memory: xlsxwriter runs in ``constant_memory`` mode, where each
     row goes to a temporary file once the next starts (strings are stored
@@ -123,7 +138,9 @@ def write_xlsx(
         options["tmpdir"] = os.fspath(tmpdir)
     workbook = UnnamedTempWorkbook(target, options)
     try:
-        sheets = _Sheets(workbook, tz=tz, max_rows_per_sheet=max_rows_per_sheet)
+        sheets = _Sheets(
+            workbook, tz=tz, max_rows_per_sheet=max_rows_per_sheet, words=cell_words(lang)
+        )
         rows = 0
         for event in events:
             _write_xlsx_row(sheets, event, tz)
@@ -154,30 +171,42 @@ def _write_xlsx_row(sheets: _Sheets, event: Event, tz: ZoneInfo) -> None:
         row, 0, event.at.astimezone(tz).replace(tzinfo=None), sheets.datetime_format
     )
     sheet.write_string(row, 1, at_utc.isoformat(timespec="microseconds") + "Z")
+    words = sheets.words
     texts: tuple[tuple[int, str | None], ...] = (
         (2, event.gate_id),
-        (3, event.direction),
-        (4, event.decision),
-        (5, event.reason),
-        (6, event.kind),
+        (3, event.direction and words.direction(event.direction)),
+        (4, event.decision and words.decision(event.decision)),
+        (5, event.reason and words.reason(event.reason)),
+        (6, event.kind and words.kind(event.kind)),
         (7, event.display_name),
-        (8, event.masked_id),
-        (9, event.id_number),
     )
     _write_texts(sheets, row, texts)
-    sheet.write_boolean(row, 10, event.override)
+    ids = ((8, event.masked_id), (9, event.id_number))
+    _write_texts(sheets, row, ids, sheets.text_format)
+    _write_flag(sheets, row, 10, event.override)
     _write_texts(sheets, row, ((11, event.warning),))
-    sheet.write_boolean(row, 12, event.clock_synced)
+    _write_flag(sheets, row, 12, event.clock_synced)
     _write_texts(sheets, row, ((13, event.boot_id),))
     sheet.write_number(row, 14, event.seq)
     _write_texts(sheets, row, ((15, event.id),))
     _write_texts(sheets, row, ((16, event.birth_date), (17, event.name_latin)))
+    _write_texts(sheets, row, ((18, event.actor), (19, event.note)))
 
 
-def _write_texts(sheets: _Sheets, row: int, cells: tuple[tuple[int, str | None], ...]) -> None:
+def _write_flag(sheets: _Sheets, row: int, col: int, value: bool) -> None:
+    """A boolean: Excel's own in English, the language's word otherwise."""
+    if sheets.words.lang == "en":
+        sheets.sheet.write_boolean(row, col, value)
+    else:
+        sheets.sheet.write_string(row, col, sheets.words.boolean(value))
+
+
+def _write_texts(
+    sheets: _Sheets, row: int, cells: tuple[tuple[int, str | None], ...], cell_format: Any = None
+) -> None:
     """Write text cells, neutralised; None and "" stay blank (no cell at all)."""
     sheet = sheets.sheet
     for col, value in cells:
         # -2: xlsxwriter truncated a string past Excel's 32,767-character limit.
-        if value and sheet.write_string(row, col, neutralise(value)) == -2:
+        if value and sheet.write_string(row, col, neutralise(value), cell_format) == -2:
             sheets.truncated_cells += 1
