@@ -295,7 +295,7 @@ def test_replay_of_a_folder_takes_its_frame_rate_from_fps(runner, tmp_path):
 
 def test_replay_with_a_config_reads_the_sites_keys_and_denylist(runner, config, tmp_path):
     from kiosk.camera.files import FOLDER_FPS
-    from kiosk.privacy import load_or_create_key, subject_hash
+    from kiosk.privacy import load_or_create_key, subject_hash, typed_id_subject
     from kiosk.samples import DENYLISTED_ID, VISITOR_DENYLISTED
 
     assert FOLDER_FPS == 10.0  # as the help says
@@ -311,7 +311,10 @@ def test_replay_with_a_config_reads_the_sites_keys_and_denylist(runner, config, 
     key = load_or_create_key(settings.key_path)
     with Store.open(settings.db_path) as store:
         store.add_to_denylist(
-            subject_hash(key, DENYLISTED_ID), label="Phúc", note="test", at=store_now()
+            subject_hash(key, typed_id_subject(DENYLISTED_ID)),
+            label="Phúc",
+            note="test",
+            at=store_now(),
         )
     elsewhere = tmp_path / "replay.db"
 
