@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from admin_web.auth import login_required
 from admin_web.charts import HourlyLabels, OccupancyLabels, hourly_bars_svg, occupancy_line_svg
 from admin_web.context import gk
-from admin_web.presenting import event_json, local
+from admin_web.presenting import DATE, event_json, local
 from admin_web.routing import ROWID_MAX
 from kiosk.store import EventFilter, KioskHealth, Visit
 
@@ -129,7 +129,7 @@ def index() -> str:
                 capacity=_("Capacity"),
             ),
         ),
-        today=local(now, "yyyy-MM-dd"),
+        today=local(now, DATE),
     )
 
 

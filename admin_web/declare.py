@@ -40,7 +40,7 @@ from werkzeug.wrappers.response import Response
 
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
-from admin_web.presenting import local
+from admin_web.presenting import DATE_TIME, local
 from kiosk.codes.base import KIND_DECLARATION
 from kiosk.codes.sitecodes import qr_version, render_png
 from kiosk.declarations import (
@@ -78,7 +78,7 @@ QR_MIN_PX = 320
 POSTER_QR_MIN_PX = 600
 POSTER_URL_MAX_CHARS = 300
 
-TIME_FORMAT = "HH:mm dd/MM/yyyy"
+TIME_FORMAT = DATE_TIME
 """How the pages show a code's validity: local time, Vietnamese date order."""
 
 

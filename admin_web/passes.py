@@ -28,7 +28,7 @@ from admin_web.declare import (
     revoke_issued,
     site_name,
 )
-from admin_web.presenting import local
+from admin_web.presenting import DATE, local
 from kiosk.codes.base import KIND_STAFF_PASS
 from kiosk.codes.sitecodes import MAX_ORGANISATION_CHARS
 from kiosk.declarations import MAX_PASS_DAYS, DeclarationError, issue_staff_pass
@@ -46,7 +46,7 @@ _CODE_ID = re.compile(r"[0-9a-f]{8,32}")
 
 BADGE_QR_MIN_PX = 420
 """The badge's QR is printed 3.5 cm wide: about 300 dpi."""
-DATE_FORMAT = "dd/MM/yyyy"
+DATE_FORMAT = DATE
 
 
 def last_day(code: SiteCode) -> str:

@@ -9,12 +9,22 @@ from flask import Flask
 from flask_babel import format_datetime, get_locale
 
 from admin_web.context import gk
+from admin_web.labels import action_label, kind_choice, kind_text
 from kiosk.messages import message_for
 from kiosk.store import Event
 
+DATE = "dd/MM/yyyy"
+"""The one date format people read, as Vietnamese write dates (CLDR pattern)."""
+DATE_TIME = "dd/MM/yyyy HH:mm"
+"""A date and a 24-hour time to the minute."""
+DATE_TIME_S = "dd/MM/yyyy HH:mm:ss"
+"""A date and a 24-hour time to the second: the log's own times."""
 
-def local(at: datetime | None, fmt: str = "yyyy-MM-dd HH:mm:ss") -> str:
-    """A time in the site's time zone (not the browser's, not the server's)."""
+
+def local(at: datetime | None, fmt: str = DATE_TIME_S) -> str:
+    """A time in the site's time zone (not the browser's, not the server's);
+    ``fmt`` is a CLDR pattern, one of the constants above unless only the
+    time of day is wanted (``HH:mm:ss``)."""
     if at is None:
         return ""
     return str(format_datetime(at.astimezone(gk().tz), fmt, rebase=False))
@@ -24,6 +34,10 @@ def reason_text(reason: str) -> str:
     """The visitor message for a reason, in the page's language."""
     message = message_for(reason)
     return message.en if str(get_locale()) == "en" else message.vi
+
+
+DENYLISTED = "denylisted"
+"""The reason of a denylist refusal, which the gate screen shows without a name."""
 
 
 def mask_name(name: str | None) -> str:
@@ -43,7 +57,7 @@ def event_json(event: Event, cursor: int | None = None) -> dict[str, Any]:
         "cursor": cursor,
         "id": event.id,
         "time": local(event.at, "HH:mm:ss"),
-        "date": local(event.at, "yyyy-MM-dd"),
+        "date": local(event.at, DATE),
         "direction": event.direction,
         "decision": event.decision,
         "reason": event.reason,
@@ -68,3 +82,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(local, "local")
     app.add_template_filter(reason_text, "reason_text")
     app.add_template_filter(mask_name, "mask_name")
+    app.add_template_filter(kind_text, "kind_text")
+    app.add_template_filter(action_label, "action_label")
+    app.add_template_filter(kind_choice, "kind_choice")
+    app.jinja_env.globals.update(DATE=DATE, DATE_TIME=DATE_TIME)

@@ -188,7 +188,7 @@ def test_a_declaration_gives_a_signed_code_the_gate_accepts(
     status, page = submit(client)
     assert status == 200, page
     # 01:00 UTC is 08:00 in Ho Chi Minh City; valid for 24 hours.
-    assert "Valid until 08:00 06/01/2026" in page
+    assert "Valid until 06/01/2026 08:00" in page
     assert "will refuse" not in page
     src = image_src(page, "declaration-qr")
     assert re.search(rf'href="{re.escape(src)}" download="declaration-[0-9-]+\.png"', page)

@@ -1,0 +1,136 @@
+"""The pages as people read them (issue 15): words instead of codes, one date
+format, the product's own error pages, and people counted once."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask.testing import FlaskClient
+
+from kiosk.clock import FakeClock
+from kiosk.exporting import export_to_file
+from kiosk.store import EventFilter, Store
+from tests.test_i18n import speaking, text
+from tests.web import record
+
+
+def visible(html: str) -> str:
+    """The page's text without tags and attributes (a tooltip is not what people read)."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", html))
+
+
+# ----------------------------------------------------------------------------- item 9
+
+
+def test_log_shows_kinds_and_reasons_in_words_with_codes_in_tooltips(
+    manager: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    record(web_store, clock, kind="pc-covid", decision="deny", reason="denylisted")
+    page = text(speaking(manager, None), "/log")
+    words = visible(page)
+    assert "Mã QR cá nhân (PC-Covid)" in words
+    assert "Không được phép vào" in words
+    assert "pc-covid" not in words
+    assert "denylisted" not in words
+    assert 'title="pc-covid"' in page  # the code is still there for support
+    assert 'title="denylisted"' in page
+
+
+def test_override_and_manual_read_as_one_word(
+    manager: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    record(web_store, clock, kind="override", reason="override", override=True)
+    record(web_store, clock, kind="manual", reason="manual-admit", override=True)
+    words = visible(text(speaking(manager, None), "/log?kind=override"))
+    assert "Bảo vệ cho vào" in words
+    both = visible(text(speaking(manager, None), "/log"))
+    rows = re.findall(r"Bảo vệ cho vào Bảo vệ cho phép vào", both)
+    assert len(rows) == 2  # the same kind word, then the same reason, for both
+
+
+def test_dashboard_refusals_show_words_not_codes(
+    manager: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    record(web_store, clock, decision="deny", reason="sitecode-expired")
+    page = text(speaking(manager, None), "/")
+    assert "Mã đã hết hạn" in visible(page)
+    assert "sitecode-expired" not in visible(page)
+    assert 'title="sitecode-expired"' in page
+
+
+def test_audit_shows_actions_and_details_in_words_and_local_time(
+    manager: FlaskClient, web_store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    where = EventFilter(
+        start=datetime(2026, 1, 5, 1, 0, tzinfo=UTC), end=datetime(2026, 1, 6, 1, 0, tzinfo=UTC)
+    )
+    export_to_file(
+        web_store,
+        where,
+        fmt="csv",
+        path=tmp_path / "out.csv",
+        tz=ZoneInfo("Asia/Ho_Chi_Minh"),
+        actor="cli:root",
+        at=clock.now(),
+    )
+    page = text(speaking(manager, None), "/audit")
+    words = visible(page)
+    assert "Xuất nhật ký" in words
+    assert "Định dạng: CSV" in words
+    assert "Đầy đủ: có" in words
+    assert "Từ: 05/01/2026 08:00:00" in words  # 01:00 UTC in Ho Chi Minh City
+    for raw in ("format: csv", "complete: true", "2026-01-05T01:00"):
+        assert raw not in words
+    assert 'title="export"' in page
+
+
+def test_settings_change_reads_label_old_and_new(
+    manager: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    web_store.audit(
+        actor="boss",
+        action="settings",
+        detail={"policy.capacity": {"old": 0, "new": 80}},
+        at=clock.now(),
+    )
+    words = visible(text(speaking(manager, "en"), "/audit"))
+    assert "Changed settings" in words
+    assert "Capacity: 0 → 80" in words
+
+
+# ----------------------------------------------------------------------------- item 12
+
+
+def test_settings_labels_are_words_and_kinds_have_no_comma_hint(manager: FlaskClient) -> None:
+    page = text(speaking(manager, None), "/settings")
+    words = visible(page)
+    assert "gate.id" not in words
+    assert 'title="gate.id"' in page
+    assert "dấu phẩy" not in words
+    assert "entry (vào)" not in words
+    assert "trong trong" not in visible(text(manager, "/"))
+
+
+# ----------------------------------------------------------------------------- item 13
+
+
+def test_dates_read_day_month_year_in_24_hours(
+    manager: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    record(web_store, clock, at=datetime(2026, 1, 5, 13, 5, tzinfo=UTC))
+    for language in (None, "en"):
+        words = visible(text(speaking(manager, language), "/log"))
+        assert "05/01/2026 20:05:00" in words
+        assert "2026-01-05" not in words
+        assert " PM" not in words
+
+
+def test_date_pickers_follow_the_page_language(manager: FlaskClient) -> None:
+    for language, code in ((None, "vi"), ("en", "en")):
+        page = text(speaking(manager, language), "/log")
+        pickers = re.findall(r'<input type="datetime-local"[^>]*>', page)
+        assert pickers
+        assert all(f'lang="{code}"' in picker for picker in pickers)
