@@ -43,6 +43,7 @@ def create_app(
         dashboard,
         declare,
         display,
+        errors,
         exports,
         guard,
         i18n,
@@ -96,6 +97,7 @@ def create_app(
         declare,
         passes,
         trust,
+        errors,
     ):
         app.register_blueprint(module.bp)
     return app

@@ -57,7 +57,7 @@ def event_json(event: Event, cursor: int | None = None) -> dict[str, Any]:
         "cursor": cursor,
         "id": event.id,
         "time": local(event.at, "HH:mm:ss"),
-        "date": local(event.at, DATE),
+        "date": local(event.at, "yyyy-MM-dd"),  # for programs (openapi.yaml), not people
         "direction": event.direction,
         "decision": event.decision,
         "reason": event.reason,

@@ -134,3 +134,39 @@ def test_date_pickers_follow_the_page_language(manager: FlaskClient) -> None:
         pickers = re.findall(r'<input type="datetime-local"[^>]*>', page)
         assert pickers
         assert all(f'lang="{code}"' in picker for picker in pickers)
+
+
+# ----------------------------------------------------------------------------- item 11
+
+
+def test_not_found_is_the_products_page_in_vietnamese_with_a_way_back(
+    manager: FlaskClient,
+) -> None:
+    response = speaking(manager, None).get("/no-such-page")
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "Không tìm thấy trang" in page
+    assert re.search(r'<a href="/" id="way-back">', page)
+    assert "Nhật ký" in page  # the menu is there
+    assert "Not Found" not in page
+
+
+def test_forbidden_is_the_products_page_for_a_guard(guard: FlaskClient) -> None:
+    response = speaking(guard, "en").get("/settings")
+    assert response.status_code == 403
+    page = response.get_data(as_text=True)
+    assert "Not allowed" in page
+    assert "Back to the dashboard" in page
+    assert "Forbidden" not in page
+
+
+def test_not_found_before_login_leads_to_the_login_page(client: FlaskClient) -> None:
+    response = speaking(client, "en").get("/no-such-page")
+    assert response.status_code == 404
+    assert "Go to the login page" in response.get_data(as_text=True)
+
+
+def test_the_api_keeps_its_small_error_answers(manager: FlaskClient) -> None:
+    response = manager.get("/api/no-such-thing")
+    assert response.status_code == 404
+    assert "Page not found" not in response.get_data(as_text=True)
