@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from flask_babel import format_datetime, get_locale
 from admin_web.context import gk
 from admin_web.labels import action_label, kind_choice, kind_text
 from kiosk.messages import message_for
-from kiosk.store import Event
+from kiosk.store import Event, Visit, search_fold
 
 DATE = "dd/MM/yyyy"
 """The one date format people read, as Vietnamese write dates (CLDR pattern)."""
@@ -72,6 +73,55 @@ def event_json(event: Event, cursor: int | None = None) -> dict[str, Any]:
         "clock_synced": event.clock_synced,
         "actor": event.actor or "",
     }
+
+
+@dataclass(frozen=True)
+class PersonInside:
+    """One person on the "who was inside" page, with every stay in the window.
+
+    A person is a subject: the codes that prove they belong to the same
+    person share one (the subject hash, :mod:`kiosk.privacy`). A chip ID card
+    and a personal QR showing the same full 12-digit ID number are one
+    person; so are one staff member's passes. A health declaration carries
+    only a name and a phone number, which anyone can type, so it proves no
+    one's identity: a visitor who came in once with a declaration and once
+    with their ID card is two rows, and ``shares_name`` marks both so the
+    reader can decide.
+    """
+
+    subject_hash: str
+    display_name: str | None
+    masked_id: str | None
+    stays: tuple[Visit, ...]
+    shares_name: bool = False
+    """Another person in the list has the same name (ignoring case and accents)."""
+
+
+def people_inside(visits: list[Visit]) -> list[PersonInside]:
+    """``visits`` grouped by person (see :class:`PersonInside`), in order of
+    their first entry; the name and masked ID are those of the latest stay."""
+    stays: dict[str, list[Visit]] = {}
+    for visit in sorted(visits, key=lambda v: v.entered_at):
+        stays.setdefault(visit.subject_hash, []).append(visit)
+    names: dict[str, int] = {}
+    for group in stays.values():
+        name = search_fold(" ".join((group[-1].display_name or "").split()))
+        if name:
+            names[name] = names.get(name, 0) + 1
+    people = []
+    for subject, group in stays.items():
+        latest = group[-1]
+        name = search_fold(" ".join((latest.display_name or "").split()))
+        people.append(
+            PersonInside(
+                subject,
+                latest.display_name,
+                latest.masked_id,
+                tuple(group),
+                shares_name=bool(name) and names[name] > 1,
+            )
+        )
+    return people
 
 
 def init_app(app: Flask) -> None:

@@ -170,3 +170,75 @@ def test_the_api_keeps_its_small_error_answers(manager: FlaskClient) -> None:
     response = manager.get("/api/no-such-thing")
     assert response.status_code == 404
     assert "Page not found" not in response.get_data(as_text=True)
+
+
+# ----------------------------------------------------------------------------- item 16
+
+HCM = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def test_who_was_inside_counts_a_person_with_two_stays_once(
+    guard: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    person = {"display_name": "Nguyễn Văn An", "subject_hash": "p" * 32}
+    for hour, direction in ((8, "in"), (9, "out"), (10, "in"), (11, "out")):
+        at = datetime(2026, 1, 5, hour, 0, tzinfo=HCM)
+        record(web_store, clock, at=at, direction=direction, **person)
+    html = text(guard, "/inside?from=2026-01-05T07:00&to=2026-01-05T12:00")
+    assert "1 person" in html
+    assert html.count("Nguyễn Văn An") == 1
+    assert "05/01/2026 08:00" in html
+    assert "05/01/2026 10:00" in html  # both stays are listed in the one row
+    assert 'id="same-person-help"' in html
+
+
+def test_a_declaration_and_an_id_card_are_two_people_marked_same_name(
+    guard: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    at = datetime(2026, 1, 5, 8, 0, tzinfo=HCM)
+    record(
+        web_store,
+        clock,
+        at=at,
+        kind="declaration",
+        subject_hash="d" * 32,
+        display_name="Nguyen Van An",
+        masked_id=None,
+    )
+    record(
+        web_store, clock, at=at, kind="cccd", subject_hash="c" * 32, display_name="Nguyễn Văn An"
+    )
+    record(
+        web_store, clock, at=at, kind="cccd", subject_hash="e" * 32, display_name="Trần Thị Bình"
+    )
+    html = text(guard, "/inside?from=2026-01-05T07:00&to=2026-01-05T12:00")
+    assert "3 people" in html
+    assert html.count("(same name)") == 2
+
+
+def test_occupancy_chart_counts_overlapping_stays_of_one_person_once() -> None:
+    from datetime import timedelta
+
+    from admin_web.dashboard import occupancy_points
+    from kiosk.store import Visit
+
+    start = datetime(2026, 1, 5, 0, 0, tzinfo=HCM)
+
+    def stay(subject: str, enter_h: int, exit_h: int) -> Visit:
+        return Visit(
+            subject,
+            None,
+            None,
+            start + timedelta(hours=enter_h),
+            start + timedelta(hours=exit_h),
+            f"{subject}{enter_h}",
+        )
+
+    points = occupancy_points(
+        [stay("a", 8, 12), stay("a", 9, 10), stay("b", 9, 11)],
+        start,
+        start + timedelta(hours=13),
+        timedelta(hours=12),
+    )
+    assert max(count for _hour, count in points) == 2
+    assert points[-1] == (13.0, 0)
