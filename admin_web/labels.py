@@ -40,6 +40,7 @@ ACTIONS: Mapping[str, Any] = {
     "staff-pass": _l("Issued a staff pass"),
     "keys-rotate": _l("Started a new signing key"),
     "keys-retire": _l("Retired a signing key"),
+    "badge-logo": _l("Changed the badge logo"),
 }
 """Audit actions in words; an action not listed here shows its code."""
 
@@ -71,6 +72,8 @@ DETAIL_KEYS: Mapping[str, Any] = {
     "subject_hash": _l("Person (hashed)"),
     "old": _l("Before"),
     "new": _l("After"),
+    "removed": _l("Removed"),
+    "size_kb": _l("Size (KB)"),
 }
 """Audit detail keys in words; a key not listed here shows itself."""
 
