@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from flask_babel import format_datetime, get_locale
+from flask_babel import gettext as _
 
 from admin_web.context import gk
 from admin_web.labels import action_label, kind_choice, kind_text
+from kiosk.codes.base import KIND_DECLARATION
 from kiosk.messages import message_for
+from kiosk.privacy import subject_hash
 from kiosk.store import Event, Visit, search_fold
 
 DATE = "dd/MM/yyyy"
@@ -124,6 +127,63 @@ def people_inside(visits: list[Visit]) -> list[PersonInside]:
     return people
 
 
+ANSWERS_LOOKBACK = timedelta(days=7)
+"""How long before an event a declaration may have expired and still be the
+one scanned (a refusal for expiry names an expired code)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer of a declaration, as the event page shows it."""
+
+    question: str
+    text: str
+    free_text: bool
+
+
+def declaration_answers(event: Event) -> list[Answer]:
+    """The answers of the declaration an event's code was, in the page's
+    language; empty for other kinds, or when the record is gone (purged).
+
+    The event keeps only the code's subject hash, so the declaration is found
+    by hashing the ids of those issued up to the event, as the gate hashed
+    the one it read (:mod:`kiosk.privacy`: ``declaration:<code id>``; events
+    recorded before subjects had namespaces hashed the bare id).
+    """
+    from admin_web.declare import question_text, site_questions
+
+    if event.kind != KIND_DECLARATION or not event.subject_hash:
+        return []
+    context = gk()
+    codes = context.store.site_codes(KIND_DECLARATION, now=event.at - ANSWERS_LOOKBACK)
+    record = None
+    for code in codes:
+        if code.issued_at > event.at:
+            continue
+        for subject in (f"{KIND_DECLARATION}:{code.id}", code.id):
+            try:
+                matches = subject_hash(context.hash_key, subject) == event.subject_hash
+            except ValueError:  # a bare id, refused once subjects have namespaces
+                continue
+            if matches:
+                record = code
+                break
+        if record is not None:
+            break
+    if record is None:
+        return []
+    asked = {q.key: q for q in site_questions()}
+    answers = []
+    for key, value in record.answers.items():
+        question = asked.get(key)
+        label = question_text(question) if question is not None else key
+        if isinstance(value, str):
+            answers.append(Answer(label, value, True))
+        elif value is not None:
+            answers.append(Answer(label, str(_("yes") if value else _("no")), False))
+    return answers
+
+
 def init_app(app: Flask) -> None:
     from admin_web.auth import current_user
 
@@ -132,6 +192,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(local, "local")
     app.add_template_filter(reason_text, "reason_text")
     app.add_template_filter(mask_name, "mask_name")
+    app.add_template_global(declaration_answers, "declaration_answers")
     app.add_template_filter(kind_text, "kind_text")
     app.add_template_filter(action_label, "action_label")
     app.add_template_filter(kind_choice, "kind_choice")

@@ -18,7 +18,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from admin_web.declare import poster_url_problem, slug_key
+from admin_web.declare import poster_url_problem
+from admin_web.question_rows import slug_key
 from kiosk.camera import to_grey
 from kiosk.clock import FakeClock
 from kiosk.codes.base import Credential, Identified, Rejection
