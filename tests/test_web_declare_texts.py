@@ -130,6 +130,7 @@ def test_the_event_page_shows_the_declarations_answers(
     assert "Whom are you visiting?" in page
     assert "<bdi>Chị Lan</bdi>" in page
     assert "<bdi>51A-123.45</bdi>" in page
+    assert code.phone
     assert code.phone not in page  # the record's phone stays on the managers' list
 
 
