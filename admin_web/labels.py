@@ -148,9 +148,17 @@ def _value_text(key: str, value: Any, local: Any) -> str:
         return "; ".join(
             f"{_key_text(k)}: {_value_text(str(k), v, local)}" for k, v in value.items()
         )
+    if isinstance(value, list | tuple) and all(_is_question(item) for item in value):
+        # The declaration's questions: their words in the page's language.
+        side = "en" if str(get_locale()) == "en" else "vi"
+        return " | ".join(str(item[side]) for item in value)
     if isinstance(value, list | tuple):
         return ", ".join(_value_text(key, v, local) for v in value)
     return str(value)
+
+
+def _is_question(item: Any) -> bool:
+    return isinstance(item, Mapping) and {"key", "vi", "en"} <= set(item)
 
 
 def _key_text(key: Any) -> str:
