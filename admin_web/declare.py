@@ -407,6 +407,7 @@ def index() -> Any:
         show_phone=_user().role == "manager",
         now=gk().clock.now(),
         time_format=TIME_FORMAT,
+        question_texts={q.key: question_text(q) for q in site_questions()},
     )
 
 

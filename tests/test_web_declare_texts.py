@@ -140,3 +140,14 @@ def test_an_event_of_another_code_shows_no_answers(
     record(web_store, clock)
     [event] = web_store.find_events(EventFilter(), limit=1)
     assert 'id="declaration-answers"' not in manager.get(f"/log/{event.id}").get_data(as_text=True)
+
+
+def test_the_declarations_list_shows_the_text_answers(
+    manager: FlaskClient,
+    client: FlaskClient,
+    keys: Path,  # noqa: F811
+) -> None:
+    add_text_questions(manager)
+    submit(client, **{"answer-whom-are-you-visiting": "Chị Lan"})
+    page = manager.get("/declarations").get_data(as_text=True)
+    assert "Whom are you visiting?: <bdi>Chị Lan</bdi>" in page
