@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -32,6 +32,17 @@ def local(at: datetime | None, fmt: str = DATE_TIME_S) -> str:
     if at is None:
         return ""
     return str(format_datetime(at.astimezone(gk().tz), fmt, rebase=False))
+
+
+def day_month_year(iso_date: str | None) -> str:
+    """A calendar date kept as ``YYYY-MM-DD`` (a date of birth) as people
+    read it, ``dd/mm/yyyy``; anything else as it is."""
+    if not iso_date:
+        return ""
+    try:
+        return date.fromisoformat(iso_date).strftime("%d/%m/%Y")
+    except ValueError:
+        return iso_date
 
 
 def reason_text(reason: str) -> str:
@@ -192,6 +203,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(local, "local")
     app.add_template_filter(reason_text, "reason_text")
     app.add_template_filter(mask_name, "mask_name")
+    app.add_template_filter(day_month_year, "day_month_year")
     app.add_template_global(declaration_answers, "declaration_answers")
     app.add_template_filter(kind_text, "kind_text")
     app.add_template_filter(action_label, "action_label")
