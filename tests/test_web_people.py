@@ -111,7 +111,8 @@ def test_settings_labels_are_words_and_kinds_have_no_comma_hint(manager: FlaskCl
     assert 'title="gate.id"' in page
     assert "dấu phẩy" not in words
     assert "entry (vào)" not in words
-    assert "trong trong" not in visible(text(manager, "/"))
+    for path in ("/", "/inside"):
+        assert "trong trong" not in visible(text(manager, path))
 
 
 # ----------------------------------------------------------------------------- item 13
