@@ -43,6 +43,7 @@ def create_app(
         dashboard,
         declare,
         display,
+        errors,
         exports,
         guard,
         i18n,
@@ -97,6 +98,7 @@ def create_app(
         declare,
         passes,
         trust,
+        errors,
         site,
     ):
         app.register_blueprint(module.bp)

@@ -8,7 +8,6 @@ message for each problem; nothing is half-saved.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -25,6 +24,8 @@ from werkzeug.wrappers.response import Response
 
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
+from admin_web.labels import detail_lines
+from admin_web.presenting import local
 from kiosk.accounts import ROLES, AccountError, add_user, reset_password
 from kiosk.config import EDITABLE_ON_WEB, SETTINGS, Setting, Settings, with_site_settings
 from kiosk.errors import ConfigError, StoreError
@@ -133,6 +134,8 @@ def _fields(values: Mapping[str, str], problems: Mapping[str, list[str]]) -> lis
         )
         if name == "policy.allowed_kinds":
             item.widget = "kinds"
+            # The file's help says "comma-separated"; boxes to tick need none.
+            item.help = ""
             item.choices = list(KINDS)
             item.checked = _kinds_of(item.value)
         elif name == "gate.timezone":
@@ -520,24 +523,15 @@ def users_password(user_id: int) -> Any:
 AUDIT_LIMIT = 200
 
 
-def detail_text(detail: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """An audit entry's detail as (key, value) text pairs; nested values as JSON."""
-    pairs = []
-    for key, value in detail.items():
-        if isinstance(value, str):
-            text = value
-        else:
-            text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-        pairs.append((str(key), text))
-    return pairs
-
-
 @bp.get("/audit")
 @login_required("manager")
 def audit() -> str:
     entries = gk().store.audit_entries(limit=AUDIT_LIMIT)
     return render_template(
         "audit.html",
-        entries=[(entry, detail_text(entry.detail)) for entry in entries],
+        entries=[
+            (entry, detail_lines(entry.detail, local=local, setting_labels=LABELS))
+            for entry in entries
+        ],
         limit=AUDIT_LIMIT,
     )

@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from admin_web.auth import login_required
 from admin_web.charts import HourlyLabels, OccupancyLabels, hourly_bars_svg, occupancy_line_svg
 from admin_web.context import gk
-from admin_web.presenting import event_json, local
+from admin_web.presenting import DATE, event_json, local
 from admin_web.routing import ROWID_MAX
 from kiosk.store import EventFilter, KioskHealth, Visit
 
@@ -38,20 +38,27 @@ def hourly_counts(start: datetime, end: datetime) -> tuple[list[int], list[int]]
 def occupancy_points(
     visits: list[Visit], start: datetime, until: datetime, expiry: timedelta
 ) -> list[tuple[float, int]]:
-    """Occupancy through the day as (hour since local midnight, people) steps."""
-    changes: list[tuple[datetime, int]] = []
+    """Occupancy through the day as (hour since local midnight, people) steps.
+
+    People, not stays: two stays of one subject that overlap (a guard let
+    someone in again by hand) count once, as on the "who was inside" page
+    (:func:`admin_web.presenting.people_inside`).
+    """
+    changes: list[tuple[datetime, int, str]] = []
     for visit in visits:
         ends = visit.exited_at or visit.entered_at + expiry
-        changes.append((max(visit.entered_at, start), +1))
+        changes.append((max(visit.entered_at, start), +1, visit.subject_hash))
         if ends < until:
-            changes.append((max(ends, start), -1))
+            changes.append((max(ends, start), -1, visit.subject_hash))
     changes.sort(key=lambda change: (change[0], change[1]))
     points = [(0.0, 0)]
-    count = 0
-    for at, delta in changes:
-        count += delta
-        points.append(((at - start).total_seconds() / 3600, count))
-    points.append(((until - start).total_seconds() / 3600, count))
+    stays_of: dict[str, int] = {}
+    for at, delta, subject in changes:
+        stays_of[subject] = stays_of.get(subject, 0) + delta
+        if stays_of[subject] == 0:
+            del stays_of[subject]
+        points.append(((at - start).total_seconds() / 3600, len(stays_of)))
+    points.append(((until - start).total_seconds() / 3600, len(stays_of)))
     return points
 
 
@@ -129,7 +136,7 @@ def index() -> str:
                 capacity=_("Capacity"),
             ),
         ),
-        today=local(now, "yyyy-MM-dd"),
+        today=local(now, DATE),
     )
 
 

@@ -25,7 +25,6 @@ import io
 import ipaddress
 import logging
 import math
-import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,16 +39,19 @@ from werkzeug.wrappers.response import Response
 
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
-from admin_web.presenting import local
+from admin_web.presenting import DATE_TIME, local
+from admin_web.question_rows import posted_rows, questions_from_rows, rows_of
 from kiosk.codes.base import KIND_DECLARATION
 from kiosk.codes.sitecodes import qr_version, render_png
 from kiosk.declarations import (
     QUESTIONS_SETTING,
+    TEXT_ANSWER_MAX_CHARS,
     DeclarationError,
     Issued,
     Question,
     clean_name,
     clean_phone,
+    clean_text_answer,
     issue_declaration,
     questions_from,
     questions_setting,
@@ -68,18 +70,13 @@ RATE_WINDOW = timedelta(hours=1)
 """``codes.declarations_per_hour`` counts declarations in this window, from
 an address's first declaration in it."""
 
-MAX_QUESTIONS = 8
-QUESTION_MAX_CHARS = 200
-KEY_MAX_CHARS = 24
-_KEY = re.compile(r"[a-z0-9-]{1,24}")
-"""A question key as signed codes carry it (kiosk.codes.sitecodes)."""
 
 QR_MIN_PX = 320
 """The PNG's width in pixels at least: a phone shows it about 300 CSS px wide."""
 POSTER_QR_MIN_PX = 600
 POSTER_URL_MAX_CHARS = 300
 
-TIME_FORMAT = "HH:mm dd/MM/yyyy"
+TIME_FORMAT = DATE_TIME
 """How the pages show a code's validity: local time, Vietnamese date order."""
 
 
@@ -144,21 +141,26 @@ class Declaring:
     phone: str = ""
     answers: dict[str, str] = field(default_factory=dict)
     """Question key -> "yes" or "no"; unanswered questions are absent."""
+    texts: dict[str, str] = field(default_factory=dict)
+    """Free-text question key -> what was typed (optional, may be empty)."""
     consent: bool = False
     problems: dict[str, str] = field(default_factory=dict)
     """Field ("name", "phone", "consent", "answer-<key>", "" for the form) -> message."""
 
     @classmethod
     def from_form(cls, form: Mapping[str, str], questions: Sequence[Question]) -> Declaring:
-        answers = {}
+        answers, texts = {}, {}
         for question in questions:
             value = form.get(f"answer-{question.key}", "")
-            if value in ("yes", "no"):
+            if question.free_text:
+                texts[question.key] = value[: TEXT_ANSWER_MAX_CHARS * 2]
+            elif value in ("yes", "no"):
                 answers[question.key] = value
         return cls(
             name=form.get("name", "")[: NAME_MAX_CHARS * 2],
             phone=form.get("phone", "")[:PHONE_MAX_CHARS],
             answers=answers,
+            texts=texts,
             consent=form.get("consent") == "yes",
         )
 
@@ -176,7 +178,15 @@ class Declaring:
                     "A phone number has 9 to 15 digits, for example 0912 345 678."
                 )
         for question in questions:
-            if question.key not in self.answers:
+            if question.free_text:
+                try:
+                    clean_text_answer(self.texts.get(question.key, ""))
+                except DeclarationError:
+                    self.problems[f"answer-{question.key}"] = _(
+                        "Use at most %(count)d characters, without special characters.",
+                        count=TEXT_ANSWER_MAX_CHARS,
+                    )
+            elif question.key not in self.answers:
                 self.problems[f"answer-{question.key}"] = _("Answer yes or no.")
         if not self.consent:
             self.problems["consent"] = _("Tick the box to agree, or the code cannot be made.")
@@ -224,6 +234,7 @@ def _issue(
             name=declaring.name,
             phone=declaring.phone,
             answers=declaring.answer_values(),
+            texts=declaring.texts,
             questions=questions,
             validity=timedelta(hours=settings["codes.declaration_validity_h"]),
             at=now,
@@ -251,6 +262,7 @@ def _form_context(declaring: Declaring, questions: Sequence[Question]) -> dict[s
         "site_name": site_name(),
         "name_max": NAME_MAX_CHARS,
         "phone_max": PHONE_MAX_CHARS,
+        "text_max": TEXT_ANSWER_MAX_CHARS,
     }
 
 
@@ -394,6 +406,7 @@ def index() -> Any:
         show_phone=_user().role == "manager",
         now=gk().clock.now(),
         time_format=TIME_FORMAT,
+        question_texts={q.key: question_text(q) for q in site_questions()},
     )
 
 
@@ -430,135 +443,24 @@ def revoke(code_id: str) -> Response:
 # ----------------------------------------------------------------------------- questions
 
 
-@dataclass
-class QuestionRow:
-    """One row of the questions form."""
-
-    key: str = ""
-    position: str = ""
-    vi: str = ""
-    en: str = ""
-    refuse_on_yes: bool = True
-    remove: bool = False
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def blank(self) -> bool:
-        return not self.vi.strip() and not self.en.strip()
-
-
-def slug_key(text: str, taken: set[str]) -> str:
-    """A new question key from its English text: lower-case ASCII words joined
-    by dashes, at most 24 characters, unique among ``taken``."""
-    folded = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
-    ascii_text = folded.encode("ascii", "ignore").decode("ascii").lower()
-    words = re.findall(r"[a-z0-9]+", ascii_text)
-    base = ""
-    for word in words:
-        candidate = f"{base}-{word}" if base else word
-        if len(candidate) > KEY_MAX_CHARS - 3:  # room for a "-2" suffix
-            break
-        base = candidate
-    base = base or (words[0][: KEY_MAX_CHARS - 3] if words else "question")
-    key, number = base, 2
-    while key in taken:
-        key = f"{base}-{number}"
-        number += 1
-    return key
-
-
-def _rows_of(questions: Sequence[Question]) -> list[QuestionRow]:
-    rows = [
-        QuestionRow(key=q.key, position=str(i + 1), vi=q.vi, en=q.en, refuse_on_yes=q.refuse_on_yes)
-        for i, q in enumerate(questions)
-    ]
-    while len(rows) < MAX_QUESTIONS:
-        rows.append(QuestionRow(position=str(len(rows) + 1), refuse_on_yes=True))
-    return rows
-
-
-def _posted_rows(form: Mapping[str, str]) -> list[QuestionRow]:
-    return [
-        QuestionRow(
-            key=form.get(f"key-{i}", "").strip(),
-            position=form.get(f"position-{i}", "").strip(),
-            vi=" ".join(form.get(f"vi-{i}", "").split()),
-            en=" ".join(form.get(f"en-{i}", "").split()),
-            refuse_on_yes=form.get(f"refuse-{i}") == "yes",
-            remove=form.get(f"remove-{i}") == "yes",
-        )
-        for i in range(MAX_QUESTIONS)
-    ]
-
-
-def _text_problem(text: str) -> str | None:
-    if not text:
-        return _("Enter the question in both languages.")
-    if len(text) > QUESTION_MAX_CHARS:
-        return _("Use at most %(count)d characters.", count=QUESTION_MAX_CHARS)
-    if any(unicodedata.category(ch).startswith("C") for ch in text):
-        return _("The text contains characters that cannot be shown.")
-    return None
-
-
-def questions_from_rows(
-    rows: list[QuestionRow], current: Sequence[Question]
-) -> tuple[list[Question] | None, list[str]]:
-    """The questions the rows describe, in their order, or None and the
-    problems (also noted on the rows). Existing questions keep their keys, so
-    the record of declarations already made still reads right; new ones get
-    a key from their English text."""
-    general: list[str] = []
-    kept = [(index, row) for index, row in enumerate(rows) if not row.remove and not row.blank]
-    for _index, row in kept:
-        for text in (row.vi, row.en):
-            problem = _text_problem(text)
-            if problem and problem not in row.problems:
-                row.problems.append(problem)
-    if not kept:
-        general.append(_("Keep at least one question."))
-
-    def order(item: tuple[int, QuestionRow]) -> tuple[float, int]:
-        index, row = item
-        try:
-            position = float(row.position)
-        except ValueError:
-            position = index + 1
-        return (position if math.isfinite(position) else index + 1, index)
-
-    kept.sort(key=order)
-    known = {q.key for q in current}
-    taken: set[str] = set()
-    keys: list[str | None] = []
-    for _index, row in kept:
-        key = row.key if _KEY.fullmatch(row.key) and row.key in known else None
-        if key is not None and key not in taken:
-            taken.add(key)
-            keys.append(key)
-        else:
-            keys.append(None)
-    questions = []
-    for (_index, row), key in zip(kept, keys, strict=True):
-        if key is None:
-            key = slug_key(row.en, taken | known)
-            taken.add(key)
-        questions.append(Question(key, row.vi, row.en, refuse_on_yes=row.refuse_on_yes))
-    if general or any(row.problems for _index, row in kept):
-        return None, general
-    return questions, general
-
-
 @bp.route("/declarations/questions", methods=["GET", "POST"])
 @login_required("manager")
 def questions() -> Any:
     current = site_questions()
     if request.method == "GET":
-        return render_template("questions.html", rows=_rows_of(current), general=[])
-    rows = _posted_rows(request.form)
+        return render_template(
+            "questions.html", rows=rows_of(current), general=[], text_max=TEXT_ANSWER_MAX_CHARS
+        )
+    rows = posted_rows(request.form)
     new, general = questions_from_rows(rows, current)
     if new is None:
         flash(_("Nothing was saved. Correct the questions marked below."), "error")
-        return render_template("questions.html", rows=rows, general=general), 400
+        return (
+            render_template(
+                "questions.html", rows=rows, general=general, text_max=TEXT_ANSWER_MAX_CHARS
+            ),
+            400,
+        )
     if tuple(new) == tuple(current):
         flash(_("Nothing changed."), "info")
         return redirect(url_for("declare.questions"))

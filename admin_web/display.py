@@ -26,7 +26,7 @@ from flask.blueprints import BlueprintSetupState
 from admin_web.auth import current_user
 from admin_web.context import gk
 from admin_web.dashboard import HEALTH_STALE_S
-from admin_web.presenting import mask_name
+from admin_web.presenting import DENYLISTED, mask_name
 from admin_web.token_guesses import TokenGuesses
 from kiosk.codes.base import KIND_HCERT
 from kiosk.messages import Message, message_for
@@ -192,11 +192,13 @@ def decision_json(event: Event, *, now: datetime) -> dict[str, Any]:
     """
     message = message_for(event.reason)
     warning = message_for(event.warning) if event.warning else None
+    # A denylisted person is refused in front of the queue: not even initials.
+    anonymous = event.reason == DENYLISTED
     return {
         "decision": event.decision,
         "direction": event.direction,
-        "masked_name": mask_name(event.display_name),
-        "identity": hcert_identity(event),
+        "masked_name": "" if anonymous else mask_name(event.display_name),
+        "identity": None if anonymous else hcert_identity(event),
         "reason": event.reason,
         "message": {"vi": message.vi, "en": message.en},
         "warning": None if warning is None else {"vi": warning.vi, "en": warning.en},

@@ -9,6 +9,7 @@ from flask import Blueprint, flash, render_template, request
 from admin_web.auth import login_required
 from admin_web.context import gk
 from admin_web.forms import local_input, parse_range
+from admin_web.presenting import people_inside
 
 bp = Blueprint("inside", __name__)
 
@@ -33,7 +34,7 @@ def index() -> str:
     visits = context.store.visits(start, end, expiry_h=expiry_h)
     return render_template(
         "inside.html",
-        visits=visits,
+        people=people_inside(visits),
         start=start,
         end=end,
         values={"from": local_input(start, tz), "to": local_input(end, tz)},

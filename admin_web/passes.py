@@ -20,6 +20,13 @@ from flask_babel import gettext as _
 from werkzeug.wrappers.response import Response
 
 from admin_web.auth import current_user, login_required
+from admin_web.badge_logo import (
+    LOGO_MAX_BYTES,
+    LogoError,
+    logo_data_url,
+    remove_logo,
+    save_logo,
+)
 from admin_web.context import gk
 from admin_web.declare import (
     NAME_MAX_CHARS,
@@ -28,7 +35,7 @@ from admin_web.declare import (
     revoke_issued,
     site_name,
 )
-from admin_web.presenting import local
+from admin_web.presenting import DATE, local
 from kiosk.codes.base import KIND_STAFF_PASS
 from kiosk.codes.sitecodes import MAX_ORGANISATION_CHARS
 from kiosk.declarations import MAX_PASS_DAYS, DeclarationError, issue_staff_pass
@@ -46,7 +53,7 @@ _CODE_ID = re.compile(r"[0-9a-f]{8,32}")
 
 BADGE_QR_MIN_PX = 420
 """The badge's QR is printed 3.5 cm wide: about 300 dpi."""
-DATE_FORMAT = "dd/MM/yyyy"
+DATE_FORMAT = DATE
 
 
 def last_day(code: SiteCode) -> str:
@@ -158,6 +165,9 @@ def _list_page(form: PassForm, status: int = 200) -> Any:
             date_format=DATE_FORMAT,
             last_day=last_day,
             org_max=MAX_ORGANISATION_CHARS,
+            logo=logo_data_url(gk().settings.data_dir),
+            logo_max_kb=LOGO_MAX_BYTES // 1024,
+            site_name=site_name(),
         ),
         status,
     )
@@ -227,6 +237,44 @@ def revoke(code_id: str) -> Response:
     return redirect(url_for("passes.index"))
 
 
+def _logo_problem(reason: str) -> str:
+    if reason == "too-large":
+        return _("The logo is larger than %(size)d KB.", size=LOGO_MAX_BYTES // 1024)
+    if reason == "empty":
+        return _("Choose a logo file first.")
+    return _("The logo must be a PNG or JPEG image.")
+
+
+@bp.post("/passes/logo")
+@login_required("manager")
+def logo() -> Response:
+    """Upload (``file``) or remove (``remove``) the logo printed on badges; audited."""
+    context = gk()
+    user = _user()
+    now = context.clock.now()
+    data_dir = context.settings.data_dir
+    if request.form.get("remove"):
+        if remove_logo(data_dir):
+            context.store.audit(
+                actor=user.name, action="badge-logo", detail={"removed": True}, at=now
+            )
+            flash(_("The logo is removed from the badges."), "success")
+        return redirect(url_for("passes.index"))
+    upload = request.files.get("file")
+    data = upload.read(LOGO_MAX_BYTES + 1) if upload is not None else b""
+    try:
+        save_logo(data_dir, data)
+    except LogoError as exc:
+        flash(_logo_problem(str(exc)), "error")
+        return redirect(url_for("passes.index"))
+    context.store.audit(
+        actor=user.name, action="badge-logo", detail={"size_kb": -(-len(data) // 1024)}, at=now
+    )
+    log.info("%s set the badge logo (%d bytes)", user.name, len(data))
+    flash(_("The logo is saved; badges print it from now on."), "success")
+    return redirect(url_for("passes.index"))
+
+
 @dataclass(frozen=True)
 class Badge:
     code: SiteCode
@@ -268,5 +316,6 @@ def badges() -> Any:
         badges=badges_for(printable),
         skipped=skipped,
         site_name=site_name(),
+        logo=logo_data_url(gk().settings.data_dir),
         last_day=last_day,
     )

@@ -9,6 +9,7 @@ code itself never carries).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
@@ -32,14 +33,26 @@ class DeclarationError(GateError):
     """A declaration or pass cannot be issued as asked; the message says why."""
 
 
+TEXT_ANSWER_MAX_CHARS = 100
+"""The longest free-text answer (whom a visitor comes to see, their company,
+a vehicle plate): enough for those, short enough for a log line."""
+
+
 @dataclass(frozen=True)
 class Question:
-    """A yes/no health question. ``refuse_on_yes``: a "yes" refuses entry."""
+    """A question of the declaration.
+
+    A yes/no health question by default: ``refuse_on_yes`` says whether a
+    "yes" refuses entry. With ``free_text`` it is an optional line the
+    visitor may fill in (whom they visit, their company, a vehicle plate),
+    kept with the record and never refusing entry nor signed into the code.
+    """
 
     key: str
     vi: str
     en: str
     refuse_on_yes: bool = True
+    free_text: bool = False
 
 
 DEFAULT_QUESTIONS: tuple[Question, ...] = (
@@ -73,8 +86,15 @@ def questions_from(site_settings: Mapping[str, Any]) -> tuple[Question, ...]:
 
 
 def questions_setting(questions: Sequence[Question]) -> list[dict[str, Any]]:
-    """Questions as stored in the site settings (JSON)."""
-    return [asdict(q) for q in questions]
+    """Questions as stored in the site settings (JSON); ``free_text`` only
+    where set, so yes/no questions are stored as before it existed."""
+    stored = []
+    for question in questions:
+        item = asdict(question)
+        if not question.free_text:
+            del item["free_text"]
+        stored.append(item)
+    return stored
 
 
 def verdict_of(questions: Sequence[Question], answers: Mapping[str, bool]) -> str | None:
@@ -84,10 +104,25 @@ def verdict_of(questions: Sequence[Question], answers: Mapping[str, bool]) -> st
     was tampered with must not pass as healthy.
     """
     for question in questions:
+        if question.free_text:
+            continue  # a line of text never refuses entry
         answer = answers.get(question.key)
         if answer is None or answer == question.refuse_on_yes:
             return question.key
     return None
+
+
+def clean_text_answer(text: str) -> str:
+    """A free-text answer as kept: spaces collapsed, at most
+    :data:`TEXT_ANSWER_MAX_CHARS`, no control or format characters (which
+    would garble the log, or reorder what a reader sees); DeclarationError
+    otherwise. Empty is fine: these questions are optional."""
+    cleaned = " ".join(text.split())
+    if len(cleaned) > TEXT_ANSWER_MAX_CHARS:
+        raise DeclarationError(f"an answer has at most {TEXT_ANSWER_MAX_CHARS} characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in cleaned):
+        raise DeclarationError("an answer must not contain control characters")
+    return cleaned
 
 
 def clean_phone(phone: str) -> str:
@@ -124,12 +159,23 @@ def issue_declaration(
     at: datetime,
     issued_by: str,
     audit: AuditNote | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> Issued:
     """Sign a declaration and keep its record; a refusing answer is signed too,
     so the gate can tell the visitor why (and the guard can decide). ``audit``,
-    completed with the code's id and verdict, is written with the record."""
+    completed with the code's id and verdict, is written with the record.
+
+    ``texts`` answers the free-text questions (by key); they are kept in the
+    record's answers, beside the yes/no ones, and not signed into the code.
+    """
     cleaned_name = clean_name(name)
     cleaned_phone = clean_phone(phone)
+    written: dict[str, str] = {}
+    for question in questions:
+        if question.free_text and (
+            answer := clean_text_answer((texts or {}).get(question.key, ""))
+        ):
+            written[question.key] = answer
     refused = verdict_of(questions, answers)
     kid, private_key = load_signing_key(keys_folder)
     code_id = new_code_id()
@@ -152,7 +198,7 @@ def issue_declaration(
         name=cleaned_name,
         phone=cleaned_phone,
         organisation=None,
-        answers={q.key: answers.get(q.key) for q in questions},
+        answers={q.key: answers.get(q.key) for q in questions if not q.free_text} | written,
         verdict="refuse" if refused else "ok",
         issued_by=issued_by,
     )

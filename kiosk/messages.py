@@ -191,6 +191,31 @@ _PREFIX_FALLBACKS["hcert-"] = Message(
 _GENERIC = Message("Mã QR không hợp lệ", "Invalid QR code")
 
 
+BY_HAND = Message("Bảo vệ cho vào", "Let in by the guard")
+"""The one name people read for an entry a guard let in without a code: the
+gate's override button (kind ``override``) and the web's admit-once (kind
+``manual``) are the same act, so they read the same."""
+
+_KINDS: dict[str, Message] = {
+    "cccd": Message("Căn cước gắn chip", "Chip ID card"),
+    "pc-covid": Message("Mã QR cá nhân (PC-Covid)", "Personal QR (PC-Covid)"),
+    "declaration": Message("Tờ khai y tế", "Health declaration"),
+    "staff-pass": Message("Thẻ nhân viên", "Staff pass"),
+    "hcert": Message("Chứng nhận COVID", "COVID certificate"),
+    "unrecognised": Message("Mã không nhận ra", "Unrecognised code"),
+    "override": BY_HAND,
+    "manual": BY_HAND,
+}
+
+
+def kind_label(kind: str | None) -> Message:
+    """What people read for a code kind (the log, the event page, exports);
+    an unknown kind reads as itself, so a later format still shows something."""
+    if not kind:
+        return Message("", "")
+    return _KINDS.get(kind, Message(kind, kind))
+
+
 def register(reason: str, message: Message) -> None:
     """Add (or replace) the message for a reason code; used by code formats."""
     _MESSAGES[reason] = message

@@ -369,10 +369,20 @@ def test_gate_screen_follows_the_kiosk(page: Page, gate: Gate, watch: PageWatch)
     expect(page.locator("#idle")).to_be_hidden()
     assert "Nguyễn" not in body.inner_text()  # the queue sees initials only
 
-    # The next decision replaces it at once.
-    gate.record("Lê Văn Cường", decision="deny", reason="denylisted")
+    # The next decision replaces it at once: a refusal names the person by initials...
+    gate.record("Lê Văn Cường", decision="deny", reason="antipassback")
     expect(body).to_have_attribute("data-state", "deny", timeout=SCREEN_TIMEOUT_MS)
     expect(page.locator("#name")).to_have_text("L. V. Cường", timeout=SCREEN_TIMEOUT_MS)
+    # ...with no "VÀO · ENTRY" above the red cross: nobody enters.
+    expect(page.locator("#decision .direction")).to_have_css("visibility", "hidden")
+
+    # A denylist refusal, in front of the queue, shows no identity at all.
+    gate.record("Lê Văn Cường", decision="deny", reason="denylisted")
+    expect(page.locator("#message-vi")).to_have_text(
+        "Không được phép vào. Vui lòng gặp bảo vệ", timeout=SCREEN_TIMEOUT_MS
+    )
+    expect(page.locator("#name")).to_be_hidden()
+    assert "Cường" not in body.inner_text()
     expect(body).to_have_css("background-color", DENY_BG, timeout=SCREEN_TIMEOUT_MS)
     screenshot(page, "gate-screen-deny.png")
     assert body.get_attribute("data-state") == "deny", "the screenshot may show another state"

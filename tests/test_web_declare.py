@@ -18,7 +18,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from admin_web.declare import poster_url_problem, slug_key
+from admin_web.declare import poster_url_problem
+from admin_web.question_rows import slug_key
 from kiosk.camera import to_grey
 from kiosk.clock import FakeClock
 from kiosk.codes.base import Credential, Identified, Rejection
@@ -188,7 +189,7 @@ def test_a_declaration_gives_a_signed_code_the_gate_accepts(
     status, page = submit(client)
     assert status == 200, page
     # 01:00 UTC is 08:00 in Ho Chi Minh City; valid for 24 hours.
-    assert "Valid until 08:00 06/01/2026" in page
+    assert "Valid until 06/01/2026 08:00" in page
     assert "will refuse" not in page
     src = image_src(page, "declaration-qr")
     assert re.search(rf'href="{re.escape(src)}" download="declaration-[0-9-]+\.png"', page)

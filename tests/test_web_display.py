@@ -3,6 +3,7 @@ page itself carries no event data and no inline code."""
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from typing import Any
 
@@ -171,10 +172,22 @@ def test_state_reports_the_newest_of_several_decisions(
 ) -> None:
     record(web_store, clock)
     clock.advance(0.2)
-    record(web_store, clock, decision="deny", reason="denylisted", display_name="Lê Văn Tám")
+    record(web_store, clock, decision="deny", reason="antipassback", display_name="Lê Văn Tám")
     event = state(client, "?after=0")["event"]
     assert event["decision"] == "deny"
     assert event["masked_name"] == "L. V. Tám"
+    assert event["message"]["vi"] == "Mã này đã được dùng để vào và chưa ra"
+
+
+def test_denylist_refusal_shows_no_identity_to_the_queue(
+    client: FlaskClient, web_store: Store, clock: FakeClock
+) -> None:
+    record(web_store, clock, decision="deny", reason="denylisted", display_name="Lê Văn Tám")
+    event = state(client, "?after=0")["event"]
+    assert event["decision"] == "deny"
+    assert event["masked_name"] == ""
+    assert event["identity"] is None
+    assert "Tám" not in json.dumps(event, ensure_ascii=False)
     assert event["message"]["vi"] == "Không được phép vào. Vui lòng gặp bảo vệ"
     assert event["message"]["en"] == "Entry not permitted. Please see the guard"
 

@@ -6,6 +6,8 @@ then the site's key ring).
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from pathlib import Path
 
@@ -13,12 +15,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from admin_web.badge_logo import LOGO_FILE, LOGO_MAX_BYTES
 from kiosk.clock import FakeClock
 from kiosk.codes.base import Credential
 from kiosk.keys import init_keys
 from kiosk.store import SiteCode, Store
 from tests.test_web_declare import decode_data_url, gate_decides, keys_dir, read_code, submit
-from tests.web import csrf_token
+from tests.web import AppWith, csrf_token, log_in
 
 ROOT = Path(__file__).resolve().parent.parent
 BADGES_CSS = ROOT / "admin_web" / "static" / "badges.css"
@@ -251,3 +254,65 @@ def test_a_pass_from_a_later_day_is_listed_as_not_valid_yet(
     status, _page = issue(manager, valid_from="2026-02-01", valid_until="2026-12-31")
     assert status == 302
     assert "not valid yet" in manager.get("/passes").get_data(as_text=True)
+
+
+# A 1x1 PNG and the first bytes of a JPEG: the logo is recognised by its bytes.
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def upload_logo(client: FlaskClient, data: bytes, name: str = "logo.png") -> str:
+    response = client.post(
+        "/passes/logo",
+        data={"csrf_token": csrf_token(client, "/passes"), "file": (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+        follow_redirects=True,
+    )
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_badges_carry_the_site_name_and_the_uploaded_logo(
+    app_with: AppWith, clock: FakeClock
+) -> None:
+    app = app_with({"gate.site_name": "Nhà máy Bình Dương"})
+    init_keys(keys_dir(app), at=clock.now())
+    manager = app.test_client()
+    log_in(manager, "manager")
+    issue(manager, name="Lê Văn Nam", staff_id="NV-1")
+    page = manager.get("/passes/badges").get_data(as_text=True)
+    assert '<p class="site-name"><bdi>Nhà máy Bình Dương</bdi></p>' in page
+    assert 'class="logo"' not in page
+
+    listed = upload_logo(manager, TINY_PNG)
+    assert "The logo is saved" in listed
+    page = manager.get("/passes/badges").get_data(as_text=True)
+    assert '<img class="logo" src="data:image/png;base64,' in page
+    store = app.extensions["gatekiosk"].store
+    assert store.audit_entries(limit=1)[0].action == "badge-logo"
+
+    removed = manager.post(
+        "/passes/logo",
+        data={"csrf_token": csrf_token(manager, "/passes"), "remove": "1"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "The logo is removed" in removed
+    assert 'class="logo"' not in manager.get("/passes/badges").get_data(as_text=True)
+
+
+def test_a_logo_that_is_not_a_small_png_or_jpeg_is_refused(
+    app: Flask, manager: FlaskClient
+) -> None:
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    assert "must be a PNG or JPEG" in upload_logo(manager, svg, "logo.png")
+    too_big = TINY_PNG + b"\0" * (LOGO_MAX_BYTES + 1)
+    assert "larger than 200 KB" in upload_logo(manager, too_big)
+    assert not (app.extensions["gatekiosk"].settings.data_dir / LOGO_FILE).exists()
+
+
+def test_the_badge_sheet_says_where_to_set_a_missing_site_name(
+    manager: FlaskClient, keys: Path
+) -> None:
+    page = manager.get("/passes/badges").get_data(as_text=True)
+    assert 'id="no-site-name"' in page

@@ -76,6 +76,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("/passes", "GET"): MANAGER,
     ("/passes/new", "POST"): MANAGER,
     ("/passes/<code_id>/revoke", "POST"): MANAGER,
+    ("/passes/logo", "POST"): MANAGER,
     ("/passes/badges", "GET"): MANAGER,
     ("/declarations/<code_id>/revoke", "POST"): MANAGER,
     ("/declarations/questions", "GET"): MANAGER,

@@ -62,8 +62,10 @@
     // server sends the holder's full name, Latin name and date of birth
     // (dd/mm/yyyy), so the guard can compare them with an ID card. Every
     // other kind has no identity and keeps the masked name.
-    var identity = e.identity || null;
-    var name = identity ? identity.name : e.masked_name;
+    // A denylist refusal shows no identity at all (the server sends none either).
+    var anonymous = e.reason === "denylisted";
+    var identity = anonymous ? null : (e.identity || null);
+    var name = anonymous ? "" : (identity ? identity.name : e.masked_name);
     setText("name", name);
     byId("name").hidden = !name;
     var details = identity

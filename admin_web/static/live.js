@@ -35,7 +35,7 @@
     cell(row, labels[e.direction]);
     cell(row, e.name);
     cell(row, e.masked_id);
-    cell(row, e.reason_text);
+    cell(row, e.reason_text).title = e.reason;  // the code, for support
     body.insertBefore(row, body.firstChild);
     while (body.rows.length > MAX_ROWS) { body.deleteRow(body.rows.length - 1); }
   }
