@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiosk.export.columns import (
     EXPORT_COLUMNS,
+    ExportBatch,
     ExportColumn,
     header_row,
     iter_export_lines,
@@ -68,6 +69,7 @@ __all__ = [
     "EXPORT_COLUMNS",
     "UTF8_BOM",
     "CountedChunks",
+    "ExportBatch",
     "ExportColumn",
     "fixed_offset_span",
     "header_row",

@@ -8,9 +8,10 @@ same order, so the two change together here.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from kiosk.export.labels import CellWords, cell_words
@@ -186,16 +187,32 @@ def _reason_sql(words: CellWords) -> tuple[str, str]:
 # --------------------------------------------------------------------------- the cells, by SQLite
 
 
+class ExportBatch:
+    """Up to ``batch`` lines as SQLite formatted them (see :func:`iter_export_lines`),
+    with the way back to any one line's :class:`Event` in the same read snapshot."""
+
+    def __init__(self, lines: list[str | None], rowids: list[int], reader: Any) -> None:
+        self.lines = lines
+        self._rowids = rowids
+        self._reader = reader
+
+    def event(self, index: int) -> Event:
+        """The event behind ``lines[index]`` (valid until the next batch is taken)."""
+        found = self._reader.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE rowid = ?", (self._rowids[index],)
+        )
+        return event_from_row(found.fetchone())
+
+
 def iter_export_lines(
     store: Store,
     where: EventFilter,
     *,
-    unusable: Callable[[list[str | None]], list[int]],
     local_offset_min: int | None,
     local_span: tuple[str, str] = ("0000", "9999"),
     batch: int = 2000,
     lang: str = "en",
-) -> Iterator[tuple[str | Event, ...]]:
+) -> Iterator[ExportBatch]:
     """Every matching event, oldest first, as one line of text formatted by SQLite.
 
     The fast path of the CSV export (:func:`kiosk.export.write_store_csv`):
@@ -218,11 +235,11 @@ def iter_export_lines(
     SQLite's printf() would cut short, and where a reason has no word
     SQL knows.
 
-    Lines come in tuples of up to ``batch``. ``unusable(lines)`` gives the
-    positions in such a list of the lines the caller cannot use as they
-    are (say, a cell that needs neutralising, or no local time); each is
-    replaced by its :class:`Event`, read in the same snapshot. Streams
-    like :meth:`Store.iter_events`, through the store's read snapshot (a
+    Lines come in :class:`ExportBatch` es of up to ``batch``; a line the
+    caller cannot use as it is (say, a cell that needs neutralising, or no
+    local time) is read again as its :class:`Event` with
+    :meth:`ExportBatch.event`, in the same snapshot. Streams like
+    :meth:`Store.iter_events`, through the store's read snapshot (a
     read-only connection of its own, one snapshot for the whole export).
     """
     words = cell_words(lang)
@@ -265,11 +282,5 @@ def iter_export_lines(
     with store.read_snapshot("export events") as conn:
         cursor = conn.execute(query, (*span_params, *params))
         while rows := cursor.fetchmany(batch):
-            texts = [row[0] for row in rows]
-            lines: list[str | Event] = list(texts)
-            for i in unusable(texts):
-                found = conn.execute(
-                    f"SELECT {EVENT_COLUMNS} FROM events WHERE rowid = ?", (rows[i][1],)
-                )
-                lines[i] = event_from_row(found.fetchone())
-            yield tuple(lines)
+            texts, rowids = zip(*rows, strict=True)
+            yield ExportBatch(list(texts), list(rowids), conn)
