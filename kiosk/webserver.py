@@ -15,6 +15,7 @@ What the server is told matters to the app's security (issue 14):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ class RunningServer:
     server: Any
     thread: threading.Thread
     url: str
+    _stopped: bool = False
 
     def stop(self) -> None:
         """Close the listening socket and every connection, then the workers.
@@ -93,11 +95,16 @@ class RunningServer:
         """
         from waitress import wasyncore
 
+        if self._stopped:
+            return
+        self._stopped = True
         sockets = self.server._map  # waitress names no public way to stop
         if self.thread.is_alive():
-            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+            # OSError: the loop already closed its trigger, so it is ending.
+            with contextlib.suppress(OSError):
+                self.server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
             self.thread.join(timeout=5)
-        else:
+        if sockets and not self.thread.is_alive():  # what the ended loop left open
             wasyncore.close_all(sockets)
         self.server.task_dispatcher.shutdown()
 
