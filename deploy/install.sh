@@ -51,6 +51,9 @@ Options:
                       session (labwc, wayfire or LXDE)
   --screen-user NAME  desktop user for --with-screen (default: the user who
                       ran sudo, else the user with uid 1000)
+  --simulated-pins    on a Raspberry Pi without lgpio, install anyway with
+                      simulated pins (a test bench: the door never opens);
+                      without it the installer refuses there
   --no-start          install and enable the units but start nothing (for a
                       chroot or an image being built)
   --uninstall         stop and remove the services and the program; keep the
@@ -89,6 +92,7 @@ with_screen=no
 screen_user=
 start=yes
 purge_data=no
+simulated_pins=no
 
 while (($# > 0)); do
     case "$1" in
@@ -110,6 +114,7 @@ while (($# > 0)); do
             ;;
         --screen-user=*) screen_user=${1#--screen-user=} ;;
         --no-start) start=no ;;
+        --simulated-pins) simulated_pins=yes ;;
         --uninstall) action=uninstall ;;
         --purge-data) purge_data=yes ;;
         --print-config) action=print-config ;;
@@ -159,6 +164,40 @@ as_user() {
     (cd / && runuser -u "$user" -- "$@")
 }
 
+# The board's device-tree model ("Raspberry Pi 5 Model B Rev 1.0"), empty
+# elsewhere. GATEKIOSK_MODEL_FILE names another file (tests).
+board_model() {
+    local file
+    for file in ${GATEKIOSK_MODEL_FILE:-/proc/device-tree/model /sys/firmware/devicetree/base/model}; do
+        if [[ -r $file ]]; then
+            tr -d '\0' <"$file"
+            return
+        fi
+    done
+}
+
+on_raspberry_pi() {
+    [[ $(board_model) == *"Raspberry Pi"* ]]
+}
+
+# A Raspberry Pi whose pins are simulated is a gate whose door never opens,
+# and it would look installed "successfully": refuse unless the site said
+# --simulated-pins. PYTHON is the interpreter the kiosk will run.
+check_gpio() {
+    local python=$1
+    on_raspberry_pi || return 0
+    if [[ $simulated_pins == yes ]]; then
+        warn "--simulated-pins: the lights, buzzer and door relay of this $(board_model)" \
+            "are simulated; the door never opens"
+        return 0
+    fi
+    "$python" -c 'import lgpio' 2>/dev/null \
+        || die "this is a $(board_model), but $python cannot import lgpio, so the door relay" \
+            "could never be switched. Install python3-lgpio (from the Raspberry Pi archive," \
+            "in Raspberry Pi OS) and run install.sh again, or pass --simulated-pins for a" \
+            "test bench whose door never opens."
+}
+
 # -- install steps -----------------------------------------------------------
 
 install_packages() {
@@ -180,7 +219,8 @@ install_packages() {
     if apt_has python3-lgpio; then
         packages+=(python3-lgpio)
     else
-        say "python3-lgpio is not in the configured archives: pins will be simulated"
+        say "python3-lgpio is not in the configured archives: pins will be simulated" \
+            "(on a Raspberry Pi only with --simulated-pins)"
     fi
     if [[ $with_screen == yes ]]; then
         packages+=(curl)
@@ -351,35 +391,59 @@ install_files() {
 
 # The shipped example with this machine's choices: data folder, camera, pins.
 write_config() {
-    local target=$1 camera=v4l2 pins=auto
-    if dpkg_installed python3-picamera2; then
-        camera=picamera2
-    fi
-    if ! dpkg_installed python3-lgpio; then
+    local target=$1 camera device=0 pins=auto detected why_camera
+    detected=$(bash "$source_dir/deploy/gatekiosk-detect-camera.sh")
+    camera=${detected%%$'\t'*}
+    case $camera in
+        picamera2)
+            why_camera="a Camera Module is attached (libcamera)"
+            dpkg_installed python3-picamera2 \
+                || warn "a Camera Module is attached but python3-picamera2 is not installed" \
+                    "(it comes from the Raspberry Pi archive); the kiosk cannot open it until it is"
+            ;;
+        v4l2)
+            device=${detected#*$'\t'}
+            why_camera="a USB webcam is attached ($device)"
+            ;;
+        *)
+            # Nothing attached yet (an image being built, a camera still in its box):
+            # the Camera Module where libcamera is installed, else a webcam.
+            if dpkg_installed python3-picamera2; then
+                camera=picamera2
+            else
+                camera=v4l2
+            fi
+            why_camera="no camera was found when this was written (docs/hardware.md, Camera)"
+            ;;
+    esac
+    if [[ $simulated_pins == yes ]] || { ! on_raspberry_pi && ! dpkg_installed python3-lgpio; }; then
         pins=mock
     fi
     {
-        echo "# Written by gatekiosk's install.sh on $(date +%F): gate.data_dir,"
-        echo "# camera.source = \"$camera\" and pins.backend = \"$pins\" set for this machine."
-        if [[ $pins == mock ]]; then
+        echo "# Written by gatekiosk's install.sh on $(date +%F): gate.data_dir, camera.source,"
+        echo "# camera.device and pins.backend set for this machine."
+        echo "# camera.source is \"$camera\": $why_camera."
+        if [[ $pins == mock && $simulated_pins == yes ]]; then
+            echo "# pins.backend is \"mock\" because install.sh was given --simulated-pins: the"
+            echo "# lights, buzzer and door relay are simulated and THE DOOR NEVER OPENS."
+        elif [[ $pins == mock ]]; then
             echo "# pins.backend is \"mock\": lgpio is not installed (not Raspberry Pi OS), so the"
             echo "# lights, buzzer and door relay are simulated. On a Raspberry Pi with lgpio"
             echo "# (apt-get install python3-lgpio) set it to \"auto\" and restart gatekiosk-kiosk."
         fi
-        if [[ $camera == v4l2 ]]; then
-            echo "# camera.source is \"v4l2\" (a USB webcam): picamera2 is not installed."
-        fi
         echo
         sed -e 's|^data_dir = "gatekiosk-data"$|data_dir = "/var/lib/gatekiosk"|' \
             -e "s|^source = \"v4l2\"\$|source = \"$camera\"|" \
+            -e "s|^device = \"0\"\$|device = \"$device\"|" \
             -e "s|^backend = \"auto\"\$|backend = \"$pins\"|" \
             "$source_dir/deploy/gatekiosk.toml"
     } >"$target"
     if ! grep -qx 'data_dir = "/var/lib/gatekiosk"' "$target" \
         || ! grep -qx "source = \"$camera\"" "$target" \
+        || ! grep -qx "device = \"$device\"" "$target" \
         || ! grep -qx "backend = \"$pins\"" "$target"; then
         die "deploy/gatekiosk.toml no longer has the lines install.sh edits" \
-            "(gate.data_dir, camera.source, pins.backend); update write_config"
+            "(gate.data_dir, camera.source, camera.device, pins.backend); update write_config"
     fi
 }
 
@@ -534,10 +598,12 @@ EOF
 
 do_install() {
     install_packages
+    check_gpio /usr/bin/python3
     install_user
     install_udev_rules
     install_folders
     install_program
+    check_gpio "$VENV/bin/python"
     install_files
     install_config
     install_keys
@@ -597,6 +663,7 @@ print_config() {
     printed=$(mktemp)
     # shellcheck disable=SC2064  # expand now: printed is local
     trap "rm -f '$printed'" EXIT
+    check_gpio "${GATEKIOSK_SYSTEM_PYTHON:-/usr/bin/python3}"
     write_config "$printed"
     cat "$printed"
 }

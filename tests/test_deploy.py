@@ -117,6 +117,7 @@ def test_install_help_lists_every_option_without_root() -> None:
         "--with-screen",
         "--screen-user NAME",
         "--no-start",
+        "--simulated-pins",
         "--uninstall",
         "--purge-data",
         "--print-config",
@@ -159,7 +160,206 @@ def test_installed_config_is_valid_and_points_at_the_system_folders(tmp_path: Pa
     assert settings["pins.backend"] in {"auto", "mock"}
     shipped = load_settings(DEPLOY / "gatekiosk.toml", env={})
     changed = {k for k in shipped.values if shipped[k] != settings[k]}
-    assert changed <= {"gate.data_dir", "camera.source", "pins.backend"}
+    assert changed <= {"gate.data_dir", "camera.source", "camera.device", "pins.backend"}
+
+
+# -- which camera, which pins --------------------------------------------------
+
+DETECT = DEPLOY / "gatekiosk-detect-camera.sh"
+
+
+class FakeSysfs:
+    """A /sys and /dev with the video4linux nodes a Pi shows for its cameras."""
+
+    def __init__(self, root: Path) -> None:
+        self.sys = root / "sys"
+        self.dev = root / "dev"
+        (self.sys / "class" / "video4linux").mkdir(parents=True)
+        (self.dev / "v4l" / "by-id").mkdir(parents=True)
+        for bus, driver in [("usb", "uvcvideo"), ("platform", "rp1-cfe"), ("i2c", "imx708")]:
+            (self.sys / "bus" / bus / "drivers" / driver).mkdir(parents=True)
+
+    def node(self, name: str, *, bus: str, driver: str, index: int = 0, label: str = "") -> None:
+        device = self.sys / "devices" / bus / name
+        device.mkdir(parents=True)
+        (device / "driver").symlink_to(self.sys / "bus" / bus / "drivers" / driver)
+        (device / "subsystem").symlink_to(self.sys / "bus" / bus)
+        node = self.sys / "class" / "video4linux" / name
+        node.mkdir()
+        (node / "device").symlink_to(device)
+        (node / "index").write_text(f"{index}\n", encoding="utf-8")
+        (node / "name").write_text(f"{label or name}\n", encoding="utf-8")
+
+    def webcam(self, first: int, by_id: str | None = None) -> None:
+        self.node(f"video{first}", bus="usb", driver="uvcvideo", index=0)
+        self.node(f"video{first + 1}", bus="usb", driver="uvcvideo", index=1)
+        if by_id:
+            (self.dev / "v4l" / "by-id" / by_id).symlink_to(f"../../video{first}")
+
+    def camera_module(self) -> None:
+        for n in range(8):  # rp1-cfe's nodes, as on a Pi 5
+            self.node(f"video{n}", bus="platform", driver="rp1-cfe")
+        self.node("v4l-subdev0", bus="platform", driver="rp1-cfe", label="csi2")
+        self.node("v4l-subdev2", bus="i2c", driver="imx708", label="imx708")
+
+    def detect(self, path: str = "/usr/bin:/bin") -> tuple[str, str]:
+        result = run(
+            tool("bash"),
+            DETECT,
+            env={"GATEKIOSK_SYSFS": str(self.sys), "GATEKIOSK_DEV": str(self.dev), "PATH": path},
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout, result.stderr
+
+
+@pytest.fixture
+def sysfs(tmp_path: Path) -> FakeSysfs:
+    return FakeSysfs(tmp_path)
+
+
+def test_no_camera_is_reported_as_none(sysfs: FakeSysfs) -> None:
+    out, err = sysfs.detect()
+    assert out == "none\t\n"
+    assert "no camera found" in err
+
+
+def test_a_usb_webcam_is_read_through_v4l2_by_its_stable_name(sysfs: FakeSysfs) -> None:
+    sysfs.node("video10", bus="platform", driver="rp1-cfe")  # not a webcam
+    sysfs.webcam(19, by_id="usb-046d_HD_Pro_Webcam_C920-video-index0")
+    out, _ = sysfs.detect()
+    assert out == "v4l2\t/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920-video-index0\n"
+
+
+def test_a_webcam_without_a_by_id_link_is_named_by_its_picture_node(sysfs: FakeSysfs) -> None:
+    sysfs.webcam(2)  # video2 pictures, video3 metadata
+    out, _ = sysfs.detect()
+    assert out == "v4l2\t/dev/video2\n"
+
+
+def test_a_camera_module_is_read_through_picamera2(sysfs: FakeSysfs) -> None:
+    sysfs.camera_module()
+    out, err = sysfs.detect()
+    assert out == "picamera2\t0\n"
+    assert "imx708" in err
+
+
+def test_a_camera_module_wins_over_a_webcam(sysfs: FakeSysfs) -> None:
+    sysfs.camera_module()
+    sysfs.webcam(20)
+    out, err = sysfs.detect()
+    assert out == "picamera2\t0\n"
+    assert "/dev/video20" in err
+
+
+def test_libcameras_list_tells_a_camera_module_from_a_webcam(
+    sysfs: FakeSysfs, tmp_path: Path
+) -> None:
+    """rpicam-hello lists webcams too; only a camera on an I2C bus is a Camera Module."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    listing = tmp_path / "listing"
+    stub = bin_dir / "rpicam-hello"
+    stub.write_text(f'#!/bin/sh\ncat "{listing}"\n', encoding="utf-8")
+    stub.chmod(0o755)
+    sysfs.webcam(0)
+    listing.write_text(
+        "Available cameras\n-----------------\n"
+        "0 : 'HD Pro Webcam C920' [640x480] "
+        "(/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1:1.0-046d:082d)\n",
+        encoding="utf-8",
+    )
+    assert sysfs.detect(f"{bin_dir}:/usr/bin:/bin")[0] == "v4l2\t/dev/video0\n"
+
+    listing.write_text(
+        "Available cameras\n-----------------\n"
+        "0 : imx708_wide [4608x2592 10-bit RGGB] (/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a)\n"
+        "    Modes: 'SRGGB10_CSI2P' : 1536x864 [120.13 fps - (768, 432)/3072x1728 crop]\n",
+        encoding="utf-8",
+    )
+    out, err = sysfs.detect(f"{bin_dir}:/usr/bin:/bin")
+    assert out == "picamera2\t0\n"
+    assert "imx708_wide" in err
+
+
+def print_config(
+    *args: str, model: str | None = None, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {"GATEKIOSK_SYSFS": str(tmp_path / "no-sys"), "GATEKIOSK_DEV": str(tmp_path / "no-dev")}
+    if model is not None:
+        model_file = tmp_path / "model"
+        model_file.write_bytes(model.encode() + b"\0")
+        env["GATEKIOSK_MODEL_FILE"] = str(model_file)
+    else:
+        env["GATEKIOSK_MODEL_FILE"] = str(tmp_path / "no-model")
+    return run(tool("bash"), INSTALL, "--print-config", *args, env=env)
+
+
+def test_installer_writes_the_detected_webcam_into_the_config(
+    sysfs: FakeSysfs, tmp_path: Path
+) -> None:
+    sysfs.webcam(4, by_id="usb-Logitech_C270-video-index0")
+    result = run(
+        tool("bash"),
+        INSTALL,
+        "--print-config",
+        env={
+            "GATEKIOSK_SYSFS": str(sysfs.sys),
+            "GATEKIOSK_DEV": str(sysfs.dev),
+            "GATEKIOSK_MODEL_FILE": str(tmp_path / "no-model"),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "gatekiosk.toml"
+    written.write_text(result.stdout, encoding="utf-8")
+    settings = load_settings(written, env={})
+    assert settings["camera.source"] == "v4l2"
+    assert settings["camera.device"] == "/dev/v4l/by-id/usb-Logitech_C270-video-index0"
+    assert '# camera.source is "v4l2": a USB webcam is attached' in result.stdout
+
+
+def test_installer_on_a_pi_without_lgpio_refuses(tmp_path: Path) -> None:
+    result = print_config(model="Raspberry Pi 5 Model B Rev 1.0", tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "this is a Raspberry Pi 5 Model B Rev 1.0, but" in result.stderr
+    assert "cannot import lgpio" in result.stderr
+    assert "--simulated-pins" in result.stderr
+
+
+def test_installer_on_a_pi_simulates_pins_only_when_told(tmp_path: Path) -> None:
+    result = print_config(
+        "--simulated-pins", model="Raspberry Pi 4 Model B Rev 1.5", tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert '\nbackend = "mock"\n' in result.stdout
+    assert "THE DOOR NEVER OPENS" in result.stdout
+    assert "the door never opens" in result.stderr
+
+
+def test_installer_on_a_pi_with_lgpio_drives_real_pins(tmp_path: Path) -> None:
+    python = tmp_path / "python-with-lgpio"
+    python.write_text('#!/bin/sh\n[ "$1 $2" = "-c import lgpio" ]\n', encoding="utf-8")
+    python.chmod(0o755)
+    (tmp_path / "model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.5\0")
+    result = run(
+        tool("bash"),
+        INSTALL,
+        "--print-config",
+        env={
+            "GATEKIOSK_SYSFS": str(tmp_path / "no-sys"),
+            "GATEKIOSK_MODEL_FILE": str(tmp_path / "model"),
+            "GATEKIOSK_SYSTEM_PYTHON": str(python),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert '\nbackend = "auto"\n' in result.stdout
+
+
+def test_installer_elsewhere_simulates_pins_without_being_told(tmp_path: Path) -> None:
+    result = print_config(model="QEMU Virtual Machine", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '\nbackend = "mock"\n' in result.stdout  # no python3-lgpio on a build machine
+    assert "lgpio is not installed (not Raspberry Pi OS)" in result.stdout
 
 
 def test_installer_pins_numpy_to_apts_and_checks_picamera2_imports() -> None:
