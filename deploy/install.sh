@@ -9,10 +9,11 @@
 #
 # What goes where:
 #     /opt/gatekiosk/venv            the program (a Python virtual environment)
-#     /opt/gatekiosk/bin             gatekiosk-backup, gatekiosk-screen
+#     /opt/gatekiosk/bin             gatekiosk-backup, gatekiosk-screen, gatekiosk-wait-devices
 #     /etc/gatekiosk/gatekiosk.toml  the configuration (written once, never overwritten)
 #     /var/lib/gatekiosk             database, keys, backups (user gatekiosk, 0750)
-#     /etc/systemd/system            gatekiosk-kiosk, gatekiosk-web, gatekiosk-maintenance
+#     /etc/systemd/system            gatekiosk-kiosk, gatekiosk-web, gatekiosk-maintenance,
+#                                    gatekiosk-devices (the kiosk waits for its drivers)
 #
 # docs/hardware.md explains the wiring, the camera and the choices made here.
 set -euo pipefail
@@ -26,6 +27,7 @@ readonly UNIT_DIR=/etc/systemd/system
 readonly UDEV_RULES=/etc/udev/rules.d/60-gatekiosk.rules
 readonly SERVICE_USER=gatekiosk
 readonly UNITS=(
+    gatekiosk-devices.service
     gatekiosk-kiosk.service
     gatekiosk-web.service
     gatekiosk-maintenance.service
@@ -378,6 +380,7 @@ EOF
 install_files() {
     install -m 0755 "$source_dir/deploy/gatekiosk-backup.sh" "$PREFIX/bin/gatekiosk-backup"
     install -m 0755 "$source_dir/deploy/gatekiosk-screen.sh" "$PREFIX/bin/gatekiosk-screen"
+    install -m 0755 "$source_dir/deploy/gatekiosk-wait-devices.sh" "$PREFIX/bin/gatekiosk-wait-devices"
     if [[ -f $source_dir/docs/hardware.md ]]; then
         install -m 0644 "$source_dir/docs/hardware.md" "$PREFIX/docs/hardware.md"
     fi

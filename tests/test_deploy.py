@@ -26,7 +26,9 @@ INSTALL = DEPLOY / "install.sh"
 BACKUP = DEPLOY / "gatekiosk-backup.sh"
 SCREEN = DEPLOY / "gatekiosk-screen.sh"
 SERVICES = ["gatekiosk-kiosk.service", "gatekiosk-web.service", "gatekiosk-maintenance.service"]
-UNITS = [*SERVICES, "gatekiosk-maintenance.timer"]
+# Runs before the kiosk, as no one (DynamicUser=), reading only /proc/devices and /dev.
+DEVICES_UNIT = "gatekiosk-devices.service"
+UNITS = [*SERVICES, DEVICES_UNIT, "gatekiosk-maintenance.timer"]
 SCRIPTS = sorted(p.name for p in DEPLOY.glob("*.sh"))
 # The scripts that run on the gate (dev-bootstrap.sh is POSIX sh for `make`).
 BASH_SCRIPTS = [s for s in SCRIPTS if s != "dev-bootstrap.sh"]
@@ -380,7 +382,7 @@ def units_with_stub_programs(tmp_path: Path) -> Path:
     """The units, with /opt/gatekiosk/ moved under tmp_path where stubs stand in
     for the installed programs (systemd-analyze verify checks they are executable)."""
     opt = tmp_path / "opt" / "gatekiosk"
-    for program in ("venv/bin/gatekiosk", "bin/gatekiosk-backup"):
+    for program in ("venv/bin/gatekiosk", "bin/gatekiosk-backup", "bin/gatekiosk-wait-devices"):
         stub = opt / program
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text("#!/bin/sh\n", encoding="utf-8")
@@ -418,7 +420,9 @@ def test_systemd_analyze_verify_would_catch_a_bad_directive(
     assert any("maybe" in line for line in verify(units_with_stub_programs, UNITS))
 
 
-@pytest.mark.parametrize(("service", "max_exposure"), [(s, 2.5) for s in SERVICES])
+@pytest.mark.parametrize(
+    ("service", "max_exposure"), [*((s, 2.5) for s in SERVICES), (DEVICES_UNIT, 1.5)]
+)
 def test_services_keep_systemds_exposure_score_low(
     units_with_stub_programs: Path, service: str, max_exposure: float
 ) -> None:
@@ -466,6 +470,79 @@ def test_kiosk_unit_allows_only_camera_and_gpio_devices() -> None:
         "char-video4linux rw",
     ]
     assert values("gatekiosk-kiosk.service", "Service", "PrivateDevices") == []
+
+
+def test_kiosk_starts_after_the_camera_and_gpio_drivers_but_not_only_with_them() -> None:
+    assert one("gatekiosk-kiosk.service", "Unit", "After") == DEVICES_UNIT
+    assert one("gatekiosk-kiosk.service", "Unit", "Wants") == DEVICES_UNIT
+    assert values("gatekiosk-kiosk.service", "Unit", "Requires") == []
+    assert one(DEVICES_UNIT, "Unit", "After").split() == [
+        "systemd-modules-load.service",
+        "systemd-udev-trigger.service",
+    ]
+    assert one(DEVICES_UNIT, "Service", "Type") == "oneshot"
+    assert one(DEVICES_UNIT, "Service", "ExecStart") == (
+        "/opt/gatekiosk/bin/gatekiosk-wait-devices --timeout-s 30"
+    )
+    assert one(DEVICES_UNIT, "Service", "DynamicUser") == "yes"
+    assert values(DEVICES_UNIT, "Service", "DeviceAllow") == []
+    assert "Install" not in directives(DEVICES_UNIT)  # only ever pulled in by the kiosk
+
+
+WAIT = DEPLOY / "gatekiosk-wait-devices.sh"
+PROC_DEVICES = """Character devices:
+  1 mem
+  4 tty
+ {gpio}
+ {video}
+ {media}
+Block devices:
+  8 sd
+ {block_video}
+"""
+
+
+def wait_for_devices(
+    tmp_path: Path, *, nodes: list[str], timeout_s: str = "0", **majors: str
+) -> subprocess.CompletedProcess[str]:
+    proc = tmp_path / "devices"
+    fields = {"gpio": "", "video": "", "media": "", "block_video": "", **majors}
+    proc.write_text(PROC_DEVICES.format(**fields), encoding="utf-8")
+    dev = tmp_path / "dev"
+    dev.mkdir(exist_ok=True)
+    for node in nodes:
+        (dev / node).touch()
+    return run(
+        tool("bash"),
+        WAIT,
+        "--timeout-s",
+        timeout_s,
+        env={"GATEKIOSK_PROC_DEVICES": str(proc), "GATEKIOSK_DEV": str(dev)},
+    )
+
+
+def test_wait_for_devices_returns_at_once_when_the_drivers_are_there(tmp_path: Path) -> None:
+    result = wait_for_devices(
+        tmp_path,
+        nodes=["video0", "gpiochip0"],
+        timeout_s="30",
+        gpio="254 gpiochip",
+        video="81 video4linux",
+        media="238 media",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "camera and GPIO drivers ready after 0 s" in result.stdout
+    assert result.stderr == ""
+
+
+def test_wait_for_devices_gives_up_saying_what_is_missing(tmp_path: Path) -> None:
+    """videodev not loaded: no class, no node. A block device of that name does not count."""
+    result = wait_for_devices(
+        tmp_path, nodes=["gpiochip0"], gpio="254 gpiochip", block_video="81 video4linux"
+    )
+    assert result.returncode == 0  # the gate starts anyway
+    assert "still missing after 0 s: char-video4linux char-media /dev/video*;" in result.stderr
+    assert "starting the kiosk without them" in result.stderr
 
 
 def test_web_unit_has_no_device_access() -> None:
