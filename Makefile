@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install
+.PHONY: demo test lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install test-install-arm64
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -77,3 +77,10 @@ $(TEST_STAMP): pyproject.toml deploy/dev-bootstrap.sh
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache
+
+# The installer and the installed program on arm64 (Debian bookworm and
+# trixie) under qemu-user emulation: root, debootstrap, qemu-user-static;
+# tens of minutes; not part of `make test` or CI. Debian's archive only:
+# no picamera2, libcamera or lgpio (see deploy/test-install-arm64.sh).
+test-install-arm64:
+	bash deploy/test-install-arm64.sh
