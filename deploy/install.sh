@@ -380,6 +380,7 @@ EOF
 install_files() {
     install -m 0755 "$source_dir/deploy/gatekiosk-backup.sh" "$PREFIX/bin/gatekiosk-backup"
     install -m 0755 "$source_dir/deploy/gatekiosk-screen.sh" "$PREFIX/bin/gatekiosk-screen"
+    install -m 0755 "$source_dir/deploy/gatekiosk-screen-setup.sh" "$PREFIX/bin/gatekiosk-screen-setup"
     install -m 0755 "$source_dir/deploy/gatekiosk-wait-devices.sh" "$PREFIX/bin/gatekiosk-wait-devices"
     if [[ -f $source_dir/docs/hardware.md ]]; then
         install -m 0644 "$source_dir/docs/hardware.md" "$PREFIX/docs/hardware.md"
@@ -528,18 +529,6 @@ find_screen_user() {
     fi
 }
 
-# Append LINE to FILE (owned by USER) unless a line already mentions the screen.
-add_autostart_line() {
-    local user=$1 file=$2 line=$3
-    if [[ -f $file ]] && grep -qF "$SCREEN_COMMAND" "$file"; then
-        return
-    fi
-    as_user "$user" mkdir -p "$(dirname "$file")"
-    # shellcheck disable=SC2016  # $1 and $2 are the inner shell's arguments
-    as_user "$user" sh -c 'printf "%s\n" "$2" >>"$1"' sh "$file" "$line"
-    say "gate screen: added to $file"
-}
-
 install_screen() {
     local user home
     user=$(find_screen_user)
@@ -549,38 +538,15 @@ install_screen() {
     home=$(getent passwd "$user" | cut -d: -f6)
     [[ -d $home ]] || die "--with-screen: $user has no home folder ($home)"
 
-    # labwc (Raspberry Pi OS since late 2024). A user's autostart replaces
-    # the system one (/etc/xdg/labwc/autostart): no panel and no swayidle,
-    # which suits a screen that only shows the gate.
-    add_autostart_line "$user" "$home/.config/labwc/autostart" "$SCREEN_COMMAND &"
-
-    # wayfire (Raspberry Pi OS Bookworm before labwc): [autostart] in wayfire.ini.
-    local ini=$home/.config/wayfire.ini
-    if [[ -f $ini ]] && grep -qF "$SCREEN_COMMAND" "$ini"; then
-        :
-    elif [[ -f $ini ]] && grep -q '^\[autostart\]' "$ini"; then
-        sed -i "/^\[autostart\]/a gatekiosk_screen = $SCREEN_COMMAND" "$ini"
-        say "gate screen: added to $ini"
-    elif [[ -f $ini ]] || command -v wayfire >/dev/null; then
-        add_autostart_line "$user" "$ini" $'\n[autostart]\ngatekiosk_screen = '"$SCREEN_COMMAND"
-    fi
-
-    # LXDE on X11 (Raspberry Pi OS Bullseye, or X11 chosen in raspi-config).
-    if [[ -d /etc/xdg/lxsession/LXDE-pi ]]; then
-        local lx=$home/.config/lxsession/LXDE-pi/autostart
-        if [[ ! -f $lx && -f /etc/xdg/lxsession/LXDE-pi/autostart ]]; then
-            as_user "$user" mkdir -p "$(dirname "$lx")"
-            as_user "$user" cp /etc/xdg/lxsession/LXDE-pi/autostart "$lx"
-        fi
-        add_autostart_line "$user" "$lx" "@$SCREEN_COMMAND"
-    fi
-
-    # Raspberry Pi OS: no screen blanking (removes swayidle/xscreensaver from the session).
-    if command -v raspi-config >/dev/null; then
-        raspi-config nonint do_blanking 1 || warn "raspi-config could not turn screen blanking off"
-    fi
+    # The autostart entries and no blanking, in $user's own files, for every
+    # desktop Raspberry Pi OS has had (see gatekiosk-screen-setup). Not
+    # raspi-config: it edits SUDO_USER's files and picks the X11 branch when
+    # no labwc runs yet, which is the case over SSH before the first login.
+    as_user "$user" env HOME="$home" "$PREFIX/bin/gatekiosk-screen-setup" add "$home" \
+        || die "--with-screen: could not set up $user's desktop session (see above)"
     say "gate screen: log in as $user on the desktop (or turn on desktop autologin" \
-        "with raspi-config) and Chromium shows http://127.0.0.1:8080/display"
+        "for $user: autologin-user=$user in /etc/lightdm/lightdm.conf) and Chromium" \
+        "shows http://127.0.0.1:8080/display"
 }
 
 print_next_steps() {
@@ -634,16 +600,12 @@ do_uninstall() {
     if systemd_running; then
         systemctl daemon-reload
     fi
-    local file
-    for file in /home/*/.config/labwc/autostart /home/*/.config/wayfire.ini \
-        /home/*/.config/lxsession/LXDE-pi/autostart; do
-        if [[ -f $file ]] && grep -qF "$SCREEN_COMMAND" "$file"; then
-            sed -i "\\|$SCREEN_COMMAND|d" "$file"
-            say "removed the gate screen from $file"
-            # An empty user autostart would still hide the system one.
-            if ! grep -q '[^[:space:]]' "$file"; then
-                rm -f "$file"
-            fi
+    local home
+    for home in /home/*; do
+        if [[ -d $home && -x $PREFIX/bin/gatekiosk-screen-setup ]] \
+            && grep -rqsF "$SCREEN_COMMAND" "$home/.config"; then
+            as_user "$(stat -c %U "$home")" env HOME="$home" \
+                "$PREFIX/bin/gatekiosk-screen-setup" remove "$home" || true
         fi
     done
     rm -f "$UDEV_RULES"

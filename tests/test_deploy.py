@@ -767,3 +767,152 @@ def test_screen_waits_for_the_web_and_restarts_chromium(tmp_path: Path) -> None:
         assert flag in starts[0].split()
     assert starts[0].endswith(" http://127.0.0.1:8080/display")
     assert "restarting" in result.stderr
+
+
+def test_screen_is_turned_on_again_and_again_not_once(tmp_path: Path) -> None:
+    """On Wayland, wlopm --on runs every GATEKIOSK_SCREEN_KEEP_ON_S while the browser runs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "curl").write_text("#!/bin/sh\n", encoding="utf-8")
+    (bin_dir / "wlopm").write_text('#!/bin/sh\necho "wlopm $*" >>"$CALLS"\n', encoding="utf-8")
+    (bin_dir / "chromium").write_text(
+        "#!/bin/sh\n"
+        # Stay up until the screen was turned on three times, then stop the wrapper.
+        ': >>"$CALLS"\n'
+        'while [ "$(grep -c ^wlopm "$CALLS")" -lt 3 ]; do sleep 0.05; done\n'
+        'kill "$PPID"\n',
+        encoding="utf-8",
+    )
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "GATEKIOSK_SCREEN_KEEP_ON_S": "0.1",
+        "WAYLAND_DISPLAY": "wayland-0",
+        "DISPLAY": "",
+    }
+
+    result = run(tool("bash"), SCREEN, env=env)
+
+    assert result.returncode != 0  # ended by the stub's kill
+    lines = calls.read_text(encoding="utf-8").splitlines()
+    assert lines[:3] == ["wlopm --on *"] * 3
+
+
+# -- the gate screen in the desktop session -------------------------------------
+
+SCREEN_SETUP = DEPLOY / "gatekiosk-screen-setup.sh"
+SCREEN_LINE = "/opt/gatekiosk/bin/gatekiosk-screen &"
+SWAYIDLE = "swayidle -w timeout 600 'wlopm --off \\*' resume 'wlopm --on \\*' &"
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Path:
+    """A Raspberry Pi OS /etc with labwc's system autostart, and an empty home."""
+    etc = tmp_path / "etc"
+    (etc / "xdg" / "labwc").mkdir(parents=True)
+    (etc / "xdg" / "labwc" / "autostart").write_text(
+        "/usr/bin/lwrespawn /usr/bin/wf-panel-pi &\n/usr/bin/kanshi &\n", encoding="utf-8"
+    )
+    (tmp_path / "home").mkdir()
+    return tmp_path
+
+
+def screen_setup(desktop: Path, action: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        tool("bash"),
+        SCREEN_SETUP,
+        action,
+        desktop / "home",
+        env={"GATEKIOSK_ETC": str(desktop / "etc"), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_screen_setup_adds_to_labwcs_merged_autostart_without_copying_the_system_one(
+    desktop: Path,
+) -> None:
+    result = screen_setup(desktop, "add")
+    assert result.returncode == 0, result.stderr
+    autostart = desktop / "home" / ".config" / "labwc" / "autostart"
+    # labwc -m merges this with /etc/xdg/labwc/autostart: the panel is not repeated here.
+    assert autostart.read_text(encoding="utf-8") == SCREEN_LINE + "\n"
+    assert screen_setup(desktop, "add").returncode == 0
+    assert autostart.read_text(encoding="utf-8") == SCREEN_LINE + "\n"
+
+
+def test_screen_setup_turns_raspi_configs_blanking_off_and_remove_restores_it(
+    desktop: Path,
+) -> None:
+    autostart = desktop / "home" / ".config" / "labwc" / "autostart"
+    autostart.parent.mkdir(parents=True)
+    autostart.write_text(f"{SWAYIDLE}\nsome-tool &\n", encoding="utf-8")
+
+    result = screen_setup(desktop, "add")
+
+    assert result.returncode == 0, result.stderr
+    lines = autostart.read_text(encoding="utf-8").splitlines()
+    assert lines == [
+        f"# gatekiosk: no blanking on the gate screen: {SWAYIDLE}",
+        "some-tool &",
+        SCREEN_LINE,
+    ]
+    assert "swayidle) turned off" in result.stdout
+
+    assert screen_setup(desktop, "remove").returncode == 0
+    assert autostart.read_text(encoding="utf-8").splitlines() == [SWAYIDLE, "some-tool &"]
+
+
+def test_screen_setup_remove_deletes_a_file_it_alone_filled(desktop: Path) -> None:
+    assert screen_setup(desktop, "add").returncode == 0
+    assert screen_setup(desktop, "remove").returncode == 0
+    assert not (desktop / "home" / ".config" / "labwc" / "autostart").exists()
+
+
+def test_screen_setup_warns_of_blanking_it_cannot_remove(desktop: Path) -> None:
+    system = desktop / "etc" / "xdg" / "labwc" / "autostart"
+    system.write_text(system.read_text(encoding="utf-8") + SWAYIDLE + "\n", encoding="utf-8")
+    result = screen_setup(desktop, "add")
+    assert result.returncode == 0
+    assert f"{system} starts swayidle" in result.stderr
+
+
+def test_screen_setup_keeps_wayfire_from_blanking(desktop: Path) -> None:
+    ini = desktop / "home" / ".config" / "wayfire.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text(
+        "[core]\nplugins = autostart idle\n\n[idle]\ndpms_timeout = 600\n\n"
+        "[autostart]\npanel = wf-panel-pi\n",
+        encoding="utf-8",
+    )
+    assert screen_setup(desktop, "add").returncode == 0
+    assert screen_setup(desktop, "add").returncode == 0
+    text = ini.read_text(encoding="utf-8")
+    assert "[idle]\ndpms_timeout = -1\nscreensaver_timeout = -1\n" in text
+    assert "600" not in text
+    assert "[autostart]\ngatekiosk_screen = /opt/gatekiosk/bin/gatekiosk-screen\n" in text
+    assert text.count("gatekiosk_screen") == 1
+
+    assert screen_setup(desktop, "remove").returncode == 0
+    assert "gatekiosk" not in ini.read_text(encoding="utf-8")
+    assert "panel = wf-panel-pi" in ini.read_text(encoding="utf-8")
+
+
+def test_screen_setup_starts_lxde_from_a_copy_of_the_system_autostart(desktop: Path) -> None:
+    system = desktop / "etc" / "xdg" / "lxsession" / "LXDE-pi" / "autostart"
+    system.parent.mkdir(parents=True)
+    system.write_text("@lxpanel --profile LXDE-pi\n", encoding="utf-8")
+    assert screen_setup(desktop, "add").returncode == 0
+    user = desktop / "home" / ".config" / "lxsession" / "LXDE-pi" / "autostart"
+    assert user.read_text(encoding="utf-8").splitlines() == [
+        "@lxpanel --profile LXDE-pi",
+        "@/opt/gatekiosk/bin/gatekiosk-screen",
+    ]
+
+
+def test_installer_sets_up_the_screen_users_session_not_sudo_users() -> None:
+    text = INSTALL.read_text(encoding="utf-8")
+    assert "raspi-config nonint" not in text
+    assert "pgrep" not in text
+    assert 'as_user "$user" env HOME="$home" "$PREFIX/bin/gatekiosk-screen-setup" add' in text
