@@ -19,9 +19,11 @@ from gate_controller.gpio import BeepPattern, GpiozeroSignals, beep_pattern
 from gate_controller.pins import (
     BACKENDS,
     PinConfig,
+    board_model,
     is_raspberry_pi,
     make_pin_factory,
     normalise_pin,
+    why_pins_are_simulated,
 )
 
 __all__ = [
@@ -35,7 +37,9 @@ __all__ = [
     "PinFactoryError",
     "SignalsClosed",
     "beep_pattern",
+    "board_model",
     "is_raspberry_pi",
     "make_pin_factory",
     "normalise_pin",
+    "why_pins_are_simulated",
 ]
