@@ -916,3 +916,14 @@ def test_installer_sets_up_the_screen_users_session_not_sudo_users() -> None:
     assert "raspi-config nonint" not in text
     assert "pgrep" not in text
     assert 'as_user "$user" env HOME="$home" "$PREFIX/bin/gatekiosk-screen-setup" add' in text
+
+
+def test_arm64_install_test_is_a_make_target_kept_out_of_ci() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "\ntest-install-arm64:\n\tbash deploy/test-install-arm64.sh\n" in makefile
+    assert "arm64" not in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    wrapper = (DEPLOY / "test-install-arm64.sh").read_text(encoding="utf-8")
+    assert "suites=(bookworm trixie)" in wrapper
+    assert '"$here/test-install.sh" --arch arm64 --suite "$suite" --cli' in wrapper
+    for package in ("python3-picamera2", "libcamera", "python3-lgpio"):
+        assert package in wrapper, f"the wrapper does not say that {package} is missing"
