@@ -290,23 +290,12 @@ install_folders() {
     chmod 0750 "$DATA_DIR"
 }
 
-# The numpy trap, and the way out chosen here.
-#
-# Raspberry Pi OS's python3-picamera2 (and python3-simplejpeg, which it
-# imports) are compiled against Debian's numpy 1.24. A virtual environment
-# needs --system-site-packages to see them, and then a plain `pip install`
-# of the project pulls the newest opencv-python, which requires numpy 2, so
-# pip puts numpy 2 in the venv, in front of apt's: `import picamera2` then
-# fails with "numpy.dtype size changed, may indicate binary incompatibility".
-#
-# So there is exactly one numpy, apt's: pip runs with a constraint pinning
-# numpy to the version python3-numpy installed. pip then never installs a
-# numpy of its own, and its resolver picks the newest opencv-python whose
-# metadata accepts that numpy (4.11.0.86 for numpy 1.24 on Python 3.11)
-# without a hand-kept OpenCV pin; if no release fits, pip stops with an
-# error instead of installing a second numpy. Debian's python3-opencv
-# would avoid the pip wheel but pulls about 160 packages (GDAL, VTK, Qt,
-# MPI) and is OpenCV 4.6, older than the 4.8 the project asks for.
+# One numpy, apt's: Raspberry Pi OS's python3-picamera2 is built against
+# python3-numpy, and a venv with --system-site-packages would otherwise get
+# numpy 2 from pip with the newest opencv-python, breaking `import picamera2`.
+# pip runs with a constraint pinning numpy to apt's version, so its resolver
+# picks the newest OpenCV that accepts it, or stops. The whole argument, and
+# what was not chosen: docs/hardware.md, "numpy and picamera2".
 install_program() {
     [[ -f $source_dir/pyproject.toml && -f $source_dir/deploy/gatekiosk.toml ]] ||
         die "$source_dir is not a gatekiosk checkout (no pyproject.toml or deploy/gatekiosk.toml); use --source DIR"
