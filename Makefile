@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench site-chaos
+.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench site-chaos test-install-arm64
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -96,3 +96,10 @@ purge-bench: $(TEST_STAMP)
 # latency, catch-up of a 600,000-event backlog, hub RSS. Writes bench/report-site-chaos.md.
 site-chaos: $(TEST_STAMP)
 	$(BIN)/python -m bench.site_chaos --gates 3 --rate 20 --chaos-s 300 --broker-kills 50 --hub-kills 10 --sync-kills 10 --backlog 600000
+
+# The installer and the installed program on arm64 (Debian bookworm and
+# trixie) under qemu-user emulation: root, debootstrap, qemu-user-static;
+# tens of minutes; not part of `make test` or CI. Debian's archive only:
+# no picamera2, libcamera or lgpio (see deploy/test-install-arm64.sh).
+test-install-arm64:
+	bash deploy/test-install-arm64.sh

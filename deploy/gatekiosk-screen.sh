@@ -11,10 +11,12 @@
 #     GATEKIOSK_SCREEN_URL      page to show [http://127.0.0.1:8080/display]
 #     GATEKIOSK_SCREEN_BROWSER  browser command [chromium, else chromium-browser]
 #     GATEKIOSK_SCREEN_RESTART_S  pause before restarting the browser, seconds [3]
+#     GATEKIOSK_SCREEN_KEEP_ON_S  how often the screen is turned on again, seconds [30]
 set -euo pipefail
 
 url=${GATEKIOSK_SCREEN_URL:-http://127.0.0.1:8080/display}
 restart_s=${GATEKIOSK_SCREEN_RESTART_S:-3}
+keep_on_s=${GATEKIOSK_SCREEN_KEEP_ON_S:-30}
 
 say() {
     echo "gatekiosk-screen: $*" >&2
@@ -38,16 +40,38 @@ web_answers() {
     curl --silent --fail --output /dev/null --max-time 2 "$url"
 }
 
+# Turn the screen on now and again every keep_on_s seconds, for as long as
+# this script runs. Once is not enough: a blanker this script cannot remove
+# (a swayidle from the system's labwc autostart, a monitor's own power
+# saving, a session started with other settings) would turn it off for good.
+# gatekiosk-screen-setup turns the session's blanking off; this is the
+# second line of defence.
 keep_screen_on() {
-    # X11 (LXDE on older Raspberry Pi OS): no screen saver, no DPMS.
-    if [[ -n "${DISPLAY:-}" && -z "${WAYLAND_DISPLAY:-}" ]] && command -v xset >/dev/null; then
+    # The loops below run in the background; they end when this script does
+    # (its children get another parent as it exits, even before it is reaped).
+    parent_alive() {
+        local stat ppid
+        stat=$(<"/proc/$BASHPID/stat")
+        read -r _ ppid _ <<<"${stat##*) }"
+        [[ $ppid == "$$" ]]
+    }
+    if [[ -n "${WAYLAND_DISPLAY:-}" ]]; then
+        command -v wlopm >/dev/null || {
+            say "no wlopm (apt-get install wlopm): the screen is not kept on"
+            return
+        }
+        while parent_alive; do
+            wlopm --on '*' >/dev/null 2>&1 || say "wlopm failed; the screen may blank"
+            sleep "$keep_on_s"
+        done &
+    elif [[ -n "${DISPLAY:-}" ]] && command -v xset >/dev/null; then
+        # X11 (LXDE): no screen saver and no DPMS, set again now and then
+        # (not `dpms force on`: it would turn DPMS back on).
         xset s off s noblank -dpms || say "xset failed; the screen may blank"
-    fi
-    # Wayland (labwc, wayfire): turn the outputs on. What blanks them there is
-    # swayidle from the session's autostart; install.sh disables it with
-    # `raspi-config nonint do_blanking 1` on Raspberry Pi OS.
-    if [[ -n "${WAYLAND_DISPLAY:-}" ]] && command -v wlopm >/dev/null; then
-        wlopm --on '*' || say "wlopm failed; the screen may blank"
+        while parent_alive; do
+            xset s off s noblank -dpms s reset >/dev/null 2>&1 || true
+            sleep "$keep_on_s"
+        done &
     fi
 }
 

@@ -9,10 +9,11 @@
 #
 # What goes where:
 #     /opt/gatekiosk/venv            the program (a Python virtual environment)
-#     /opt/gatekiosk/bin             gatekiosk-backup, gatekiosk-screen
+#     /opt/gatekiosk/bin             gatekiosk-backup, gatekiosk-screen, gatekiosk-wait-devices
 #     /etc/gatekiosk/gatekiosk.toml  the configuration (written once, never overwritten)
 #     /var/lib/gatekiosk             database, keys, backups (user gatekiosk, 0750)
-#     /etc/systemd/system            gatekiosk-kiosk, gatekiosk-web, gatekiosk-maintenance
+#     /etc/systemd/system            gatekiosk-kiosk, gatekiosk-web, gatekiosk-maintenance,
+#                                    gatekiosk-devices (the kiosk waits for its drivers)
 #
 # docs/hardware.md explains the wiring, the camera and the choices made here.
 set -euo pipefail
@@ -26,6 +27,7 @@ readonly UNIT_DIR=/etc/systemd/system
 readonly UDEV_RULES=/etc/udev/rules.d/60-gatekiosk.rules
 readonly SERVICE_USER=gatekiosk
 readonly UNITS=(
+    gatekiosk-devices.service
     gatekiosk-kiosk.service
     gatekiosk-web.service
     gatekiosk-maintenance.service
@@ -51,6 +53,9 @@ Options:
                       session (labwc, wayfire or LXDE)
   --screen-user NAME  desktop user for --with-screen (default: the user who
                       ran sudo, else the user with uid 1000)
+  --simulated-pins    on a Raspberry Pi without lgpio, install anyway with
+                      simulated pins (a test bench: the door never opens);
+                      without it the installer refuses there
   --no-start          install and enable the units but start nothing (for a
                       chroot or an image being built)
   --uninstall         stop and remove the services and the program; keep the
@@ -89,6 +94,7 @@ with_screen=no
 screen_user=
 start=yes
 purge_data=no
+simulated_pins=no
 
 while (($# > 0)); do
     case "$1" in
@@ -110,6 +116,7 @@ while (($# > 0)); do
             ;;
         --screen-user=*) screen_user=${1#--screen-user=} ;;
         --no-start) start=no ;;
+        --simulated-pins) simulated_pins=yes ;;
         --uninstall) action=uninstall ;;
         --purge-data) purge_data=yes ;;
         --print-config) action=print-config ;;
@@ -159,6 +166,40 @@ as_user() {
     (cd / && runuser -u "$user" -- "$@")
 }
 
+# The board's device-tree model ("Raspberry Pi 5 Model B Rev 1.0"), empty
+# elsewhere. GATEKIOSK_MODEL_FILE names another file (tests).
+board_model() {
+    local file
+    for file in ${GATEKIOSK_MODEL_FILE:-/proc/device-tree/model /sys/firmware/devicetree/base/model}; do
+        if [[ -r $file ]]; then
+            tr -d '\0' <"$file"
+            return
+        fi
+    done
+}
+
+on_raspberry_pi() {
+    [[ $(board_model) == *"Raspberry Pi"* ]]
+}
+
+# A Raspberry Pi whose pins are simulated is a gate whose door never opens,
+# and it would look installed "successfully": refuse unless the site said
+# --simulated-pins. PYTHON is the interpreter the kiosk will run.
+check_gpio() {
+    local python=$1
+    on_raspberry_pi || return 0
+    if [[ $simulated_pins == yes ]]; then
+        warn "--simulated-pins: the lights, buzzer and door relay of this $(board_model)" \
+            "are simulated; the door never opens"
+        return 0
+    fi
+    "$python" -c 'import lgpio' 2>/dev/null \
+        || die "this is a $(board_model), but $python cannot import lgpio, so the door relay" \
+            "could never be switched. Install python3-lgpio (from the Raspberry Pi archive," \
+            "in Raspberry Pi OS) and run install.sh again, or pass --simulated-pins for a" \
+            "test bench whose door never opens."
+}
+
 # -- install steps -----------------------------------------------------------
 
 install_packages() {
@@ -180,7 +221,8 @@ install_packages() {
     if apt_has python3-lgpio; then
         packages+=(python3-lgpio)
     else
-        say "python3-lgpio is not in the configured archives: pins will be simulated"
+        say "python3-lgpio is not in the configured archives: pins will be simulated" \
+            "(on a Raspberry Pi only with --simulated-pins)"
     fi
     if [[ $with_screen == yes ]]; then
         packages+=(curl)
@@ -248,23 +290,12 @@ install_folders() {
     chmod 0750 "$DATA_DIR"
 }
 
-# The numpy trap, and the way out chosen here.
-#
-# Raspberry Pi OS's python3-picamera2 (and python3-simplejpeg, which it
-# imports) are compiled against Debian's numpy 1.24. A virtual environment
-# needs --system-site-packages to see them, and then a plain `pip install`
-# of the project pulls the newest opencv-python, which requires numpy 2, so
-# pip puts numpy 2 in the venv, in front of apt's: `import picamera2` then
-# fails with "numpy.dtype size changed, may indicate binary incompatibility".
-#
-# So there is exactly one numpy, apt's: pip runs with a constraint pinning
-# numpy to the version python3-numpy installed. pip then never installs a
-# numpy of its own, and its resolver picks the newest opencv-python whose
-# metadata accepts that numpy (4.11.0.86 for numpy 1.24 on Python 3.11)
-# without a hand-kept OpenCV pin; if no release fits, pip stops with an
-# error instead of installing a second numpy. Debian's python3-opencv
-# would avoid the pip wheel but pulls about 160 packages (GDAL, VTK, Qt,
-# MPI) and is OpenCV 4.6, older than the 4.8 the project asks for.
+# One numpy, apt's: Raspberry Pi OS's python3-picamera2 is built against
+# python3-numpy, and a venv with --system-site-packages would otherwise get
+# numpy 2 from pip with the newest opencv-python, breaking `import picamera2`.
+# pip runs with a constraint pinning numpy to apt's version, so its resolver
+# picks the newest OpenCV that accepts it, or stops. The whole argument, and
+# what was not chosen: docs/hardware.md, "numpy and picamera2".
 install_program() {
     [[ -f $source_dir/pyproject.toml && -f $source_dir/deploy/gatekiosk.toml ]] ||
         die "$source_dir is not a gatekiosk checkout (no pyproject.toml or deploy/gatekiosk.toml); use --source DIR"
@@ -338,6 +369,8 @@ EOF
 install_files() {
     install -m 0755 "$source_dir/deploy/gatekiosk-backup.sh" "$PREFIX/bin/gatekiosk-backup"
     install -m 0755 "$source_dir/deploy/gatekiosk-screen.sh" "$PREFIX/bin/gatekiosk-screen"
+    install -m 0755 "$source_dir/deploy/gatekiosk-screen-setup.sh" "$PREFIX/bin/gatekiosk-screen-setup"
+    install -m 0755 "$source_dir/deploy/gatekiosk-wait-devices.sh" "$PREFIX/bin/gatekiosk-wait-devices"
     if [[ -f $source_dir/docs/hardware.md ]]; then
         install -m 0644 "$source_dir/docs/hardware.md" "$PREFIX/docs/hardware.md"
     fi
@@ -351,35 +384,59 @@ install_files() {
 
 # The shipped example with this machine's choices: data folder, camera, pins.
 write_config() {
-    local target=$1 camera=v4l2 pins=auto
-    if dpkg_installed python3-picamera2; then
-        camera=picamera2
-    fi
-    if ! dpkg_installed python3-lgpio; then
+    local target=$1 camera device=0 pins=auto detected why_camera
+    detected=$(bash "$source_dir/deploy/gatekiosk-detect-camera.sh")
+    camera=${detected%%$'\t'*}
+    case $camera in
+        picamera2)
+            why_camera="a Camera Module is attached (libcamera)"
+            dpkg_installed python3-picamera2 \
+                || warn "a Camera Module is attached but python3-picamera2 is not installed" \
+                    "(it comes from the Raspberry Pi archive); the kiosk cannot open it until it is"
+            ;;
+        v4l2)
+            device=${detected#*$'\t'}
+            why_camera="a USB webcam is attached ($device)"
+            ;;
+        *)
+            # Nothing attached yet (an image being built, a camera still in its box):
+            # the Camera Module where libcamera is installed, else a webcam.
+            if dpkg_installed python3-picamera2; then
+                camera=picamera2
+            else
+                camera=v4l2
+            fi
+            why_camera="no camera was found when this was written (docs/hardware.md, Camera)"
+            ;;
+    esac
+    if [[ $simulated_pins == yes ]] || { ! on_raspberry_pi && ! dpkg_installed python3-lgpio; }; then
         pins=mock
     fi
     {
-        echo "# Written by gatekiosk's install.sh on $(date +%F): gate.data_dir,"
-        echo "# camera.source = \"$camera\" and pins.backend = \"$pins\" set for this machine."
-        if [[ $pins == mock ]]; then
+        echo "# Written by gatekiosk's install.sh on $(date +%F): gate.data_dir, camera.source,"
+        echo "# camera.device and pins.backend set for this machine."
+        echo "# camera.source is \"$camera\": $why_camera."
+        if [[ $pins == mock && $simulated_pins == yes ]]; then
+            echo "# pins.backend is \"mock\" because install.sh was given --simulated-pins: the"
+            echo "# lights, buzzer and door relay are simulated and THE DOOR NEVER OPENS."
+        elif [[ $pins == mock ]]; then
             echo "# pins.backend is \"mock\": lgpio is not installed (not Raspberry Pi OS), so the"
             echo "# lights, buzzer and door relay are simulated. On a Raspberry Pi with lgpio"
             echo "# (apt-get install python3-lgpio) set it to \"auto\" and restart gatekiosk-kiosk."
         fi
-        if [[ $camera == v4l2 ]]; then
-            echo "# camera.source is \"v4l2\" (a USB webcam): picamera2 is not installed."
-        fi
         echo
         sed -e 's|^data_dir = "gatekiosk-data"$|data_dir = "/var/lib/gatekiosk"|' \
             -e "s|^source = \"v4l2\"\$|source = \"$camera\"|" \
+            -e "s|^device = \"0\"\$|device = \"$device\"|" \
             -e "s|^backend = \"auto\"\$|backend = \"$pins\"|" \
             "$source_dir/deploy/gatekiosk.toml"
     } >"$target"
     if ! grep -qx 'data_dir = "/var/lib/gatekiosk"' "$target" \
         || ! grep -qx "source = \"$camera\"" "$target" \
+        || ! grep -qx "device = \"$device\"" "$target" \
         || ! grep -qx "backend = \"$pins\"" "$target"; then
         die "deploy/gatekiosk.toml no longer has the lines install.sh edits" \
-            "(gate.data_dir, camera.source, pins.backend); update write_config"
+            "(gate.data_dir, camera.source, camera.device, pins.backend); update write_config"
     fi
 }
 
@@ -461,18 +518,6 @@ find_screen_user() {
     fi
 }
 
-# Append LINE to FILE (owned by USER) unless a line already mentions the screen.
-add_autostart_line() {
-    local user=$1 file=$2 line=$3
-    if [[ -f $file ]] && grep -qF "$SCREEN_COMMAND" "$file"; then
-        return
-    fi
-    as_user "$user" mkdir -p "$(dirname "$file")"
-    # shellcheck disable=SC2016  # $1 and $2 are the inner shell's arguments
-    as_user "$user" sh -c 'printf "%s\n" "$2" >>"$1"' sh "$file" "$line"
-    say "gate screen: added to $file"
-}
-
 install_screen() {
     local user home
     user=$(find_screen_user)
@@ -482,38 +527,15 @@ install_screen() {
     home=$(getent passwd "$user" | cut -d: -f6)
     [[ -d $home ]] || die "--with-screen: $user has no home folder ($home)"
 
-    # labwc (Raspberry Pi OS since late 2024). A user's autostart replaces
-    # the system one (/etc/xdg/labwc/autostart): no panel and no swayidle,
-    # which suits a screen that only shows the gate.
-    add_autostart_line "$user" "$home/.config/labwc/autostart" "$SCREEN_COMMAND &"
-
-    # wayfire (Raspberry Pi OS Bookworm before labwc): [autostart] in wayfire.ini.
-    local ini=$home/.config/wayfire.ini
-    if [[ -f $ini ]] && grep -qF "$SCREEN_COMMAND" "$ini"; then
-        :
-    elif [[ -f $ini ]] && grep -q '^\[autostart\]' "$ini"; then
-        sed -i "/^\[autostart\]/a gatekiosk_screen = $SCREEN_COMMAND" "$ini"
-        say "gate screen: added to $ini"
-    elif [[ -f $ini ]] || command -v wayfire >/dev/null; then
-        add_autostart_line "$user" "$ini" $'\n[autostart]\ngatekiosk_screen = '"$SCREEN_COMMAND"
-    fi
-
-    # LXDE on X11 (Raspberry Pi OS Bullseye, or X11 chosen in raspi-config).
-    if [[ -d /etc/xdg/lxsession/LXDE-pi ]]; then
-        local lx=$home/.config/lxsession/LXDE-pi/autostart
-        if [[ ! -f $lx && -f /etc/xdg/lxsession/LXDE-pi/autostart ]]; then
-            as_user "$user" mkdir -p "$(dirname "$lx")"
-            as_user "$user" cp /etc/xdg/lxsession/LXDE-pi/autostart "$lx"
-        fi
-        add_autostart_line "$user" "$lx" "@$SCREEN_COMMAND"
-    fi
-
-    # Raspberry Pi OS: no screen blanking (removes swayidle/xscreensaver from the session).
-    if command -v raspi-config >/dev/null; then
-        raspi-config nonint do_blanking 1 || warn "raspi-config could not turn screen blanking off"
-    fi
+    # The autostart entries and no blanking, in $user's own files, for every
+    # desktop Raspberry Pi OS has had (see gatekiosk-screen-setup). Not
+    # raspi-config: it edits SUDO_USER's files and picks the X11 branch when
+    # no labwc runs yet, which is the case over SSH before the first login.
+    as_user "$user" env HOME="$home" "$PREFIX/bin/gatekiosk-screen-setup" add "$home" \
+        || die "--with-screen: could not set up $user's desktop session (see above)"
     say "gate screen: log in as $user on the desktop (or turn on desktop autologin" \
-        "with raspi-config) and Chromium shows http://127.0.0.1:8080/display"
+        "for $user: autologin-user=$user in /etc/lightdm/lightdm.conf) and Chromium" \
+        "shows http://127.0.0.1:8080/display"
 }
 
 print_next_steps() {
@@ -534,10 +556,12 @@ EOF
 
 do_install() {
     install_packages
+    check_gpio /usr/bin/python3
     install_user
     install_udev_rules
     install_folders
     install_program
+    check_gpio "$VENV/bin/python"
     install_files
     install_config
     install_keys
@@ -565,16 +589,12 @@ do_uninstall() {
     if systemd_running; then
         systemctl daemon-reload
     fi
-    local file
-    for file in /home/*/.config/labwc/autostart /home/*/.config/wayfire.ini \
-        /home/*/.config/lxsession/LXDE-pi/autostart; do
-        if [[ -f $file ]] && grep -qF "$SCREEN_COMMAND" "$file"; then
-            sed -i "\\|$SCREEN_COMMAND|d" "$file"
-            say "removed the gate screen from $file"
-            # An empty user autostart would still hide the system one.
-            if ! grep -q '[^[:space:]]' "$file"; then
-                rm -f "$file"
-            fi
+    local home
+    for home in /home/*; do
+        if [[ -d $home && -x $PREFIX/bin/gatekiosk-screen-setup ]] \
+            && grep -rqsF "$SCREEN_COMMAND" "$home/.config"; then
+            as_user "$(stat -c %U "$home")" env HOME="$home" \
+                "$PREFIX/bin/gatekiosk-screen-setup" remove "$home" || true
         fi
     done
     rm -f "$UDEV_RULES"
@@ -597,6 +617,7 @@ print_config() {
     printed=$(mktemp)
     # shellcheck disable=SC2064  # expand now: printed is local
     trap "rm -f '$printed'" EXIT
+    check_gpio "${GATEKIOSK_SYSTEM_PYTHON:-/usr/bin/python3}"
     write_config "$printed"
     cat "$printed"
 }

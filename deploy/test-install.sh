@@ -9,16 +9,26 @@
 # Not part of `make test`: it needs root, the debootstrap package and the
 # Debian mirror, and takes minutes. Plain Debian has no Raspberry Pi
 # archive, so this covers the V4L2 camera and simulated-pins path.
+# deploy/test-install-arm64.sh runs it for arm64 under qemu-user.
 #
-#     sudo deploy/test-install.sh [--keep] [--base TARBALL]
+#     sudo deploy/test-install.sh [--keep] [--base TARBALL] [--arch ARCH]
+#                                 [--suite SUITE] [--cli]
 #
 #   --keep            leave the chroot in place and print where it is
 #   --base TARBALL    reuse a debootstrapped base (made and saved there on the
 #                     first run), which saves most of the time on later runs
+#   --arch ARCH       Debian architecture of the root (default: this machine's);
+#                     another one needs qemu-user-static and binfmt_misc
+#   --suite SUITE     Debian release (default: bookworm)
+#   --cli             also run the installed program: decode, check, replay,
+#                     selftest, and run with a fake systemd notify socket
 set -euo pipefail
 
 keep=no
 base=
+arch=$(dpkg --print-architecture)
+suite=bookworm
+cli=no
 while (($# > 0)); do
     case "$1" in
         --keep) keep=yes ;;
@@ -26,6 +36,15 @@ while (($# > 0)); do
             base=$2
             shift
             ;;
+        --arch)
+            arch=$2
+            shift
+            ;;
+        --suite)
+            suite=$2
+            shift
+            ;;
+        --cli) cli=yes ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
             exit 0
@@ -59,7 +78,7 @@ mirror=$(
 )
 mirror=${mirror:-http://deb.debian.org/debian}
 
-root=$(mktemp -d /var/tmp/gatekiosk-test-install.XXXXXX)
+root=$(mktemp -d "/var/tmp/gatekiosk-test-install-$arch-$suite.XXXXXX")
 mounted=()
 
 cleanup() {
@@ -76,11 +95,11 @@ cleanup() {
 trap cleanup EXIT
 
 step() {
-    echo "test-install: [$((SECONDS - started_s)) s] $*"
+    echo "test-install ($arch $suite): [$((SECONDS - started_s)) s] $*"
 }
 
 fail() {
-    echo "test-install: FAILED: $*" >&2
+    echo "test-install ($arch $suite): FAILED: $*" >&2
     exit 1
 }
 
@@ -88,15 +107,15 @@ in_root() {
     chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
 }
 
-# -- a Debian 12 root ----------------------------------------------------------
+# -- a Debian root ---------------------------------------------------------------
 
 if [[ -n $base && -f $base ]]; then
     step "unpacking the base system from $base"
     tar -C "$root" -xzf "$base"
 else
-    step "debootstrap bookworm from $mirror into $root"
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,ca-certificates \
-        bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 \
+    step "debootstrap $suite ($arch) from $mirror into $root"
+    debootstrap --arch="$arch" --variant=minbase --include=systemd,systemd-sysv,ca-certificates \
+        "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 \
         || fail "debootstrap failed; see $root.debootstrap.log"
     rm -f "$root.debootstrap.log"
     if [[ -n $base ]]; then
@@ -198,6 +217,75 @@ as_gatekiosk /opt/gatekiosk/venv/bin/gatekiosk purge --config /etc/gatekiosk/gat
     || fail "gatekiosk purge"
 as_gatekiosk /opt/gatekiosk/bin/gatekiosk-backup || fail "gatekiosk-backup"
 ls "$root"/var/lib/gatekiosk/backup/gatekiosk-*.db >/dev/null || fail "no backup written"
+
+# -- the installed program ---------------------------------------------------
+
+# The commands a site runs first, as the service user, with the installed
+# configuration: a code rendered into an image is decoded, checked, replayed
+# through the whole pipeline, the self-test passes (but for the clock, never
+# synchronised in a chroot), and `run` reports READY=1 and WATCHDOG=1 over a
+# notify socket the way systemd's Type=notify and WatchdogSec= expect.
+check_cli() {
+    local work=/var/lib/gatekiosk/cli-test gk=/opt/gatekiosk/venv/bin/gatekiosk out
+    local payload='079201000123||Nguyễn Văn An|15031990|Nam|Q1|01072021'
+    in_root install -d -o gatekiosk -g gatekiosk "$work" "$work/recording"
+    as_gatekiosk /opt/gatekiosk/venv/bin/python -c '
+import sys
+import segno
+segno.make(sys.argv[1], error="m").save(sys.argv[2], scale=8, border=4)
+' "$payload" "$work/recording/0001.png" || fail "segno could not render a code"
+
+    out=$(as_gatekiosk "$gk" decode "$work/recording/0001.png") || fail "gatekiosk decode: $out"
+    [[ $out == *"$payload"* ]] || fail "gatekiosk decode read: $out"
+    out=$(as_gatekiosk "$gk" check --config "$CONF" --image "$work/recording/0001.png") \
+        || fail "gatekiosk check: $out"
+    [[ $out == "allow (in): ok [cccd]"* ]] || fail "gatekiosk check decided: $out"
+    out=$(as_gatekiosk "$gk" replay --config "$CONF" "$work/recording") || fail "gatekiosk replay: $out"
+    [[ $out == *'"decision": "allow"'*'"kind": "cccd"'* ]] || fail "gatekiosk replay: $out"
+
+    out=$(as_gatekiosk env GATEKIOSK_CAMERA__SOURCE=synthetic \
+        "$gk" selftest --config "$CONF" --yes --no-relay 2>&1) || true
+    if grep -v '^✗ clock' <<<"$out" | grep -q '^✗' || ! grep -q '^✓ camera synthetic' <<<"$out"; then
+        fail "gatekiosk selftest: $out"
+    fi
+
+    cat >"$root$work/notify.py" <<'PY'
+"""Play systemd for `gatekiosk run`: a notify socket, READY=1, WATCHDOG=1, then SIGTERM."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+path = os.path.join(os.getcwd(), "notify.sock")
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.bind(path)
+sock.settimeout(float(sys.argv[1]))
+env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "10000000",
+       "GATEKIOSK_CAMERA__SOURCE": "synthetic"}
+kiosk = subprocess.Popen(sys.argv[2:], env=env)
+seen = []
+try:
+    while not {"READY=1", "WATCHDOG=1"} <= set(seen):
+        seen += sock.recv(4096).decode().split("\n")
+except TimeoutError:
+    kiosk.kill()
+    sys.exit(f"only {seen} from gatekiosk run within {sys.argv[1]} s")
+kiosk.send_signal(signal.SIGTERM)
+status = kiosk.wait(timeout=60)
+print(f"run: {sorted(set(seen))}, exit status {status}")
+sys.exit(status)
+PY
+    out=$(as_gatekiosk sh -c "cd $work && exec /opt/gatekiosk/venv/bin/python notify.py 300 $gk run --config $CONF" 2>&1) \
+        || fail "gatekiosk run under a fake notify socket: $out"
+    step "CLI: decode, check, replay, selftest and run passed (${out##*run: })"
+}
+
+readonly CONF=/etc/gatekiosk/gatekiosk.toml
+if [[ $cli == yes ]]; then
+    step "running the installed program (decode, check, replay, selftest, run)"
+    check_cli
+fi
 
 # -- upgrade -------------------------------------------------------------------
 

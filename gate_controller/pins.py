@@ -39,6 +39,10 @@ PinName = int | str
 PI_MODEL_PATH = Path("/proc/device-tree/model")
 """The device-tree model string; on a Pi it reads e.g. ``Raspberry Pi 4 Model B Rev 1.4``."""
 
+PI_MODEL_PATHS = (PI_MODEL_PATH, Path("/sys/firmware/devicetree/base/model"))
+"""Where the model is read when no path is given: ``/proc/device-tree`` is a
+link to the second, and may be missing where /proc is a container's own."""
+
 BACKENDS = ("auto", "lgpio", "mock")
 """Accepted values of the GPIO backend setting, see :func:`make_pin_factory`."""
 
@@ -237,16 +241,49 @@ def normalise_pin(pin: PinName) -> str:
     return str(info.name)
 
 
-def is_raspberry_pi(model_path: Path = PI_MODEL_PATH) -> bool:
-    """Whether the device-tree model at ``model_path`` names a Raspberry Pi."""
-    try:
-        model = model_path.read_bytes()
-    except OSError:
-        return False
-    return b"Raspberry Pi" in model
+def board_model(model_path: Path | None = None) -> str:
+    """The board's device-tree model (``"Raspberry Pi 5 Model B Rev 1.0"``), or ``""``.
+
+    Read from ``model_path``, or from the first of :data:`PI_MODEL_PATHS` that exists.
+    """
+    for path in PI_MODEL_PATHS if model_path is None else (model_path,):
+        try:
+            return path.read_bytes().rstrip(b"\0").decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+    return ""
 
 
-def make_pin_factory(backend: str = "auto", *, model_path: Path = PI_MODEL_PATH) -> Any:
+def is_raspberry_pi(model_path: Path | None = None) -> bool:
+    """Whether the device-tree model (see :func:`board_model`) names a Raspberry Pi."""
+    return "Raspberry Pi" in board_model(model_path)
+
+
+def why_pins_are_simulated(backend: str, *, model_path: Path | None = None) -> str:
+    """The one line to show when :func:`make_pin_factory` gave simulated pins, and why.
+
+    Vietnamese first, English second: a guard or installer reads it. On a
+    Raspberry Pi it never says "not a Raspberry Pi": there the reason is the
+    setting or the missing lgpio, and the door will not open.
+    """
+    model = board_model(model_path)
+    if backend == "mock":
+        vi, en = 'pins.backend = "mock" trong cấu hình', 'pins.backend is "mock" in the settings'
+    elif "Raspberry Pi" in model:
+        vi = f"{model} nhưng thiếu thư viện lgpio"
+        en = f"this {model} has no lgpio library ({LGPIO_INSTALL_HINT})"
+    else:
+        vi, en = (
+            "không phải Raspberry Pi",
+            f"not a Raspberry Pi ({model or 'no device-tree model'})",
+        )
+    door = ""
+    if "Raspberry Pi" in model:
+        door = " — cửa sẽ không mở / the door will not open"
+    return f"chân GPIO được mô phỏng: {vi} / pins are simulated: {en}{door}"
+
+
+def make_pin_factory(backend: str = "auto", *, model_path: Path | None = None) -> Any:
     """The gpiozero pin factory for ``backend``; pass it as ``pin_factory=`` to devices.
 
     ``"lgpio"``
@@ -257,7 +294,7 @@ def make_pin_factory(backend: str = "auto", *, model_path: Path = PI_MODEL_PATH)
         gpiozero's :class:`~gpiozero.pins.mock.MockFactory`: simulated pins
         with state history, for tests and ``gatekiosk demo``.
     ``"auto"``
-        ``lgpio`` on a Raspberry Pi (by ``model_path``) when lgpio imports,
+        ``lgpio`` on a Raspberry Pi (by :func:`board_model`) when lgpio imports,
         otherwise the mock, announced by exactly one log line (a warning on a
         Pi, because there the door will not open).
 
@@ -284,7 +321,7 @@ def make_pin_factory(backend: str = "auto", *, model_path: Path = PI_MODEL_PATH)
             LGPIO_INSTALL_HINT,
         )
     else:
-        log.info("not a Raspberry Pi (%s): pins are simulated", model_path)
+        log.info("not a Raspberry Pi (%r): pins are simulated", board_model(model_path))
     return _mock_factory()
 
 
@@ -311,7 +348,8 @@ def _lgpio_factory(factory_class: Any) -> Any:
     try:
         return factory_class()
     except Exception as exc:  # lgpio.error, OSError, PinUnknownPi: all mean "no GPIO here"
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # one line for the CLI
         raise PinFactoryError(
-            f"cannot open the GPIO chip with lgpio ({exc}); is this a Raspberry Pi "
+            f"cannot open the GPIO chip with lgpio ({reason}); is this a Raspberry Pi "
             "and is the user in the 'gpio' group?"
         ) from exc

@@ -27,7 +27,9 @@ INSTALL = DEPLOY / "install.sh"
 BACKUP = DEPLOY / "gatekiosk-backup.sh"
 SCREEN = DEPLOY / "gatekiosk-screen.sh"
 SERVICES = ["gatekiosk-kiosk.service", "gatekiosk-web.service", "gatekiosk-maintenance.service"]
-UNITS = [*SERVICES, "gatekiosk-maintenance.timer"]
+# Runs before the kiosk, as no one (DynamicUser=), reading only /proc/devices and /dev.
+DEVICES_UNIT = "gatekiosk-devices.service"
+UNITS = [*SERVICES, DEVICES_UNIT, "gatekiosk-maintenance.timer"]
 SCRIPTS = sorted(p.name for p in DEPLOY.glob("*.sh"))
 # The scripts that run on the gate (dev-bootstrap.sh is POSIX sh for `make`).
 BASH_SCRIPTS = [s for s in SCRIPTS if s != "dev-bootstrap.sh"]
@@ -118,6 +120,7 @@ def test_install_help_lists_every_option_without_root() -> None:
         "--with-screen",
         "--screen-user NAME",
         "--no-start",
+        "--simulated-pins",
         "--uninstall",
         "--purge-data",
         "--print-config",
@@ -172,7 +175,206 @@ def test_installed_config_is_valid_and_points_at_the_system_folders(tmp_path: Pa
     assert settings["pins.backend"] in {"auto", "mock"}
     shipped = load_settings(DEPLOY / "gatekiosk.toml", env={})
     changed = {k for k in shipped.values if shipped[k] != settings[k]}
-    assert changed <= {"gate.data_dir", "camera.source", "pins.backend"}
+    assert changed <= {"gate.data_dir", "camera.source", "camera.device", "pins.backend"}
+
+
+# -- which camera, which pins --------------------------------------------------
+
+DETECT = DEPLOY / "gatekiosk-detect-camera.sh"
+
+
+class FakeSysfs:
+    """A /sys and /dev with the video4linux nodes a Pi shows for its cameras."""
+
+    def __init__(self, root: Path) -> None:
+        self.sys = root / "sys"
+        self.dev = root / "dev"
+        (self.sys / "class" / "video4linux").mkdir(parents=True)
+        (self.dev / "v4l" / "by-id").mkdir(parents=True)
+        for bus, driver in [("usb", "uvcvideo"), ("platform", "rp1-cfe"), ("i2c", "imx708")]:
+            (self.sys / "bus" / bus / "drivers" / driver).mkdir(parents=True)
+
+    def node(self, name: str, *, bus: str, driver: str, index: int = 0, label: str = "") -> None:
+        device = self.sys / "devices" / bus / name
+        device.mkdir(parents=True)
+        (device / "driver").symlink_to(self.sys / "bus" / bus / "drivers" / driver)
+        (device / "subsystem").symlink_to(self.sys / "bus" / bus)
+        node = self.sys / "class" / "video4linux" / name
+        node.mkdir()
+        (node / "device").symlink_to(device)
+        (node / "index").write_text(f"{index}\n", encoding="utf-8")
+        (node / "name").write_text(f"{label or name}\n", encoding="utf-8")
+
+    def webcam(self, first: int, by_id: str | None = None) -> None:
+        self.node(f"video{first}", bus="usb", driver="uvcvideo", index=0)
+        self.node(f"video{first + 1}", bus="usb", driver="uvcvideo", index=1)
+        if by_id:
+            (self.dev / "v4l" / "by-id" / by_id).symlink_to(f"../../video{first}")
+
+    def camera_module(self) -> None:
+        for n in range(8):  # rp1-cfe's nodes, as on a Pi 5
+            self.node(f"video{n}", bus="platform", driver="rp1-cfe")
+        self.node("v4l-subdev0", bus="platform", driver="rp1-cfe", label="csi2")
+        self.node("v4l-subdev2", bus="i2c", driver="imx708", label="imx708")
+
+    def detect(self, path: str = "/usr/bin:/bin") -> tuple[str, str]:
+        result = run(
+            tool("bash"),
+            DETECT,
+            env={"GATEKIOSK_SYSFS": str(self.sys), "GATEKIOSK_DEV": str(self.dev), "PATH": path},
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout, result.stderr
+
+
+@pytest.fixture
+def sysfs(tmp_path: Path) -> FakeSysfs:
+    return FakeSysfs(tmp_path)
+
+
+def test_no_camera_is_reported_as_none(sysfs: FakeSysfs) -> None:
+    out, err = sysfs.detect()
+    assert out == "none\t\n"
+    assert "no camera found" in err
+
+
+def test_a_usb_webcam_is_read_through_v4l2_by_its_stable_name(sysfs: FakeSysfs) -> None:
+    sysfs.node("video10", bus="platform", driver="rp1-cfe")  # not a webcam
+    sysfs.webcam(19, by_id="usb-046d_HD_Pro_Webcam_C920-video-index0")
+    out, _ = sysfs.detect()
+    assert out == "v4l2\t/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920-video-index0\n"
+
+
+def test_a_webcam_without_a_by_id_link_is_named_by_its_picture_node(sysfs: FakeSysfs) -> None:
+    sysfs.webcam(2)  # video2 pictures, video3 metadata
+    out, _ = sysfs.detect()
+    assert out == "v4l2\t/dev/video2\n"
+
+
+def test_a_camera_module_is_read_through_picamera2(sysfs: FakeSysfs) -> None:
+    sysfs.camera_module()
+    out, err = sysfs.detect()
+    assert out == "picamera2\t0\n"
+    assert "imx708" in err
+
+
+def test_a_camera_module_wins_over_a_webcam(sysfs: FakeSysfs) -> None:
+    sysfs.camera_module()
+    sysfs.webcam(20)
+    out, err = sysfs.detect()
+    assert out == "picamera2\t0\n"
+    assert "/dev/video20" in err
+
+
+def test_libcameras_list_tells_a_camera_module_from_a_webcam(
+    sysfs: FakeSysfs, tmp_path: Path
+) -> None:
+    """rpicam-hello lists webcams too; only a camera on an I2C bus is a Camera Module."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    listing = tmp_path / "listing"
+    stub = bin_dir / "rpicam-hello"
+    stub.write_text(f'#!/bin/sh\ncat "{listing}"\n', encoding="utf-8")
+    stub.chmod(0o755)
+    sysfs.webcam(0)
+    listing.write_text(
+        "Available cameras\n-----------------\n"
+        "0 : 'HD Pro Webcam C920' [640x480] "
+        "(/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1:1.0-046d:082d)\n",
+        encoding="utf-8",
+    )
+    assert sysfs.detect(f"{bin_dir}:/usr/bin:/bin")[0] == "v4l2\t/dev/video0\n"
+
+    listing.write_text(
+        "Available cameras\n-----------------\n"
+        "0 : imx708_wide [4608x2592 10-bit RGGB] (/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a)\n"
+        "    Modes: 'SRGGB10_CSI2P' : 1536x864 [120.13 fps - (768, 432)/3072x1728 crop]\n",
+        encoding="utf-8",
+    )
+    out, err = sysfs.detect(f"{bin_dir}:/usr/bin:/bin")
+    assert out == "picamera2\t0\n"
+    assert "imx708_wide" in err
+
+
+def print_config(
+    *args: str, model: str | None = None, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {"GATEKIOSK_SYSFS": str(tmp_path / "no-sys"), "GATEKIOSK_DEV": str(tmp_path / "no-dev")}
+    if model is not None:
+        model_file = tmp_path / "model"
+        model_file.write_bytes(model.encode() + b"\0")
+        env["GATEKIOSK_MODEL_FILE"] = str(model_file)
+    else:
+        env["GATEKIOSK_MODEL_FILE"] = str(tmp_path / "no-model")
+    return run(tool("bash"), INSTALL, "--print-config", *args, env=env)
+
+
+def test_installer_writes_the_detected_webcam_into_the_config(
+    sysfs: FakeSysfs, tmp_path: Path
+) -> None:
+    sysfs.webcam(4, by_id="usb-Logitech_C270-video-index0")
+    result = run(
+        tool("bash"),
+        INSTALL,
+        "--print-config",
+        env={
+            "GATEKIOSK_SYSFS": str(sysfs.sys),
+            "GATEKIOSK_DEV": str(sysfs.dev),
+            "GATEKIOSK_MODEL_FILE": str(tmp_path / "no-model"),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "gatekiosk.toml"
+    written.write_text(result.stdout, encoding="utf-8")
+    settings = load_settings(written, env={})
+    assert settings["camera.source"] == "v4l2"
+    assert settings["camera.device"] == "/dev/v4l/by-id/usb-Logitech_C270-video-index0"
+    assert '# camera.source is "v4l2": a USB webcam is attached' in result.stdout
+
+
+def test_installer_on_a_pi_without_lgpio_refuses(tmp_path: Path) -> None:
+    result = print_config(model="Raspberry Pi 5 Model B Rev 1.0", tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "this is a Raspberry Pi 5 Model B Rev 1.0, but" in result.stderr
+    assert "cannot import lgpio" in result.stderr
+    assert "--simulated-pins" in result.stderr
+
+
+def test_installer_on_a_pi_simulates_pins_only_when_told(tmp_path: Path) -> None:
+    result = print_config(
+        "--simulated-pins", model="Raspberry Pi 4 Model B Rev 1.5", tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert '\nbackend = "mock"\n' in result.stdout
+    assert "THE DOOR NEVER OPENS" in result.stdout
+    assert "the door never opens" in result.stderr
+
+
+def test_installer_on_a_pi_with_lgpio_drives_real_pins(tmp_path: Path) -> None:
+    python = tmp_path / "python-with-lgpio"
+    python.write_text('#!/bin/sh\n[ "$1 $2" = "-c import lgpio" ]\n', encoding="utf-8")
+    python.chmod(0o755)
+    (tmp_path / "model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.5\0")
+    result = run(
+        tool("bash"),
+        INSTALL,
+        "--print-config",
+        env={
+            "GATEKIOSK_SYSFS": str(tmp_path / "no-sys"),
+            "GATEKIOSK_MODEL_FILE": str(tmp_path / "model"),
+            "GATEKIOSK_SYSTEM_PYTHON": str(python),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert '\nbackend = "auto"\n' in result.stdout
+
+
+def test_installer_elsewhere_simulates_pins_without_being_told(tmp_path: Path) -> None:
+    result = print_config(model="QEMU Virtual Machine", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '\nbackend = "mock"\n' in result.stdout  # no python3-lgpio on a build machine
+    assert "lgpio is not installed (not Raspberry Pi OS)" in result.stdout
 
 
 def test_installer_pins_numpy_to_apts_and_checks_picamera2_imports() -> None:
@@ -193,7 +395,7 @@ def units_with_stub_programs(tmp_path: Path) -> Path:
     """The units, with /opt/gatekiosk/ moved under tmp_path where stubs stand in
     for the installed programs (systemd-analyze verify checks they are executable)."""
     opt = tmp_path / "opt" / "gatekiosk"
-    for program in ("venv/bin/gatekiosk", "bin/gatekiosk-backup"):
+    for program in ("venv/bin/gatekiosk", "bin/gatekiosk-backup", "bin/gatekiosk-wait-devices"):
         stub = opt / program
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text("#!/bin/sh\n", encoding="utf-8")
@@ -231,7 +433,9 @@ def test_systemd_analyze_verify_would_catch_a_bad_directive(
     assert any("maybe" in line for line in verify(units_with_stub_programs, UNITS))
 
 
-@pytest.mark.parametrize(("service", "max_exposure"), [(s, 2.5) for s in SERVICES])
+@pytest.mark.parametrize(
+    ("service", "max_exposure"), [*((s, 2.5) for s in SERVICES), (DEVICES_UNIT, 1.5)]
+)
 def test_services_keep_systemds_exposure_score_low(
     units_with_stub_programs: Path, service: str, max_exposure: float
 ) -> None:
@@ -279,6 +483,79 @@ def test_kiosk_unit_allows_only_camera_and_gpio_devices() -> None:
         "char-video4linux rw",
     ]
     assert values("gatekiosk-kiosk.service", "Service", "PrivateDevices") == []
+
+
+def test_kiosk_starts_after_the_camera_and_gpio_drivers_but_not_only_with_them() -> None:
+    assert one("gatekiosk-kiosk.service", "Unit", "After") == DEVICES_UNIT
+    assert one("gatekiosk-kiosk.service", "Unit", "Wants") == DEVICES_UNIT
+    assert values("gatekiosk-kiosk.service", "Unit", "Requires") == []
+    assert one(DEVICES_UNIT, "Unit", "After").split() == [
+        "systemd-modules-load.service",
+        "systemd-udev-trigger.service",
+    ]
+    assert one(DEVICES_UNIT, "Service", "Type") == "oneshot"
+    assert one(DEVICES_UNIT, "Service", "ExecStart") == (
+        "/opt/gatekiosk/bin/gatekiosk-wait-devices --timeout-s 30"
+    )
+    assert one(DEVICES_UNIT, "Service", "DynamicUser") == "yes"
+    assert values(DEVICES_UNIT, "Service", "DeviceAllow") == []
+    assert "Install" not in directives(DEVICES_UNIT)  # only ever pulled in by the kiosk
+
+
+WAIT = DEPLOY / "gatekiosk-wait-devices.sh"
+PROC_DEVICES = """Character devices:
+  1 mem
+  4 tty
+ {gpio}
+ {video}
+ {media}
+Block devices:
+  8 sd
+ {block_video}
+"""
+
+
+def wait_for_devices(
+    tmp_path: Path, *, nodes: list[str], timeout_s: str = "0", **majors: str
+) -> subprocess.CompletedProcess[str]:
+    proc = tmp_path / "devices"
+    fields = {"gpio": "", "video": "", "media": "", "block_video": "", **majors}
+    proc.write_text(PROC_DEVICES.format(**fields), encoding="utf-8")
+    dev = tmp_path / "dev"
+    dev.mkdir(exist_ok=True)
+    for node in nodes:
+        (dev / node).touch()
+    return run(
+        tool("bash"),
+        WAIT,
+        "--timeout-s",
+        timeout_s,
+        env={"GATEKIOSK_PROC_DEVICES": str(proc), "GATEKIOSK_DEV": str(dev)},
+    )
+
+
+def test_wait_for_devices_returns_at_once_when_the_drivers_are_there(tmp_path: Path) -> None:
+    result = wait_for_devices(
+        tmp_path,
+        nodes=["video0", "gpiochip0"],
+        timeout_s="30",
+        gpio="254 gpiochip",
+        video="81 video4linux",
+        media="238 media",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "camera and GPIO drivers ready after 0 s" in result.stdout
+    assert result.stderr == ""
+
+
+def test_wait_for_devices_gives_up_saying_what_is_missing(tmp_path: Path) -> None:
+    """videodev not loaded: no class, no node. A block device of that name does not count."""
+    result = wait_for_devices(
+        tmp_path, nodes=["gpiochip0"], gpio="254 gpiochip", block_video="81 video4linux"
+    )
+    assert result.returncode == 0  # the gate starts anyway
+    assert "still missing after 0 s: char-video4linux char-media /dev/video*;" in result.stderr
+    assert "starting the kiosk without them" in result.stderr
 
 
 def test_web_unit_has_no_device_access() -> None:
@@ -503,3 +780,163 @@ def test_screen_waits_for_the_web_and_restarts_chromium(tmp_path: Path) -> None:
         assert flag in starts[0].split()
     assert starts[0].endswith(" http://127.0.0.1:8080/display")
     assert "restarting" in result.stderr
+
+
+def test_screen_is_turned_on_again_and_again_not_once(tmp_path: Path) -> None:
+    """On Wayland, wlopm --on runs every GATEKIOSK_SCREEN_KEEP_ON_S while the browser runs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "curl").write_text("#!/bin/sh\n", encoding="utf-8")
+    (bin_dir / "wlopm").write_text('#!/bin/sh\necho "wlopm $*" >>"$CALLS"\n', encoding="utf-8")
+    (bin_dir / "chromium").write_text(
+        "#!/bin/sh\n"
+        # Stay up until the screen was turned on three times, then stop the wrapper.
+        ': >>"$CALLS"\n'
+        'while [ "$(grep -c ^wlopm "$CALLS")" -lt 3 ]; do sleep 0.05; done\n'
+        'kill "$PPID"\n',
+        encoding="utf-8",
+    )
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "GATEKIOSK_SCREEN_KEEP_ON_S": "0.1",
+        "WAYLAND_DISPLAY": "wayland-0",
+        "DISPLAY": "",
+    }
+
+    result = run(tool("bash"), SCREEN, env=env)
+
+    assert result.returncode != 0  # ended by the stub's kill
+    lines = calls.read_text(encoding="utf-8").splitlines()
+    assert lines[:3] == ["wlopm --on *"] * 3
+
+
+# -- the gate screen in the desktop session -------------------------------------
+
+SCREEN_SETUP = DEPLOY / "gatekiosk-screen-setup.sh"
+SCREEN_LINE = "/opt/gatekiosk/bin/gatekiosk-screen &"
+SWAYIDLE = "swayidle -w timeout 600 'wlopm --off \\*' resume 'wlopm --on \\*' &"
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Path:
+    """A Raspberry Pi OS /etc with labwc's system autostart, and an empty home."""
+    etc = tmp_path / "etc"
+    (etc / "xdg" / "labwc").mkdir(parents=True)
+    (etc / "xdg" / "labwc" / "autostart").write_text(
+        "/usr/bin/lwrespawn /usr/bin/wf-panel-pi &\n/usr/bin/kanshi &\n", encoding="utf-8"
+    )
+    (tmp_path / "home").mkdir()
+    return tmp_path
+
+
+def screen_setup(desktop: Path, action: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        tool("bash"),
+        SCREEN_SETUP,
+        action,
+        desktop / "home",
+        env={"GATEKIOSK_ETC": str(desktop / "etc"), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_screen_setup_adds_to_labwcs_merged_autostart_without_copying_the_system_one(
+    desktop: Path,
+) -> None:
+    result = screen_setup(desktop, "add")
+    assert result.returncode == 0, result.stderr
+    autostart = desktop / "home" / ".config" / "labwc" / "autostart"
+    # labwc -m merges this with /etc/xdg/labwc/autostart: the panel is not repeated here.
+    assert autostart.read_text(encoding="utf-8") == SCREEN_LINE + "\n"
+    assert screen_setup(desktop, "add").returncode == 0
+    assert autostart.read_text(encoding="utf-8") == SCREEN_LINE + "\n"
+
+
+def test_screen_setup_turns_raspi_configs_blanking_off_and_remove_restores_it(
+    desktop: Path,
+) -> None:
+    autostart = desktop / "home" / ".config" / "labwc" / "autostart"
+    autostart.parent.mkdir(parents=True)
+    autostart.write_text(f"{SWAYIDLE}\nsome-tool &\n", encoding="utf-8")
+
+    result = screen_setup(desktop, "add")
+
+    assert result.returncode == 0, result.stderr
+    lines = autostart.read_text(encoding="utf-8").splitlines()
+    assert lines == [
+        f"# gatekiosk: no blanking on the gate screen: {SWAYIDLE}",
+        "some-tool &",
+        SCREEN_LINE,
+    ]
+    assert "swayidle) turned off" in result.stdout
+
+    assert screen_setup(desktop, "remove").returncode == 0
+    assert autostart.read_text(encoding="utf-8").splitlines() == [SWAYIDLE, "some-tool &"]
+
+
+def test_screen_setup_remove_deletes_a_file_it_alone_filled(desktop: Path) -> None:
+    assert screen_setup(desktop, "add").returncode == 0
+    assert screen_setup(desktop, "remove").returncode == 0
+    assert not (desktop / "home" / ".config" / "labwc" / "autostart").exists()
+
+
+def test_screen_setup_warns_of_blanking_it_cannot_remove(desktop: Path) -> None:
+    system = desktop / "etc" / "xdg" / "labwc" / "autostart"
+    system.write_text(system.read_text(encoding="utf-8") + SWAYIDLE + "\n", encoding="utf-8")
+    result = screen_setup(desktop, "add")
+    assert result.returncode == 0
+    assert f"{system} starts swayidle" in result.stderr
+
+
+def test_screen_setup_keeps_wayfire_from_blanking(desktop: Path) -> None:
+    ini = desktop / "home" / ".config" / "wayfire.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text(
+        "[core]\nplugins = autostart idle\n\n[idle]\ndpms_timeout = 600\n\n"
+        "[autostart]\npanel = wf-panel-pi\n",
+        encoding="utf-8",
+    )
+    assert screen_setup(desktop, "add").returncode == 0
+    assert screen_setup(desktop, "add").returncode == 0
+    text = ini.read_text(encoding="utf-8")
+    assert "[idle]\ndpms_timeout = -1\nscreensaver_timeout = -1\n" in text
+    assert "600" not in text
+    assert "[autostart]\ngatekiosk_screen = /opt/gatekiosk/bin/gatekiosk-screen\n" in text
+    assert text.count("gatekiosk_screen") == 1
+
+    assert screen_setup(desktop, "remove").returncode == 0
+    assert "gatekiosk" not in ini.read_text(encoding="utf-8")
+    assert "panel = wf-panel-pi" in ini.read_text(encoding="utf-8")
+
+
+def test_screen_setup_starts_lxde_from_a_copy_of_the_system_autostart(desktop: Path) -> None:
+    system = desktop / "etc" / "xdg" / "lxsession" / "LXDE-pi" / "autostart"
+    system.parent.mkdir(parents=True)
+    system.write_text("@lxpanel --profile LXDE-pi\n", encoding="utf-8")
+    assert screen_setup(desktop, "add").returncode == 0
+    user = desktop / "home" / ".config" / "lxsession" / "LXDE-pi" / "autostart"
+    assert user.read_text(encoding="utf-8").splitlines() == [
+        "@lxpanel --profile LXDE-pi",
+        "@/opt/gatekiosk/bin/gatekiosk-screen",
+    ]
+
+
+def test_installer_sets_up_the_screen_users_session_not_sudo_users() -> None:
+    text = INSTALL.read_text(encoding="utf-8")
+    assert "raspi-config nonint" not in text
+    assert "pgrep" not in text
+    assert 'as_user "$user" env HOME="$home" "$PREFIX/bin/gatekiosk-screen-setup" add' in text
+
+
+def test_arm64_install_test_is_a_make_target_kept_out_of_ci() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "\ntest-install-arm64:\n\tbash deploy/test-install-arm64.sh\n" in makefile
+    assert "arm64" not in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    wrapper = (DEPLOY / "test-install-arm64.sh").read_text(encoding="utf-8")
+    assert "suites=(bookworm trixie)" in wrapper
+    assert '"$here/test-install.sh" --arch arm64 --suite "$suite" --cli' in wrapper
+    for package in ("python3-picamera2", "libcamera", "python3-lgpio"):
+        assert package in wrapper, f"the wrapper does not say that {package} is missing"

@@ -23,6 +23,7 @@ from gpiozero.exc import GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 
 import gate_controller.gpio
+import gate_controller.pins as pins_module
 from gate_controller import (
     GateSignals,
     GpiozeroSignals,
@@ -31,8 +32,11 @@ from gate_controller import (
     PinFactoryError,
     SignalsClosed,
     beep_pattern,
+    board_model,
+    is_raspberry_pi,
     make_pin_factory,
     normalise_pin,
+    why_pins_are_simulated,
 )
 from tests.waiting import wait_until
 
@@ -592,6 +596,62 @@ def test_mock_backend_gives_a_mock_factory() -> None:
     pin_factory = make_pin_factory("mock")
     pin_factory.close()
     assert isinstance(pin_factory, MockFactory)
+
+
+def test_the_model_is_read_without_its_trailing_nul(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\x00")
+    assert board_model(model) == "Raspberry Pi 5 Model B Rev 1.0"
+    assert is_raspberry_pi(model)
+    assert board_model(tmp_path / "missing") == ""
+    assert not is_raspberry_pi(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("backend", "model", "because", "door_stays_shut"),
+    [
+        ("mock", b"Raspberry Pi 5 Model B Rev 1.0\x00", 'pins.backend is "mock"', True),
+        (
+            "auto",
+            b"Raspberry Pi 4 Model B Rev 1.4\x00",
+            "Raspberry Pi 4 Model B Rev 1.4 has no lgpio",
+            True,
+        ),
+        ("auto", b"QEMU Virtual Machine\x00", "not a Raspberry Pi (QEMU Virtual Machine)", False),
+        ("mock", b"QEMU Virtual Machine\x00", 'pins.backend is "mock"', False),
+    ],
+)
+def test_simulated_pins_say_why_and_never_not_a_pi_on_a_pi(
+    tmp_path: Path, backend: str, model: bytes, because: str, door_stays_shut: bool
+) -> None:
+    path = tmp_path / "model"
+    path.write_bytes(model)
+
+    line = why_pins_are_simulated(backend, model_path=path)
+
+    vi, en = line.split(" / pins are simulated: ")
+    assert vi.startswith("chân GPIO được mô phỏng: ")
+    assert because in en
+    assert "\n" not in line
+    assert ("the door will not open" in line) == door_stays_shut
+    if door_stays_shut:
+        assert "not a Raspberry Pi" not in line
+
+
+class _BrokenChip:
+    """An lgpio factory whose chip cannot be opened, with lgpio's multi-line message."""
+
+    def __init__(self) -> None:
+        raise OSError("can not open gpiochip\n  (no such file)")
+
+
+def test_a_gpio_chip_that_cannot_be_opened_is_a_one_line_error() -> None:
+    with pytest.raises(PinFactoryError) as raised:
+        pins_module._lgpio_factory(_BrokenChip)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "can not open gpiochip (no such file)" in message
+    assert "'gpio' group" in message
 
 
 def test_unknown_backend_is_refused() -> None:

@@ -40,7 +40,9 @@ def run(config_path: Path | None) -> None:
             f"gatekiosk: scanning at gate {settings['gate.id']}, database {settings.db_path}"
         )
         if gate.simulated_pins:
-            click.echo("gatekiosk: pins are simulated (gpiozero MockFactory): not a Raspberry Pi")
+            from gate_controller.pins import why_pins_are_simulated
+
+            click.echo(f"gatekiosk: {why_pins_are_simulated(settings['pins.backend'])}")
         systemd.ready()
         try:
             gate.scanner.run(stop)

@@ -53,12 +53,15 @@ def log_in_site_time(tz: tzinfo) -> None:
 
 
 class _Group(click.Group):
-    """Turns every GateError into click's ``Error: ...`` with exit status 1."""
+    """Turns every GateError (and the pins' GateControllerError, such as no
+    pin factory) into click's ``Error: ...`` with exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from gate_controller.errors import GateControllerError
+
         try:
             return super().invoke(ctx)
-        except GateError as exc:
+        except (GateError, GateControllerError) as exc:
             raise click.ClickException(str(exc)) from exc
 
 
