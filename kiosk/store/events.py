@@ -88,43 +88,10 @@ class EventRepository:
             "INSERT OR IGNORE INTO boots (boot_id, first_seen_utc) VALUES (?, ?)",
             (self.boot_id, at_utc),
         )
+        recorded = Event.of(event, id=event_id, boot_id=self.boot_id, seq=seq)
         conn.execute(
-            """
-            INSERT INTO events (
-                id, gate_id, at_utc, utc_offset_min, boot_id, boot_ordinal, seq, clock_synced,
-                direction, decision, reason, kind, subject_hash, display_name,
-                masked_id, id_number, override, warning, actor, note, birth_date, name_latin,
-                upload_pending
-            ) VALUES (
-                ?, ?, ?, ?, ?, (SELECT ordinal FROM boots WHERE boot_id = ?),
-                ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-            )
-            """,
-            (
-                event_id,
-                event.gate_id,
-                at_utc,
-                event.utc_offset_min,
-                self.boot_id,
-                self.boot_id,
-                seq,
-                int(event.clock_synced),
-                event.direction,
-                event.decision,
-                event.reason,
-                event.kind,
-                event.subject_hash,
-                event.display_name,
-                event.masked_id,
-                event.id_number,
-                int(event.override),
-                event.warning,
-                event.actor,
-                event.note,
-                event.birth_date,
-                event.name_latin,
-                int(self.mark_for_upload),
-            ),
+            f"INSERT INTO events ({INSERT_COLUMNS}, upload_pending) VALUES ({INSERT_PLACES}, ?)",
+            (*insert_values(recorded), int(self.mark_for_upload)),
         )
         if event.decision == "allow" and event.subject_hash is not None:
             if event.direction == "in":
@@ -394,6 +361,46 @@ class EventRepository:
             "list reasons", "SELECT DISTINCT reason FROM events ORDER BY reason", ()
         )
         return [str(row[0]) for row in rows]
+
+
+INSERT_COLUMNS = (
+    "id, gate_id, at_utc, utc_offset_min, boot_id, boot_ordinal, seq, clock_synced, "
+    "direction, decision, reason, kind, subject_hash, display_name, masked_id, id_number, "
+    "override, warning, actor, note, birth_date, name_latin"
+)
+"""The columns an event is inserted with, at a gate and at the hub alike."""
+INSERT_PLACES = "?, ?, ?, ?, ?, (SELECT ordinal FROM boots WHERE boot_id = ?), " + ", ".join(
+    ["?"] * 16
+)
+"""The values of :data:`INSERT_COLUMNS`: the boot's ordinal comes from ``boots``."""
+
+
+def insert_values(event: Event) -> tuple[object, ...]:
+    """The parameters of :data:`INSERT_PLACES` for ``event``."""
+    return (
+        event.id,
+        event.gate_id,
+        to_text(event.at),
+        event.utc_offset_min,
+        event.boot_id,
+        event.boot_id,
+        event.seq,
+        int(event.clock_synced),
+        event.direction,
+        event.decision,
+        event.reason,
+        event.kind,
+        event.subject_hash,
+        event.display_name,
+        event.masked_id,
+        event.id_number,
+        int(event.override),
+        event.warning,
+        event.actor,
+        event.note,
+        event.birth_date,
+        event.name_latin,
+    )
 
 
 def event_from_row(row: tuple[Any, ...]) -> Event:

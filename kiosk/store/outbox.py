@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kiosk.store.connection import Connection
-from kiosk.store.events import EVENT_COLUMNS, event_from_row
+from kiosk.store.events import (
+    EVENT_COLUMNS,
+    INSERT_COLUMNS,
+    INSERT_PLACES,
+    event_from_row,
+    insert_values,
+)
 from kiosk.store.values import Event, to_text
 
 log = logging.getLogger(__name__)
@@ -183,18 +189,8 @@ class SiteLog:
             )
             before = conn.total_changes
             conn.executemany(
-                """
-                INSERT OR IGNORE INTO events (
-                    id, gate_id, at_utc, utc_offset_min, boot_id, boot_ordinal, seq,
-                    clock_synced, direction, decision, reason, kind, subject_hash,
-                    display_name, masked_id, id_number, override, warning, actor, note,
-                    birth_date, name_latin
-                ) VALUES (
-                    ?, ?, ?, ?, ?, (SELECT ordinal FROM boots WHERE boot_id = ?),
-                    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-                )
-                """,
-                [_row(e) for e in events],
+                f"INSERT OR IGNORE INTO events ({INSERT_COLUMNS}) VALUES ({INSERT_PLACES})",
+                [insert_values(e) for e in events],
             )
             inserted = conn.total_changes - before
             ids = [e.id for e in events]
@@ -229,33 +225,6 @@ class SiteLog:
                 "list event ids", "SELECT id FROM events WHERE gate_id = ?", (gate_id,)
             )
         return [str(row[0]) for row in rows]
-
-
-def _row(event: Event) -> tuple[object, ...]:
-    return (
-        event.id,
-        event.gate_id,
-        to_text(event.at),
-        event.utc_offset_min,
-        event.boot_id,
-        event.boot_id,
-        event.seq,
-        int(event.clock_synced),
-        event.direction,
-        event.decision,
-        event.reason,
-        event.kind,
-        event.subject_hash,
-        event.display_name,
-        event.masked_id,
-        event.id_number,
-        int(event.override),
-        event.warning,
-        event.actor,
-        event.note,
-        event.birth_date,
-        event.name_latin,
-    )
 
 
 def _chunks(ids: list[str]) -> Iterable[list[str]]:
