@@ -23,6 +23,7 @@ import openpyxl
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
+from kiosk.export.labels import cell_words
 from tests.browser_fixtures import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -44,7 +45,8 @@ SCREEN_TIMEOUT_MS = 3_000
 two; 3 s leaves room for a loaded machine without hiding a screen that lags."""
 
 UTF8_BOM = b"\xef\xbb\xbf"
-LOCAL_TIME_HEADER = "Local time (Asia/Ho_Chi_Minh, UTC+07:00)"
+LOCAL_TIME_HEADER = "Giờ địa phương (Asia/Ho_Chi_Minh, UTC+07:00)"
+"""The exports follow the page's language: Vietnamese unless the user chose English."""
 HOSTILE_NAME = "<img src=x onerror=alert(1)>"
 
 ALLOW_BG = "rgb(11, 122, 46)"
@@ -317,10 +319,10 @@ def test_download_exports_of_the_filtered_log(
     rows = list(csv.reader(io.StringIO(raw[len(UTF8_BOM) :].decode("utf-8"), newline="")))
     header, body = rows[0], rows[1:]
     assert header[0] == LOCAL_TIME_HEADER
-    name_at, decision_at = header.index("Name"), header.index("Decision")
+    name_at, decision_at = header.index("Họ tên"), header.index("Quyết định")
     # Exactly what the page listed: the two refusals, their names intact.
     assert sorted(row[name_at] for row in body) == ["Lê Văn Cường", "Đặng Thị Ngọc Ánh"]
-    assert {row[decision_at] for row in body} == {"deny"}
+    assert {row[decision_at] for row in body} == {cell_words("vi").decision("deny")}
     assert "Nguyễn Văn An".encode() not in raw
 
     with page.expect_download(timeout=UI_TIMEOUT_MS) as xlsx_download:
@@ -337,7 +339,7 @@ def test_download_exports_of_the_filtered_log(
     finally:
         workbook.close()
     assert cells[0][0] == LOCAL_TIME_HEADER
-    names = sorted(str(row[cells[0].index("Name")]) for row in cells[1:])
+    names = sorted(str(row[cells[0].index("Họ tên")]) for row in cells[1:])
     assert names == ["Lê Văn Cường", "Đặng Thị Ngọc Ánh"]
 
     watch.collect_csp_events(page)
