@@ -61,6 +61,7 @@ from kiosk.store.migrations import MIGRATIONS, migrate
 from kiosk.store.outbox import Outbox, SiteLog
 from kiosk.store.site import SiteRepository
 from kiosk.store.site_documents import SiteDocumentRepository
+from kiosk.store.site_gates import GateStatusRow, SiteGatesRepository
 from kiosk.store.site_presence import (
     PartitionSnapshot,
     PresenceConflict,
@@ -108,6 +109,7 @@ __all__ = [
     "DenylistEntry",
     "Event",
     "EventFilter",
+    "GateStatusRow",
     "KioskHealth",
     "NewEvent",
     "PartitionSnapshot",
@@ -161,6 +163,7 @@ class Store:
         self.throttle = ThrottleRepository(connection)
         self.site_presence = SitePresenceRepository(connection)
         self.site_documents = SiteDocumentRepository(connection)
+        self.site_gates = SiteGatesRepository(connection)
 
     @classmethod
     def open(

@@ -453,6 +453,24 @@ def _m0012_site_presence(db: Database) -> None:
     db.execute("INSERT INTO site_presence_meta (id, published_rowid) VALUES (1, 0)")
 
 
+def _m0013_site_gates(db: Database) -> None:
+    """On the hub: each gate's last retained status (online or its will,
+    backlog, camera), as the broker relayed it, for the site dashboard."""
+    db.execute(
+        """
+        CREATE TABLE site_gates (
+            gate_id         TEXT PRIMARY KEY NOT NULL,
+            online          INTEGER NOT NULL,
+            status_at_utc   TEXT,
+            backlog         INTEGER,
+            camera_ok       INTEGER,
+            camera_detail   TEXT,
+            received_at_utc TEXT NOT NULL
+        )
+        """
+    )
+
+
 Migration = tuple[str, Callable[["Database"], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -469,6 +487,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0010_outbox", _m0010_outbox),
     ("0011_site_documents", _m0011_site_documents),
     ("0012_site_presence", _m0012_site_presence),
+    ("0013_site_gates", _m0013_site_gates),
 )
 
 

@@ -23,6 +23,7 @@ Example (at the gate)::
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -197,6 +198,8 @@ class SiteLog:
                 [_row(e) for e in events],
             )
             inserted = conn.total_changes - before
+            if inserted:
+                _refold_presence(conn, {e.subject_hash for e in events if e.subject_hash})
             ids = [e.id for e in events]
             if inserted == len(ids):  # all new: nothing was ignored
                 return Ingested(stored=tuple(ids), inserted=inserted, conflicting=())
@@ -229,6 +232,38 @@ class SiteLog:
                 "list event ids", "SELECT id FROM events WHERE gate_id = ?", (gate_id,)
             )
         return [str(row[0]) for row in rows]
+
+
+def _refold_presence(conn: sqlite3.Connection, subjects: set[str]) -> None:
+    """The hub's presence of ``subjects`` from every gate's allowed events.
+
+    Events reach the hub in any order, so each subject's presence is made
+    again from its latest allowed event in the site's order key (time, gate,
+    boot, sequence): inside if that is an entry, not inside otherwise. Then
+    "who is inside" and occupancy on the hub's web are site-wide, whatever
+    the order the gates' batches came in.
+    """
+    for subject in sorted(subjects):
+        latest = conn.execute(
+            "SELECT id, direction, at_utc, gate_id, display_name, masked_id FROM events "
+            "WHERE subject_hash = ? AND decision = 'allow' "
+            "ORDER BY at_utc DESC, gate_id DESC, boot_id DESC, seq DESC, id DESC LIMIT 1",
+            (subject,),
+        ).fetchone()
+        if latest is None:
+            continue
+        event_id, direction, at_utc, gate_id, display_name, masked_id = latest
+        if direction != "in":
+            conn.execute("DELETE FROM presence WHERE subject_hash = ?", (subject,))
+            continue
+        conn.execute(
+            "INSERT INTO presence (subject_hash, display_name, masked_id, entered_at_utc, "
+            "event_id, gate_id) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (subject_hash) DO UPDATE SET display_name = excluded.display_name, "
+            "masked_id = excluded.masked_id, entered_at_utc = excluded.entered_at_utc, "
+            "event_id = excluded.event_id, gate_id = excluded.gate_id",
+            (subject, display_name, masked_id, at_utc, event_id, gate_id),
+        )
 
 
 def _row(event: Event) -> tuple[object, ...]:
