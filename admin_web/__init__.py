@@ -52,6 +52,7 @@ def create_app(
         presenting,
         security,
         site,
+        site_status,
         trust,
     )
 
@@ -98,6 +99,7 @@ def create_app(
         passes,
         trust,
         site,
+        site_status,
     ):
         app.register_blueprint(module.bp)
     return app

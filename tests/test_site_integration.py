@@ -101,7 +101,7 @@ def test_an_entry_at_one_gate_reaches_the_hub_and_the_other_gate_and_settings_co
     for gate_id in GATES:
         with Store.open(rig.gate_db(gate_id), boot_id=f"reader-{gate_id}") as gate:
             wait_until(
-                lambda gate=gate: gate.site_settings().get("policy.capacity") == 42,
+                lambda: gate.site_settings().get("policy.capacity") == 42,
                 timeout_s=30,
                 what=f"the setting in force at {gate_id}",
             )

@@ -86,3 +86,15 @@ class SiteGatesRepository:
             )
             for gate_id, online, status_at, backlog, camera_ok, camera_detail, received_at in rows
         ]
+
+    def counts_since(self, since: datetime) -> dict[str, tuple[int, int]]:
+        """Each gate's events since ``since``: (allowed, refused), by gate id."""
+        rows = self._db.read(
+            "count each gate's events",
+            "SELECT gate_id, sum(decision = 'allow'), sum(decision <> 'allow') FROM events "
+            "WHERE at_utc >= ? GROUP BY gate_id",
+            (to_text(since),),
+        )
+        return {
+            str(gate): (int(allowed or 0), int(refused or 0)) for gate, allowed, refused in rows
+        }
