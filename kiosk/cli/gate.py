@@ -80,7 +80,13 @@ def _stop_on_signals(stop: threading.Event) -> None:
     show_default=True,
     help="Port of the admin page (if taken, any free port is used).",
 )
-def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
+@click.option(
+    "--gates",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="A site instead: this many simulated gates, a hub and its broker (needs mosquitto).",
+)
+def demo(data_dir: Path, seconds: float | None, web_port: int, gates: int | None) -> None:
     """The whole gate on this machine: simulated camera and pins.
 
     A simulated camera shows sample visitors in turn (an ID card, a national
@@ -95,7 +101,14 @@ def demo(data_dir: Path, seconds: float | None, web_port: int) -> None:
     Example:
 
         gatekiosk demo --seconds 60
+
+        gatekiosk demo --gates 3
     """
+    if gates is not None:
+        from kiosk.demo_site import run_site_demo
+
+        run_site_demo(data_dir=data_dir, gates=gates, seconds=seconds, web_port=web_port)
+        return
     from kiosk.demo import run_demo
 
     run_demo(data_dir=data_dir, seconds=seconds, web_port=web_port)
