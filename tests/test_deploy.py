@@ -25,8 +25,14 @@ DEPLOY = ROOT / "deploy"
 INSTALL = DEPLOY / "install.sh"
 BACKUP = DEPLOY / "gatekiosk-backup.sh"
 SCREEN = DEPLOY / "gatekiosk-screen.sh"
-SERVICES = ["gatekiosk-kiosk.service", "gatekiosk-web.service", "gatekiosk-maintenance.service"]
-UNITS = [*SERVICES, "gatekiosk-maintenance.timer"]
+SERVICES = [
+    "gatekiosk-kiosk.service",
+    "gatekiosk-web.service",
+    "gatekiosk-maintenance.service",
+    "gatekiosk-sync.service",
+    "gatekiosk-hub.service",
+]
+UNITS = [*SERVICES, "gatekiosk-maintenance.timer", "gatekiosk-broker.service"]
 SCRIPTS = sorted(p.name for p in DEPLOY.glob("*.sh"))
 # The scripts that run on the gate (dev-bootstrap.sh is POSIX sh for `make`).
 BASH_SCRIPTS = [s for s in SCRIPTS if s != "dev-bootstrap.sh"]
@@ -490,3 +496,43 @@ def test_screen_waits_for_the_web_and_restarts_chromium(tmp_path: Path) -> None:
         assert flag in starts[0].split()
     assert starts[0].endswith(" http://127.0.0.1:8080/display")
     assert "restarting" in result.stderr
+
+
+@pytest.mark.parametrize("service", ["gatekiosk-sync.service", "gatekiosk-hub.service"])
+def test_site_services_are_watched_and_reach_no_device(service: str) -> None:
+    command = service.removeprefix("gatekiosk-").removesuffix(".service")
+    assert one(service, "Service", "ExecStart") == (
+        f"/opt/gatekiosk/venv/bin/gatekiosk {command} --config {CONFIG}"
+    )
+    assert one(service, "Service", "Type") == "notify"
+    assert one(service, "Service", "WatchdogSec") == "30"
+    assert one(service, "Service", "PrivateDevices") == "yes"
+    assert one(service, "Unit", "StartLimitIntervalSec") == "0"
+
+
+def test_broker_runs_the_site_config_as_gatekiosk_and_writes_nothing(
+    units_with_stub_programs: Path,
+) -> None:
+    unit = "gatekiosk-broker.service"
+    assert one(unit, "Service", "ExecStart") == (
+        "/usr/sbin/mosquitto -c /var/lib/gatekiosk/site/broker/mosquitto.conf"
+    )
+    assert one(unit, "Service", "User") == "gatekiosk"
+    assert values(unit, "Service", "ReadWritePaths") == []
+    for key, expected in [
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("PrivateDevices", "yes"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+    ]:
+        assert one(unit, "Service", key) == expected, key
+    result = run(
+        tool("systemd-analyze"),
+        "security",
+        "--offline=true",
+        "--threshold=25",
+        "--no-pager",
+        units_with_stub_programs / unit,
+    )
+    assert result.returncode == 0, result.stdout[-400:] + result.stderr
