@@ -98,6 +98,22 @@ def test_an_entry_at_one_gate_reaches_the_hub_and_the_other_gate_and_settings_co
         assert set(backlog) == set(GATES)
 
         hub_web.save_site_settings({"policy.capacity": 42}, by="manager", at=now)
+        hub_web.request_admit(
+            actor="guard1", reason="quên thẻ", display_name=None, at=now, gate_id="gate-2"
+        )
+    with Store.open(rig.gate_db("gate-2"), boot_id="reader-admit") as gate_b:
+        wait_until(
+            lambda: (
+                [
+                    r.reason
+                    for r in gate_b.pending_admits(
+                        now=datetime.now(UTC), max_age_s=30, gate_id="gate-2"
+                    )
+                ]
+                == ["quên thẻ"]
+            ),
+            what="the hub's admit request at gate-2",
+        )
     for gate_id in GATES:
         with Store.open(rig.gate_db(gate_id), boot_id=f"reader-{gate_id}") as gate:
             wait_until(

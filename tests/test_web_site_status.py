@@ -75,3 +75,27 @@ def test_the_log_and_who_was_inside_filter_by_gate(app_with: AppWith, clock: Fak
 
 def test_a_gate_alone_shows_no_site_menu(guard: FlaskClient) -> None:
     assert 'href="/site/status"' not in guard.get("/").get_data(as_text=True)
+
+
+def test_admit_once_on_the_hub_names_the_gate_and_that_gate_alone_takes_it(
+    app_with: AppWith, clock: FakeClock
+) -> None:
+    client, store = hub_client(app_with)
+    store.site_gates.save(GateStatusRow("gate-2", True, None, 0, None, None, clock.now()))
+    form = client.get("/admit").get_data(as_text=True)
+    assert '<option value="gate-2">' in form
+    token = form.split('name="csrf_token" value="')[1].split('"')[0]
+    response = client.post(
+        "/admit", data={"reason": "quên thẻ", "gate": "gate-2", "csrf_token": token}
+    )
+    assert response.status_code == 302
+    (request,) = store.site.admits_for_gates(now=clock.now(), max_age_s=30)
+    assert request.gate_id == "gate-2"
+    # The hub's own kiosk (gate "hub") leaves it for gate-2.
+    assert store.pending_admits(now=clock.now(), max_age_s=30, gate_id="hub") == []
+    refused = client.post("/admit", data={"reason": "x", "gate": "gate-9", "csrf_token": token})
+    assert refused.status_code == 400
+
+
+def test_admit_once_on_a_gate_names_this_gate(guard: FlaskClient) -> None:
+    assert "Gate: gate-1" in guard.get("/admit").get_data(as_text=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 from kiosk.clock import Clock
 from kiosk.config import Settings
 from kiosk.site import SiteError
+from kiosk.site.admits import GateAdmits
 from kiosk.site.channel import Channel, Publication
 from kiosk.site.downlink import GateDocuments
 from kiosk.site.files import PUBLIC_FILE_MODE, write_atomically
@@ -375,4 +376,9 @@ def gate_channels(settings: Settings, store: Store, clock: Clock) -> tuple[Chann
         expiry_h=float(settings["policy.presence_expiry_h"]),
         gap_s=float(settings["site.stale_after_s"]),
     )
-    return (documents, presence)
+    admits = GateAdmits(store, topics=Topics(site_id), gate_id=presence_gate(settings), clock=clock)
+    return (documents, presence, admits)
+
+
+def presence_gate(settings: Settings) -> str:
+    return check_gate_id(str(settings["gate.id"]))

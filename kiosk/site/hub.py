@@ -311,9 +311,13 @@ def hub_channels(settings: Settings, store: Store, topics: Topics, clock: Clock)
     (see :meth:`kiosk.store.outbox.SiteLog.ingest`).
     """
     from kiosk.keys import MANIFEST_NAME
+    from kiosk.site.admits import HubAdmits
     from kiosk.site.downlink import HubDocuments
 
-    channels: list[Any] = [GateStatusChannel(store=store, topics=topics, clock=clock)]
+    channels: list[Any] = [
+        GateStatusChannel(store=store, topics=topics, clock=clock),
+        HubAdmits(store, topics=topics, clock=clock),
+    ]
     if (settings.keys_dir / MANIFEST_NAME).exists():
         channels.append(
             HubDocuments(store, site_id=topics.site_id, keys_dir=settings.keys_dir, clock=clock)

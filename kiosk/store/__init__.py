@@ -417,15 +417,23 @@ class Store:
         display_name: str | None,
         at: datetime,
         audit: AuditNote | None = None,
+        gate_id: str | None = None,
     ) -> int:
-        """A guard's "admit once" from the web; the kiosk carries it out."""
+        """A guard's "admit once" from the web (for ``gate_id``, or this gate)."""
         return self.site.request_admit(
-            actor=actor, reason=reason, display_name=display_name, at=at, audit=audit
+            actor=actor,
+            reason=reason,
+            display_name=display_name,
+            at=at,
+            audit=audit,
+            gate_id=gate_id,
         )
 
-    def pending_admits(self, *, now: datetime, max_age_s: float) -> list[AdmitRequest]:
-        """Requests to carry out now; older ones are marked expired (the visitor left)."""
-        return self.site.pending_admits(now=now, max_age_s=max_age_s)
+    def pending_admits(
+        self, *, now: datetime, max_age_s: float, gate_id: str | None = None
+    ) -> list[AdmitRequest]:
+        """Requests to carry out now (for ``gate_id`` if given); older ones expire."""
+        return self.site.pending_admits(now=now, max_age_s=max_age_s, gate_id=gate_id)
 
     def admit_request(self, request_id: int) -> AdmitRequest | None:
         return self.site.admit_request(request_id)

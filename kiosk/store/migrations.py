@@ -455,7 +455,18 @@ def _m0012_site_presence(db: Database) -> None:
 
 def _m0013_site_gates(db: Database) -> None:
     """On the hub: each gate's last retained status (online or its will,
-    backlog, camera), as the broker relayed it, for the site dashboard."""
+    backlog, camera), as the broker relayed it, for the site dashboard.
+
+    And a guard's "admit once" names its gate (NULL: this gate, as before);
+    a request the hub sent to a gate keeps the hub's id (``remote_id``),
+    so one sent twice is taken once.
+    """
+    db.execute("ALTER TABLE admit_requests ADD COLUMN gate_id TEXT")
+    db.execute("ALTER TABLE admit_requests ADD COLUMN remote_id TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX idx_admit_requests_remote ON admit_requests (remote_id) "
+        "WHERE remote_id IS NOT NULL"
+    )
     db.execute(
         """
         CREATE TABLE site_gates (

@@ -326,6 +326,8 @@ class AdmitRequest:
     reason: str
     display_name: str | None
     status: str
+    gate_id: str | None = None
+    """The gate to open; None for the gate whose database this is."""
 
 
 @dataclass(frozen=True)
