@@ -461,6 +461,20 @@ def _m0013_site_gates(db: Database) -> None:
     a request the hub sent to a gate keeps the hub's id (``remote_id``),
     so one sent twice is taken once.
     """
+    # On the hub: each subject's latest allowed event in the site's order, so
+    # ingesting keeps presence site-wide at one lookup an event.
+    db.execute(
+        """
+        CREATE TABLE site_subject_latest (
+            subject_hash TEXT PRIMARY KEY NOT NULL,
+            at_utc       TEXT NOT NULL,
+            gate_id      TEXT NOT NULL,
+            boot_id      TEXT NOT NULL,
+            seq          INTEGER NOT NULL,
+            event_id     TEXT NOT NULL
+        )
+        """
+    )
     db.execute("ALTER TABLE admit_requests ADD COLUMN gate_id TEXT")
     db.execute("ALTER TABLE admit_requests ADD COLUMN remote_id TEXT")
     db.execute(

@@ -199,7 +199,7 @@ class SiteLog:
             )
             inserted = conn.total_changes - before
             if inserted:
-                _refold_presence(conn, {e.subject_hash for e in events if e.subject_hash})
+                _refold_presence(conn, events)
             ids = [e.id for e in events]
             if inserted == len(ids):  # all new: nothing was ignored
                 return Ingested(stored=tuple(ids), inserted=inserted, conflicting=())
@@ -234,27 +234,42 @@ class SiteLog:
         return [str(row[0]) for row in rows]
 
 
-def _refold_presence(conn: sqlite3.Connection, subjects: set[str]) -> None:
-    """The hub's presence of ``subjects`` from every gate's allowed events.
+def _refold_presence(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """The hub's presence after ``events``, whatever order the gates' batches came in.
 
-    Events reach the hub in any order, so each subject's presence is made
-    again from its latest allowed event in the site's order key (time, gate,
-    boot, sequence): inside if that is an entry, not inside otherwise. Then
-    "who is inside" and occupancy on the hub's web are site-wide, whatever
-    the order the gates' batches came in.
+    ``site_subject_latest`` keeps each subject's latest allowed event in the
+    site's order key (time, gate, boot, sequence, id); an event moves it only
+    if it comes after, and then presence follows it: inside after an entry,
+    not after an exit. So "who is inside" and occupancy on the hub's web are
+    site-wide, and the same whatever the arrival order; each event costs one
+    primary-key lookup. An event the database refused (its boot and sequence
+    belong to another) moves nothing.
     """
-    for subject in sorted(subjects):
-        latest = conn.execute(
-            "SELECT id, direction, at_utc, gate_id, display_name, masked_id FROM events "
-            "WHERE subject_hash = ? AND decision = 'allow' "
-            "ORDER BY at_utc DESC, gate_id DESC, boot_id DESC, seq DESC, id DESC LIMIT 1",
-            (subject,),
+    allowed = [e for e in events if e.decision == "allow" and e.subject_hash]
+    for event in sorted(allowed, key=lambda e: (to_text(e.at), e.gate_id, e.boot_id, e.seq, e.id)):
+        key = (to_text(event.at), event.gate_id, event.boot_id, event.seq, event.id)
+        row = conn.execute(
+            "SELECT at_utc, gate_id, boot_id, seq, event_id FROM site_subject_latest "
+            "WHERE subject_hash = ?",
+            (event.subject_hash,),
         ).fetchone()
-        if latest is None:
+        if row is not None and tuple(row) >= key:
             continue
-        event_id, direction, at_utc, gate_id, display_name, masked_id = latest
-        if direction != "in":
-            conn.execute("DELETE FROM presence WHERE subject_hash = ?", (subject,))
+        stored = conn.execute(
+            "SELECT 1 FROM events WHERE id = ? AND gate_id = ? AND boot_id = ? AND seq = ?",
+            (event.id, event.gate_id, event.boot_id, event.seq),
+        ).fetchone()
+        if stored is None:
+            continue
+        conn.execute(
+            "INSERT INTO site_subject_latest (subject_hash, at_utc, gate_id, boot_id, seq, "
+            "event_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subject_hash) DO UPDATE SET "
+            "at_utc = excluded.at_utc, gate_id = excluded.gate_id, boot_id = excluded.boot_id, "
+            "seq = excluded.seq, event_id = excluded.event_id",
+            (event.subject_hash, *key),
+        )
+        if event.direction != "in":
+            conn.execute("DELETE FROM presence WHERE subject_hash = ?", (event.subject_hash,))
             continue
         conn.execute(
             "INSERT INTO presence (subject_hash, display_name, masked_id, entered_at_utc, "
@@ -262,7 +277,14 @@ def _refold_presence(conn: sqlite3.Connection, subjects: set[str]) -> None:
             "ON CONFLICT (subject_hash) DO UPDATE SET display_name = excluded.display_name, "
             "masked_id = excluded.masked_id, entered_at_utc = excluded.entered_at_utc, "
             "event_id = excluded.event_id, gate_id = excluded.gate_id",
-            (subject, display_name, masked_id, at_utc, event_id, gate_id),
+            (
+                event.subject_hash,
+                event.display_name,
+                event.masked_id,
+                key[0],
+                event.id,
+                event.gate_id,
+            ),
         )
 
 
