@@ -97,5 +97,12 @@ def test_admit_once_on_the_hub_names_the_gate_and_that_gate_alone_takes_it(
     assert refused.status_code == 400
 
 
-def test_admit_once_on_a_gate_names_this_gate(guard: FlaskClient) -> None:
-    assert "Gate: gate-1" in guard.get("/admit").get_data(as_text=True)
+def test_admit_once_on_a_site_gate_names_this_gate(app_with: AppWith) -> None:
+    app = app_with({"site.hub": "127.0.0.1:8883", "gate.id": "gate-7"})
+    client = app.test_client()
+    log_in(client, "guard")
+    assert "Gate: gate-7" in client.get("/admit").get_data(as_text=True)
+
+
+def test_admit_once_on_a_lone_gate_is_unchanged(guard: FlaskClient) -> None:
+    assert 'id="admit-gate"' not in guard.get("/admit").get_data(as_text=True)
