@@ -53,6 +53,7 @@ def create_app(
         presenting,
         security,
         site,
+        site_status,
         trust,
     )
 
@@ -100,6 +101,7 @@ def create_app(
         trust,
         errors,
         site,
+        site_status,
     ):
         app.register_blueprint(module.bp)
     return app

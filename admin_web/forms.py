@@ -23,6 +23,7 @@ from flask import Response
 from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest
 
+from kiosk.site.topics import is_valid_id
 from kiosk.store import DECISIONS, DIRECTIONS, EventFilter
 
 KINDS = (
@@ -37,7 +38,7 @@ KINDS = (
 )
 """Code kinds the log's filter offers."""
 
-FILTER_FIELDS = ("from", "to", "direction", "decision", "reason", "kind", "clock", "q")
+FILTER_FIELDS = ("from", "to", "gate", "direction", "decision", "reason", "kind", "clock", "q")
 """Query-string names of the filter, in the order links carry them."""
 
 CLOCK_STATES = ("synced", "unsynced")
@@ -137,6 +138,17 @@ def parse_range(
     return start, end, values, problems
 
 
+def parse_gate(args: Mapping[str, str], values: dict[str, str], problems: list[str]) -> str | None:
+    """The ``gate`` filter (a gate id, as the site's certificates allow), kept in ``values``."""
+    gate = (args.get("gate") or "").strip() or None
+    if gate is not None and not is_valid_id(gate):
+        problems.append(_("Unknown gate; it is ignored."))
+        return None
+    if gate is not None:
+        values["gate"] = gate
+    return gate
+
+
 def parse_filter(args: Mapping[str, str], tz: ZoneInfo) -> ParsedFilter:
     """The log filter from query-string ``args``, local times read in ``tz``."""
     start, end, values, problems = parse_range(args, tz)
@@ -164,6 +176,8 @@ def parse_filter(args: Mapping[str, str], tz: ZoneInfo) -> ParsedFilter:
             problems.append(_("Unknown reason code; it is ignored."))
             reason = None
 
+    gate = parse_gate(args, values, problems)
+
     text = (args.get("q") or "").strip() or None
     if text is not None:
         if len(text) > MAX_SEARCH_CHARS:
@@ -185,6 +199,7 @@ def parse_filter(args: Mapping[str, str], tz: ZoneInfo) -> ParsedFilter:
         kind=kind,
         text=text,
         clock_synced=None if clock is None else clock == "synced",
+        gate_id=gate,
     )
     ordered = {name: values[name] for name in FILTER_FIELDS if name in values}
     return ParsedFilter(where=where, values=ordered, problems=problems)

@@ -17,6 +17,7 @@ from flask_babel import gettext as _
 
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
+from admin_web.site_status import known_gates
 from kiosk.admits import ADMIT_MAX_AGE_S
 from kiosk.codes.base import normalise_name
 from kiosk.store import AdmitRequest, AuditNote, User
@@ -76,6 +77,8 @@ def _form_page(form: dict[str, str], problems: dict[str, str], status: int) -> A
             reason_max=REASON_MAX_CHARS,
             name_max=NAME_MAX_CHARS,
             admit=None,
+            gates=known_gates(gk()),
+            this_gate=str(gk().effective()["gate.id"]),
         ),
         status,
     )
@@ -89,8 +92,13 @@ def admit() -> Any:
     form = {
         "reason": request.form.get("reason", "").strip(),
         "name": request.form.get("name", "").strip(),
+        "gate": request.form.get("gate", "").strip(),
     }
     problems: dict[str, str] = {}
+    # On a site's hub the guard names the gate; on a gate it is this gate.
+    this_gate = str(gk().effective()["gate.id"])
+    if form["gate"] and form["gate"] not in known_gates(gk()):
+        problems["gate"] = _("Unknown gate; it is ignored.")
     if not form["reason"]:
         problems["reason"] = _("Enter the reason for letting this person in.")
     elif len(form["reason"]) > REASON_MAX_CHARS:
@@ -115,12 +123,15 @@ def admit() -> Any:
     user = _user()
     now = gk().clock.now()
     detail = {"reason": form["reason"], "name": form["name"]}  # and the "request" id
+    if form["gate"] not in ("", this_gate):
+        detail["gate"] = form["gate"]
     request_id = gk().store.request_admit(
         actor=user.name,
         reason=form["reason"],
         display_name=form["name"] or None,
         at=now,
         audit=AuditNote(user.name, "admit", detail, now),
+        gate_id=form["gate"] if form["gate"] not in ("", this_gate) else None,
     )
     log.info("%s asked the gate to admit once (request %d)", user.name, request_id)
     return redirect(url_for("guard.admit_status", request_id=request_id))

@@ -8,8 +8,9 @@ from flask import Blueprint, flash, render_template, request
 
 from admin_web.auth import login_required
 from admin_web.context import gk
-from admin_web.forms import local_input, parse_range
+from admin_web.forms import local_input, parse_gate, parse_range
 from admin_web.presenting import people_inside
+from admin_web.site_status import known_gates
 
 bp = Blueprint("inside", __name__)
 
@@ -23,6 +24,8 @@ def index() -> str:
     tz = context.tz
     now = context.clock.now()
     start, end, _values, problems = parse_range(request.args, tz)
+    gate_values: dict[str, str] = {}
+    gate = parse_gate(request.args, gate_values, problems)
     for problem in problems:
         flash(problem, "error")
     if start is None:
@@ -32,12 +35,15 @@ def index() -> str:
         end = now if start < now else context.local_day(start)[1]
     expiry_h = context.effective()["policy.presence_expiry_h"]
     visits = context.store.visits(start, end, expiry_h=expiry_h)
+    if gate is not None:
+        visits = [visit for visit in visits if visit.gate_id == gate]
     return render_template(
         "inside.html",
         people=people_inside(visits),
         start=start,
         end=end,
-        values={"from": local_input(start, tz), "to": local_input(end, tz)},
+        values={"from": local_input(start, tz), "to": local_input(end, tz), **gate_values},
         tz_name=tz.key,
+        gates=known_gates(context),
         expiry_h=expiry_h,
     )

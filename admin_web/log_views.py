@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
 from admin_web.forms import KINDS, parse_filter
+from admin_web.site_status import known_gates
 from kiosk.store import Event
 
 bp = Blueprint("log", __name__)
@@ -59,6 +60,7 @@ def index() -> str:
         reasons=reasons,
         kinds=KINDS,
         tz_name=context.tz.key,
+        gates=known_gates(context),
     )
 
 

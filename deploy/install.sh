@@ -6,6 +6,8 @@
 #     sudo deploy/install.sh                 install or upgrade, start the services
 #     sudo deploy/install.sh --with-screen   also the gate screen (Chromium kiosk)
 #     sudo deploy/install.sh --uninstall     remove the program and services, keep data
+#     sudo deploy/install.sh --hub           also make this machine its site's hub
+#     sudo deploy/install.sh --join HUB --token T --ca FP   join this gate to a site
 #
 # What goes where:
 #     /opt/gatekiosk/venv            the program (a Python virtual environment)
@@ -32,7 +34,13 @@ readonly UNITS=(
     gatekiosk-web.service
     gatekiosk-maintenance.service
     gatekiosk-maintenance.timer
+    gatekiosk-sync.service
+    gatekiosk-hub.service
+    gatekiosk-broker.service
 )
+# Where `gatekiosk site init` writes the hub's files, and the broker the hub reaches.
+readonly SITE_DIR=$DATA_DIR/site
+readonly HUB_BROKER=localhost:8883
 # The line the screen autostart entries carry; uninstall removes lines holding it.
 readonly SCREEN_COMMAND=$PREFIX/bin/gatekiosk-screen
 
@@ -64,6 +72,18 @@ Options:
                       /var/lib/gatekiosk (database, keys, backups) and the user
   --print-config      print the configuration a first install would write on
                       this machine, and exit (no root needed)
+  --hub               also make this machine the hub of a site: install
+                      mosquitto, run `gatekiosk site init`, enable
+                      gatekiosk-broker and gatekiosk-hub (Debian's own
+                      mosquitto.service is disabled)
+  --site ID           with --hub: the site's id (default: site)
+  --host NAME         with --hub: a name or address gates reach the hub at
+                      (repeat; default: this machine's first address and
+                      its .local name)
+  --join HUB          join this gate to the site whose hub is HUB, with
+  --token T           the one-time token and
+  --ca FINGERPRINT    the CA fingerprint shown on the hub's Gates page;
+                      enables gatekiosk-sync
   -h, --help          show this help
 
 Example:
@@ -95,6 +115,12 @@ screen_user=
 start=yes
 purge_data=no
 simulated_pins=no
+site_role=
+site_id=site
+site_hosts=()
+join_hub=
+join_token=
+join_ca=
 
 while (($# > 0)); do
     case "$1" in
@@ -120,6 +146,21 @@ while (($# > 0)); do
         --uninstall) action=uninstall ;;
         --purge-data) purge_data=yes ;;
         --print-config) action=print-config ;;
+        --hub) site_role="hub" ;;
+        --site | --host | --join | --token | --ca)
+            (($# >= 2)) || die "$1 needs a value"
+            case "$1" in
+                --site) site_id=$2 ;;
+                --host) site_hosts+=("$2") ;;
+                --join)
+                    site_role="join"
+                    join_hub=$2
+                    ;;
+                --token) join_token=$2 ;;
+                --ca) join_ca=$2 ;;
+            esac
+            shift
+            ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
     shift
@@ -131,6 +172,9 @@ if [[ $action != uninstall ]]; then
 fi
 if [[ $purge_data == yes && $action != uninstall ]]; then
     die "--purge-data only goes with --uninstall"
+fi
+if [[ $site_role == join && (-z $join_token || -z $join_ca) ]]; then
+    die "--join needs --token and --ca (both shown on the hub's Gates page)"
 fi
 
 # systemd as PID 1? Not in a chroot, a container build or a rescue shell:
@@ -569,7 +613,83 @@ do_install() {
     if [[ $with_screen == yes ]]; then
         install_screen
     fi
+    case $site_role in
+        hub) install_hub ;;
+        join) install_join ;;
+    esac
     print_next_steps
+}
+
+# -- a site: the hub, or a gate joining it ------------------------------------
+
+# Rewrite the configuration as the service user may (it cannot write /etc):
+# "$@" runs with a private copy as --config, which then replaces the original.
+with_config_copy() {
+    local copy
+    copy=$(mktemp)
+    install -m 0640 -o "$SERVICE_USER" -g "$SERVICE_USER" "$CONF" "$copy"
+    if ! as_service_user "$@" --config "$copy"; then
+        rm -f "$copy"
+        return 1
+    fi
+    install -m 0640 -o root -g "$SERVICE_USER" "$copy" "$CONF"
+    rm -f "$copy"
+}
+
+install_hub() {
+    if ! dpkg_installed mosquitto; then
+        say "installing mosquitto (the site's broker)"
+        apt-get install -y --no-install-recommends mosquitto
+    fi
+    # Debian's broker listens without TLS on 1883: the site's own replaces it.
+    if command -v systemctl >/dev/null; then
+        systemctl disable --now mosquitto.service 2>/dev/null || true
+    fi
+    if ((${#site_hosts[@]} == 0)); then
+        local address
+        address=$(hostname -I 2>/dev/null | awk '{print $1}')
+        if [[ -n $address ]]; then
+            site_hosts+=("$address")
+        fi
+        site_hosts+=("$(hostname -s).local")
+    fi
+    local args=(site init --site "$site_id") host
+    for host in "${site_hosts[@]}" localhost; do
+        args+=(--host "$host")
+    done
+    as_service_user "$VENV/bin/gatekiosk" "${args[@]}" --config "$CONF"
+    # The hub's own process reaches the broker on this machine.
+    with_config_copy "$VENV/bin/python" -c '
+import sys
+from pathlib import Path
+
+from kiosk.site.join import write_site_settings
+
+write_site_settings(Path(sys.argv[-1]), hub=sys.argv[1], folder=Path(sys.argv[2]))
+' "$HUB_BROKER" "$SITE_DIR"
+    enable_site_units gatekiosk-broker.service gatekiosk-hub.service
+    say "this machine is the hub of site $site_id; add gates from the web's Gates page"
+}
+
+install_join() {
+    say "joining the site of $join_hub"
+    with_config_copy "$VENV/bin/gatekiosk" site join "$join_hub" \
+        --token "$join_token" --ca "$join_ca"
+    enable_site_units gatekiosk-sync.service
+    say "joined; this gate's settings, denylist and trust list now come from the hub"
+}
+
+# Enable the units named; with --start, also (re)start them and the kiosk and
+# web, which read the site's hash key at start.
+enable_site_units() {
+    if ! command -v systemctl >/dev/null; then
+        warn "systemctl is missing: enable $* yourself"
+        return
+    fi
+    systemctl enable "$@"
+    if [[ $start == yes ]]; then
+        systemctl restart --no-block "$@" gatekiosk-kiosk.service gatekiosk-web.service
+    fi
 }
 
 # -- uninstall -----------------------------------------------------------------

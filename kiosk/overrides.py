@@ -292,7 +292,11 @@ class OverrideDesk:
         if self._admit_poll is None or self._faults.store_faulted or not self._admit_poll.tick():
             return []
         try:
-            requests = self._store.pending_admits(now=self._clock.now(), max_age_s=ADMIT_MAX_AGE_S)
+            requests = self._store.pending_admits(
+                now=self._clock.now(),
+                max_age_s=ADMIT_MAX_AGE_S,
+                gate_id=self._settings().gate_id,
+            )
         except StoreError as exc:
             log.error("could not read the guards' admit requests: %s", exc)
             self._faults.set_store(True)

@@ -26,10 +26,16 @@ DEPLOY = ROOT / "deploy"
 INSTALL = DEPLOY / "install.sh"
 BACKUP = DEPLOY / "gatekiosk-backup.sh"
 SCREEN = DEPLOY / "gatekiosk-screen.sh"
-SERVICES = ["gatekiosk-kiosk.service", "gatekiosk-web.service", "gatekiosk-maintenance.service"]
+SERVICES = [
+    "gatekiosk-kiosk.service",
+    "gatekiosk-web.service",
+    "gatekiosk-maintenance.service",
+    "gatekiosk-sync.service",
+    "gatekiosk-hub.service",
+]
 # Runs before the kiosk, as no one (DynamicUser=), reading only /proc/devices and /dev.
 DEVICES_UNIT = "gatekiosk-devices.service"
-UNITS = [*SERVICES, DEVICES_UNIT, "gatekiosk-maintenance.timer"]
+UNITS = [*SERVICES, DEVICES_UNIT, "gatekiosk-maintenance.timer", "gatekiosk-broker.service"]
 SCRIPTS = sorted(p.name for p in DEPLOY.glob("*.sh"))
 # The scripts that run on the gate (dev-bootstrap.sh is POSIX sh for `make`).
 BASH_SCRIPTS = [s for s in SCRIPTS if s != "dev-bootstrap.sh"]
@@ -940,3 +946,43 @@ def test_arm64_install_test_is_a_make_target_kept_out_of_ci() -> None:
     assert '"$here/test-install.sh" --arch arm64 --suite "$suite" --cli' in wrapper
     for package in ("python3-picamera2", "libcamera", "python3-lgpio"):
         assert package in wrapper, f"the wrapper does not say that {package} is missing"
+
+
+@pytest.mark.parametrize("service", ["gatekiosk-sync.service", "gatekiosk-hub.service"])
+def test_site_services_are_watched_and_reach_no_device(service: str) -> None:
+    command = service.removeprefix("gatekiosk-").removesuffix(".service")
+    assert one(service, "Service", "ExecStart") == (
+        f"/opt/gatekiosk/venv/bin/gatekiosk {command} --config {CONFIG}"
+    )
+    assert one(service, "Service", "Type") == "notify"
+    assert one(service, "Service", "WatchdogSec") == "30"
+    assert one(service, "Service", "PrivateDevices") == "yes"
+    assert one(service, "Unit", "StartLimitIntervalSec") == "0"
+
+
+def test_broker_runs_the_site_config_as_gatekiosk_and_writes_nothing(
+    units_with_stub_programs: Path,
+) -> None:
+    unit = "gatekiosk-broker.service"
+    assert one(unit, "Service", "ExecStart") == (
+        "/usr/sbin/mosquitto -c /var/lib/gatekiosk/site/broker/mosquitto.conf"
+    )
+    assert one(unit, "Service", "User") == "gatekiosk"
+    assert values(unit, "Service", "ReadWritePaths") == []
+    for key, expected in [
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("PrivateDevices", "yes"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+    ]:
+        assert one(unit, "Service", key) == expected, key
+    result = run(
+        tool("systemd-analyze"),
+        "security",
+        "--offline=true",
+        "--threshold=25",
+        "--no-pager",
+        units_with_stub_programs / unit,
+    )
+    assert result.returncode == 0, result.stdout[-400:] + result.stderr

@@ -645,9 +645,11 @@ class CountingStore(Store):
         self.calls["site_settings"] += 1
         return super().site_settings()
 
-    def pending_admits(self, *, now: datetime, max_age_s: float) -> list[AdmitRequest]:
+    def pending_admits(
+        self, *, now: datetime, max_age_s: float, gate_id: str | None = None
+    ) -> list[AdmitRequest]:
         self.calls["pending_admits"] += 1
-        return super().pending_admits(now=now, max_age_s=max_age_s)
+        return super().pending_admits(now=now, max_age_s=max_age_s, gate_id=gate_id)
 
     def purge_events_before(self, cutoff: datetime, *, limit: int) -> int:
         self.calls["purge_events_before"] += 1

@@ -336,6 +336,7 @@ def test_a_filter_crosses_to_the_worker_whole() -> None:
         kind="cccd",
         text="Nguyễn",
         clock_synced=False,
+        gate_id="gate-2",
     )
     # Every field set: a new field that JSON cannot carry would fail here.
     assert all(getattr(where, name) is not None for name in EventFilter.__dataclass_fields__)

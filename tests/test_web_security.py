@@ -86,6 +86,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("/trust/remove", "POST"): MANAGER,
     ("/site/gates", "GET"): MANAGER,
     ("/site/gates/token", "POST"): MANAGER,
+    ("/site/status", "GET"): ANY_USER,
 }
 
 

@@ -89,7 +89,15 @@ def _stop_on_signals(stop: threading.Event) -> None:
     is_flag=True,
     help="Continue with the database of earlier runs (default: start afresh; keys are kept).",
 )
-def demo(data_dir: Path, seconds: float | None, web_port: int, keep: bool) -> None:
+@click.option(
+    "--gates",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="A site instead: this many simulated gates, a hub and its broker (needs mosquitto).",
+)
+def demo(
+    data_dir: Path, seconds: float | None, web_port: int, keep: bool, gates: int | None
+) -> None:
     """The whole gate on this machine: simulated camera and pins.
 
     A simulated camera shows sample visitors in turn (an ID card, a national
@@ -109,7 +117,14 @@ def demo(data_dir: Path, seconds: float | None, web_port: int, keep: bool) -> No
 
     \b
         gatekiosk demo --seconds 60
+
+        gatekiosk demo --gates 3
     """
+    if gates is not None:
+        from kiosk.demo_site import run_site_demo
+
+        run_site_demo(data_dir=data_dir, gates=gates, seconds=seconds, web_port=web_port)
+        return
     from kiosk.demo import run_demo
 
     run_demo(data_dir=data_dir, seconds=seconds, web_port=web_port, keep=keep, program=_program())

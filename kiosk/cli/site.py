@@ -45,7 +45,7 @@ def sync(config_path: Path | None, ack_timeout_s: float | None) -> None:
         gatekiosk sync --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
-    from kiosk.site.gate_sync import ACK_TIMEOUT_S, build_sync
+    from kiosk.site.gate_sync import ACK_TIMEOUT_S, build_sync, gate_channels
     from kiosk.store import Store
     from kiosk.systemd import SystemdNotifier
 
@@ -65,8 +65,10 @@ def sync(config_path: Path | None, ack_timeout_s: float | None) -> None:
             settings,
             outbox=store.outbox,
             clock=clock,
+            extra_channels=gate_channels(settings, store, clock),
             on_tick=notifier.watchdog,
             ack_timeout_s=ack_timeout_s or ACK_TIMEOUT_S,
+            camera=lambda: store.read_health(str(settings["gate.id"])),
         )
         _stop_on_signals(loop.stop)
         click.echo(
@@ -96,7 +98,7 @@ def hub(ctx: click.Context, config_path: Path | None, stats_file: Path | None) -
     if ctx.invoked_subcommand is not None:
         return
     from kiosk.clock import SystemClock
-    from kiosk.site.hub import HubFiles, IngestChannel, StatsFile
+    from kiosk.site.hub import HubFiles, IngestChannel, StatsFile, hub_channels
     from kiosk.site.link import BrokerAddress
     from kiosk.site.topics import Topics
     from kiosk.store import Store
@@ -107,7 +109,8 @@ def hub(ctx: click.Context, config_path: Path | None, stats_file: Path | None) -
     notifier = SystemdNotifier(clock=clock)
     files = HubFiles.in_site_dir(settings.site_dir)
     with Store.open(settings.db_path) as store:
-        ingest = IngestChannel(site_log=store.site_log, topics=Topics(files.site_id()), clock=clock)
+        topics = Topics(files.site_id())
+        ingest = IngestChannel(site_log=store.site_log, topics=topics, clock=clock)
         stats = StatsFile(ingest.stats, stats_file, clock=clock)
 
         def tick() -> None:
@@ -116,7 +119,7 @@ def hub(ctx: click.Context, config_path: Path | None, stats_file: Path | None) -
 
         loop = files.loop(
             BrokerAddress.parse(str(settings["site.hub"])),
-            channels=[ingest],
+            channels=[ingest, *hub_channels(settings, store, topics, clock)],
             clock=clock,
             on_tick=tick,
         )

@@ -33,10 +33,13 @@ from pathlib import Path
 from kiosk.clock import Clock
 from kiosk.config import Settings
 from kiosk.site import SiteError
+from kiosk.site.admits import GateAdmits
 from kiosk.site.channel import Channel, Publication
+from kiosk.site.downlink import GateDocuments
 from kiosk.site.files import PUBLIC_FILE_MODE, write_atomically
 from kiosk.site.link import BrokerAddress, ChannelLoop
 from kiosk.site.pki import client_ssl_context, identity_of, load_certificate
+from kiosk.site.presence import PresenceChannel
 from kiosk.site.topics import Topics, check_gate_id
 from kiosk.site.uplink import (
     GateStatus,
@@ -46,6 +49,7 @@ from kiosk.site.uplink import (
     encode_batch,
     encode_status,
 )
+from kiosk.store import KioskHealth, Store
 from kiosk.store.outbox import LogPosition, Outbox
 
 log = logging.getLogger(__name__)
@@ -245,9 +249,17 @@ class StatusChannel:
     """The gate's retained status: at each connection and every ``every_s`` seconds."""
 
     def __init__(
-        self, *, outbox: Outbox, topics: Topics, gate_id: str, clock: Clock, every_s: float
+        self,
+        *,
+        outbox: Outbox,
+        topics: Topics,
+        gate_id: str,
+        clock: Clock,
+        every_s: float,
+        camera: Callable[[], KioskHealth | None] | None = None,
     ) -> None:
         self._outbox = outbox
+        self._camera = camera
         self._topic = topics.gate_status(gate_id)
         self._gate_id = gate_id
         self._clock = clock
@@ -272,7 +284,15 @@ class StatusChannel:
         if limit < 1 or self._due_mono is None or now < self._due_mono:
             return []
         self._due_mono = now + self._every_s
-        status = GateStatus(self._gate_id, True, self._clock.now(), self._outbox.count_pending())
+        health = self._camera() if self._camera is not None else None
+        status = GateStatus(
+            self._gate_id,
+            True,
+            self._clock.now(),
+            self._outbox.count_pending(),
+            camera_ok=None if health is None else health.camera_ok,
+            camera_detail=None if health is None else (health.camera_detail or health.camera)[:200],
+        )
         return [Publication(self._topic, encode_status(status), "online", retain=True)]
 
     def published(self, items: list[Publication]) -> None:
@@ -288,10 +308,13 @@ def build_sync(
     on_tick: Callable[[], None] | None = None,
     ack_timeout_s: float = ACK_TIMEOUT_S,
     batch_events: int = BATCH_EVENTS,
+    camera: Callable[[], KioskHealth | None] | None = None,
 ) -> tuple[ChannelLoop, UplinkChannel]:
     """The gate's sync loop from its settings and site files (the composition root).
 
-    ``extra_channels`` are the other helpers' channels (documents, presence).
+    ``extra_channels``: the documents and presence channels
+    (:func:`gate_channels`). ``camera`` reads the gate's health row, whose
+    camera state the status carries to the hub's dashboard.
     """
     if not settings.in_site:
         raise SiteError("this gate belongs to no site: set site.hub (gatekiosk site join)")
@@ -312,7 +335,12 @@ def build_sync(
         batch_events=batch_events,
     )
     status = StatusChannel(
-        outbox=outbox, topics=topics, gate_id=gate_id, clock=clock, every_s=STATUS_EVERY_S
+        outbox=outbox,
+        topics=topics,
+        gate_id=gate_id,
+        clock=clock,
+        every_s=STATUS_EVERY_S,
+        camera=camera,
     )
     loop = ChannelLoop(
         address=BrokerAddress.parse(str(settings["site.hub"])),
@@ -330,3 +358,27 @@ def build_sync(
 def _connected(status: StatusChannel, uplink: UplinkChannel) -> None:
     status.connected()
     uplink.rewind()  # a restarted broker kept nothing of what was in flight
+
+
+def gate_channels(settings: Settings, store: Store, clock: Clock) -> tuple[Channel, ...]:
+    """The gate's channels beside the uplink and status: the hub's signed
+    documents down, and site-wide presence both ways."""
+    if not settings.in_site:
+        raise SiteError("this gate belongs to no site: set site.hub (gatekiosk site join)")
+    files = GateSiteFiles(settings.site_dir)
+    site_id = files.site_id()
+    documents = GateDocuments(store, site_id=site_id, keys_dir=settings.keys_dir, clock=clock)
+    presence = PresenceChannel(
+        store,
+        site_id=site_id,
+        gate_id=check_gate_id(str(settings["gate.id"])),
+        clock=clock,
+        expiry_h=float(settings["policy.presence_expiry_h"]),
+        gap_s=float(settings["site.stale_after_s"]),
+    )
+    admits = GateAdmits(store, topics=Topics(site_id), gate_id=presence_gate(settings), clock=clock)
+    return (documents, presence, admits)
+
+
+def presence_gate(settings: Settings) -> str:
+    return check_gate_id(str(settings["gate.id"]))

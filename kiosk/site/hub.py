@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.clock import Clock
+from kiosk.config import Settings
 from kiosk.errors import GateError
 from kiosk.site import SiteError
 from kiosk.site.channel import Publication
@@ -42,7 +43,14 @@ from kiosk.site.files import PUBLIC_FILE_MODE, write_atomically
 from kiosk.site.link import BrokerAddress, ChannelLoop
 from kiosk.site.pki import client_ssl_context, identity_of, load_certificate
 from kiosk.site.topics import HUB_IDENTITY, Topics, check_gate_id, is_valid_id
-from kiosk.site.uplink import Malformed, decode_batch, encode_ack, encode_resync
+from kiosk.site.uplink import (
+    Malformed,
+    decode_batch,
+    decode_status,
+    encode_ack,
+    encode_resync,
+)
+from kiosk.store import GateStatusRow, Store
 from kiosk.store.outbox import SiteLog
 
 log = logging.getLogger(__name__)
@@ -156,6 +164,47 @@ class IngestChannel:
         """The broker has the acknowledgement; if it is lost, the gate sends again."""
 
 
+class GateStatusChannel:
+    """Every gate's retained status (and the broker's wills) into the site
+    database's ``site_gates`` table, for the site dashboard. A status on one
+    gate's topic naming another gate is refused and counted."""
+
+    def __init__(self, *, store: Store, topics: Topics, clock: Clock) -> None:
+        self._store = store
+        self._topics = topics
+        self._clock = clock
+        self._prefix = f"{topics.site}/gate/"
+        self.refused = 0
+
+    def subscriptions(self) -> list[str]:
+        return [f"{self._topics.site}/gate/+/status"]
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        topic_gate = topic[len(self._prefix) : -len("/status")]
+        status = decode_status(payload)
+        if isinstance(status, Malformed) or status.gate_id != topic_gate:
+            self.refused += 1
+            log.warning("refused a status message on gate %.40r's topic", topic_gate)
+            return
+        self._store.site_gates.save(
+            GateStatusRow(
+                gate_id=status.gate_id,
+                online=status.online,
+                status_at=status.at,
+                backlog=status.backlog,
+                camera_ok=status.camera_ok,
+                camera_detail=status.camera_detail,
+                received_at=self._clock.now(),
+            )
+        )
+
+    def publications(self, limit: int) -> list[Publication]:
+        return []
+
+    def published(self, items: list[Publication]) -> None:
+        """The hub publishes no status."""
+
+
 @dataclass(frozen=True)
 class HubFiles:
     """The hub's PKI (``<site.dir>/pki``, see :class:`kiosk.site.enrolment.PkiPaths`)."""
@@ -251,3 +300,32 @@ def request_resync(
         if wait(info.is_published):
             sent.append(gate_id)
     return sent
+
+
+def hub_channels(settings: Settings, store: Store, topics: Topics, clock: Clock) -> list[Any]:
+    """The hub's channels beside ingestion: the gates' status in, and the
+    site's signed documents out (when the hub has its signing keys; without
+    them the gates keep the documents they have, and the log says why).
+
+    The hub's own presence needs no channel: ingestion keeps it site-wide
+    (see :meth:`kiosk.store.outbox.SiteLog.ingest`).
+    """
+    from kiosk.keys import MANIFEST_NAME
+    from kiosk.site.admits import HubAdmits
+    from kiosk.site.downlink import HubDocuments
+
+    channels: list[Any] = [
+        GateStatusChannel(store=store, topics=topics, clock=clock),
+        HubAdmits(store, topics=topics, clock=clock),
+    ]
+    if (settings.keys_dir / MANIFEST_NAME).exists():
+        channels.append(
+            HubDocuments(store, site_id=topics.site_id, keys_dir=settings.keys_dir, clock=clock)
+        )
+    else:
+        log.warning(
+            "no signing keys in %s: the site's documents are not published "
+            "(gatekiosk keys init, or gatekiosk site init)",
+            settings.keys_dir,
+        )
+    return channels

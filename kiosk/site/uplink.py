@@ -98,6 +98,9 @@ class GateStatus:
     online: bool
     at: datetime | None
     backlog: int | None
+    camera_ok: bool | None = None
+    """The camera by the gate's health row; None when the status does not say."""
+    camera_detail: str | None = None
 
 
 class _Refused(Exception):
@@ -156,6 +159,10 @@ def encode_status(status: GateStatus) -> bytes:
         value["at"] = to_text(status.at)
     if status.backlog is not None:
         value["backlog"] = status.backlog
+    if status.camera_ok is not None:
+        value["camera_ok"] = status.camera_ok
+    if status.camera_detail is not None:
+        value["camera"] = status.camera_detail
     return _dumps(value)
 
 
@@ -308,14 +315,17 @@ def _resync(value: dict[str, Any]) -> Resync:
 
 
 def _status(value: dict[str, Any]) -> GateStatus:
-    _keys(value, {"v", "gate", "online"}, {"at", "backlog"}, "status")
+    _keys(value, {"v", "gate", "online"}, {"at", "backlog", "camera_ok", "camera"}, "status")
     at = value.get("at")
     backlog = value.get("backlog")
+    camera_ok = value.get("camera_ok")
     return GateStatus(
         gate_id=_gate_id(value["gate"], "gate"),
         online=_bool(value["online"], "online"),
         at=None if at is None else _at(at, "at"),
         backlog=None if backlog is None else _int(backlog, "backlog", 0, 2**62),
+        camera_ok=None if camera_ok is None else _bool(camera_ok, "camera_ok"),
+        camera_detail=_text(value.get("camera"), "camera", optional=True),
     )
 
 

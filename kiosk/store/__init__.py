@@ -61,6 +61,7 @@ from kiosk.store.migrations import MIGRATIONS, migrate
 from kiosk.store.outbox import Outbox, SiteLog
 from kiosk.store.site import SiteRepository
 from kiosk.store.site_documents import SiteDocumentRepository
+from kiosk.store.site_gates import GateStatusRow, SiteGatesRepository
 from kiosk.store.site_presence import (
     PartitionSnapshot,
     PresenceConflict,
@@ -108,6 +109,7 @@ __all__ = [
     "DenylistEntry",
     "Event",
     "EventFilter",
+    "GateStatusRow",
     "KioskHealth",
     "NewEvent",
     "PartitionSnapshot",
@@ -163,6 +165,7 @@ class Store:
         self.throttle = ThrottleRepository(connection)
         self.site_presence = SitePresenceRepository(connection)
         self.site_documents = SiteDocumentRepository(connection)
+        self.site_gates = SiteGatesRepository(connection)
 
     @classmethod
     def open(
@@ -416,15 +419,23 @@ class Store:
         display_name: str | None,
         at: datetime,
         audit: AuditNote | None = None,
+        gate_id: str | None = None,
     ) -> int:
-        """A guard's "admit once" from the web; the kiosk carries it out."""
+        """A guard's "admit once" from the web (for ``gate_id``, or this gate)."""
         return self.site.request_admit(
-            actor=actor, reason=reason, display_name=display_name, at=at, audit=audit
+            actor=actor,
+            reason=reason,
+            display_name=display_name,
+            at=at,
+            audit=audit,
+            gate_id=gate_id,
         )
 
-    def pending_admits(self, *, now: datetime, max_age_s: float) -> list[AdmitRequest]:
-        """Requests to carry out now; older ones are marked expired (the visitor left)."""
-        return self.site.pending_admits(now=now, max_age_s=max_age_s)
+    def pending_admits(
+        self, *, now: datetime, max_age_s: float, gate_id: str | None = None
+    ) -> list[AdmitRequest]:
+        """Requests to carry out now (for ``gate_id`` if given); older ones expire."""
+        return self.site.pending_admits(now=now, max_age_s=max_age_s, gate_id=gate_id)
 
     def admit_request(self, request_id: int) -> AdmitRequest | None:
         return self.site.admit_request(request_id)

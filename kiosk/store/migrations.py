@@ -453,6 +453,49 @@ def _m0012_site_presence(db: Database) -> None:
     db.execute("INSERT INTO site_presence_meta (id, published_rowid) VALUES (1, 0)")
 
 
+def _m0013_site_gates(db: Database) -> None:
+    """On the hub: each gate's last retained status (online or its will,
+    backlog, camera), as the broker relayed it, for the site dashboard.
+
+    And a guard's "admit once" names its gate (NULL: this gate, as before);
+    a request the hub sent to a gate keeps the hub's id (``remote_id``),
+    so one sent twice is taken once.
+    """
+    # On the hub: each subject's latest allowed event in the site's order, so
+    # ingesting keeps presence site-wide at one lookup an event.
+    db.execute(
+        """
+        CREATE TABLE site_subject_latest (
+            subject_hash TEXT PRIMARY KEY NOT NULL,
+            at_utc       TEXT NOT NULL,
+            gate_id      TEXT NOT NULL,
+            boot_id      TEXT NOT NULL,
+            seq          INTEGER NOT NULL,
+            event_id     TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("ALTER TABLE admit_requests ADD COLUMN gate_id TEXT")
+    db.execute("ALTER TABLE admit_requests ADD COLUMN remote_id TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX idx_admit_requests_remote ON admit_requests (remote_id) "
+        "WHERE remote_id IS NOT NULL"
+    )
+    db.execute(
+        """
+        CREATE TABLE site_gates (
+            gate_id         TEXT PRIMARY KEY NOT NULL,
+            online          INTEGER NOT NULL,
+            status_at_utc   TEXT,
+            backlog         INTEGER,
+            camera_ok       INTEGER,
+            camera_detail   TEXT,
+            received_at_utc TEXT NOT NULL
+        )
+        """
+    )
+
+
 Migration = tuple[str, Callable[["Database"], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -469,6 +512,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0010_outbox", _m0010_outbox),
     ("0011_site_documents", _m0011_site_documents),
     ("0012_site_presence", _m0012_site_presence),
+    ("0013_site_gates", _m0013_site_gates),
 )
 
 

@@ -23,6 +23,7 @@ Example (at the gate)::
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -193,6 +194,8 @@ class SiteLog:
                 [insert_values(e) for e in events],
             )
             inserted = conn.total_changes - before
+            if inserted:
+                _refold_presence(conn, events)
             ids = [e.id for e in events]
             if inserted == len(ids):  # all new: nothing was ignored
                 return Ingested(stored=tuple(ids), inserted=inserted, conflicting=())
@@ -225,6 +228,60 @@ class SiteLog:
                 "list event ids", "SELECT id FROM events WHERE gate_id = ?", (gate_id,)
             )
         return [str(row[0]) for row in rows]
+
+
+def _refold_presence(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """The hub's presence after ``events``, whatever order the gates' batches came in.
+
+    ``site_subject_latest`` keeps each subject's latest allowed event in the
+    site's order key (time, gate, boot, sequence, id); an event moves it only
+    if it comes after, and then presence follows it: inside after an entry,
+    not after an exit. So "who is inside" and occupancy on the hub's web are
+    site-wide, and the same whatever the arrival order; each event costs one
+    primary-key lookup. An event the database refused (its boot and sequence
+    belong to another) moves nothing.
+    """
+    allowed = [e for e in events if e.decision == "allow" and e.subject_hash]
+    for event in sorted(allowed, key=lambda e: (to_text(e.at), e.gate_id, e.boot_id, e.seq, e.id)):
+        key = (to_text(event.at), event.gate_id, event.boot_id, event.seq, event.id)
+        row = conn.execute(
+            "SELECT at_utc, gate_id, boot_id, seq, event_id FROM site_subject_latest "
+            "WHERE subject_hash = ?",
+            (event.subject_hash,),
+        ).fetchone()
+        if row is not None and tuple(row) >= key:
+            continue
+        stored = conn.execute(
+            "SELECT 1 FROM events WHERE id = ? AND gate_id = ? AND boot_id = ? AND seq = ?",
+            (event.id, event.gate_id, event.boot_id, event.seq),
+        ).fetchone()
+        if stored is None:
+            continue
+        conn.execute(
+            "INSERT INTO site_subject_latest (subject_hash, at_utc, gate_id, boot_id, seq, "
+            "event_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subject_hash) DO UPDATE SET "
+            "at_utc = excluded.at_utc, gate_id = excluded.gate_id, boot_id = excluded.boot_id, "
+            "seq = excluded.seq, event_id = excluded.event_id",
+            (event.subject_hash, *key),
+        )
+        if event.direction != "in":
+            conn.execute("DELETE FROM presence WHERE subject_hash = ?", (event.subject_hash,))
+            continue
+        conn.execute(
+            "INSERT INTO presence (subject_hash, display_name, masked_id, entered_at_utc, "
+            "event_id, gate_id) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (subject_hash) DO UPDATE SET display_name = excluded.display_name, "
+            "masked_id = excluded.masked_id, entered_at_utc = excluded.entered_at_utc, "
+            "event_id = excluded.event_id, gate_id = excluded.gate_id",
+            (
+                event.subject_hash,
+                event.display_name,
+                event.masked_id,
+                key[0],
+                event.id,
+                event.gate_id,
+            ),
+        )
 
 
 def _chunks(ids: list[str]) -> Iterable[list[str]]:

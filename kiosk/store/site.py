@@ -228,24 +228,55 @@ class SiteRepository:
         display_name: str | None,
         at: datetime,
         audit: AuditNote | None = None,
+        gate_id: str | None = None,
     ) -> int:
         """A guard's "admit once" from the web; the kiosk carries it out.
 
-        Returns the request's id, which is also ``"request"`` in the detail of
-        ``audit`` (written in the same transaction).
+        ``gate_id``: on a site's hub, the gate to open (the hub's sync sends
+        it there); None for this gate. Returns the request's id, which is
+        also ``"request"`` in the detail of ``audit`` (same transaction).
         """
         with self._db.write("request an admission") as conn:
             cursor = conn.execute(
-                "INSERT INTO admit_requests (requested_at_utc, actor, reason, display_name) "
-                "VALUES (?, ?, ?, ?)",
-                (to_text(at), actor, reason, display_name),
+                "INSERT INTO admit_requests (requested_at_utc, actor, reason, display_name, "
+                "gate_id) VALUES (?, ?, ?, ?, ?)",
+                (to_text(at), actor, reason, display_name, gate_id),
             )
             request_id = int(cursor.lastrowid or 0)
             write_audit(conn, audit, request=request_id)
             return request_id
 
-    def pending_admits(self, *, now: datetime, max_age_s: float) -> list[AdmitRequest]:
-        """Requests to carry out now; older ones are marked expired (the visitor left)."""
+    def receive_admit(
+        self, *, remote_id: str, actor: str, reason: str, display_name: str | None, at: datetime
+    ) -> bool:
+        """Keep a request the hub sent for this gate, once by its ``remote_id``; whether new."""
+        with self._db.write("receive an admission") as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO admit_requests (requested_at_utc, actor, reason, "
+                "display_name, remote_id) VALUES (?, ?, ?, ?, ?)",
+                (to_text(at), actor, reason, display_name, remote_id),
+            )
+            return cursor.rowcount > 0
+
+    def admits_for_gates(self, *, now: datetime, max_age_s: float) -> list[AdmitRequest]:
+        """On a hub: pending requests naming a gate, not older than ``max_age_s``."""
+        rows = self._db.read(
+            "read the gates' admission requests",
+            "SELECT id, requested_at_utc, actor, reason, display_name, status, gate_id "
+            "FROM admit_requests WHERE status = 'pending' AND gate_id IS NOT NULL "
+            "AND requested_at_utc >= ? ORDER BY id",
+            (to_text(now - timedelta(seconds=max_age_s)),),
+        )
+        return [AdmitRequest(int(r[0]), from_text(r[1]), *r[2:]) for r in rows]
+
+    def pending_admits(
+        self, *, now: datetime, max_age_s: float, gate_id: str | None = None
+    ) -> list[AdmitRequest]:
+        """Requests to carry out now; older ones are marked expired (the visitor left).
+
+        With ``gate_id``, only the requests for this gate (naming it or none):
+        on a hub that is also a gate, the others wait for their own gates.
+        """
         cutoff = to_text(now - timedelta(seconds=max_age_s))
         with self._db.write("read admission requests") as conn:
             conn.execute(
@@ -254,15 +285,19 @@ class SiteRepository:
                 (to_text(now), cutoff),
             )
             rows = conn.execute(
-                "SELECT id, requested_at_utc, actor, reason, display_name, status "
-                "FROM admit_requests WHERE status = 'pending' ORDER BY id"
+                "SELECT id, requested_at_utc, actor, reason, display_name, status, gate_id "
+                "FROM admit_requests WHERE status = 'pending' "
+                "AND (?1 IS NULL OR gate_id IS NULL OR gate_id = ?1) ORDER BY id",
+                (gate_id,),
             ).fetchall()
-        return [AdmitRequest(int(r[0]), from_text(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        return [
+            AdmitRequest(int(r[0]), from_text(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows
+        ]
 
     def admit_request(self, request_id: int) -> AdmitRequest | None:
         rows = self._db.read(
             "read an admission request",
-            "SELECT id, requested_at_utc, actor, reason, display_name, status "
+            "SELECT id, requested_at_utc, actor, reason, display_name, status, gate_id "
             "FROM admit_requests WHERE id = ?",
             (request_id,),
         )

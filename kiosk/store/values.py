@@ -200,6 +200,8 @@ class EventFilter:
     text: str | None = None
     clock_synced: bool | None = None
     """Only events recorded with (True) or without (False) a synchronised clock."""
+    gate_id: str | None = None
+    """Only one gate's events (a site's log holds every gate's)."""
 
     def sql(self) -> tuple[str, tuple[Any, ...]]:
         """A WHERE clause and its parameters; values are always bound, never inlined."""
@@ -215,7 +217,7 @@ class EventFilter:
         # keeps SQLite (which has no statistics) from choosing the
         # (decision, reason) index and scanning half the log instead.
         timed = self.start is not None or self.end is not None
-        for column in ("direction", "decision", "reason", "kind"):
+        for column in ("direction", "decision", "reason", "kind", "gate_id"):
             value = getattr(self, column)
             if value:
                 plain = "+" if timed and column == "decision" else ""
@@ -266,6 +268,8 @@ class Visit:
     exited_at: datetime | None
     """None when no exit was recorded (the presence expired or is still open)."""
     entry_event_id: str
+    gate_id: str = ""
+    """The gate the entry was made at (a site's log has several)."""
 
     @classmethod
     def of(cls, entry: Event, exited_at: datetime | None) -> Visit:
@@ -277,6 +281,7 @@ class Visit:
             entry.at,
             exited_at,
             entry.id,
+            entry.gate_id,
         )
 
 
@@ -321,6 +326,8 @@ class AdmitRequest:
     reason: str
     display_name: str | None
     status: str
+    gate_id: str | None = None
+    """The gate to open; None for the gate whose database this is."""
 
 
 @dataclass(frozen=True)
