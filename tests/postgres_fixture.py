@@ -203,5 +203,8 @@ def province_fixture(postgres: PostgresServer) -> Iterator[Province]:
         conn.execute(f"CREATE DATABASE {dbname}".encode())
     init_schema(postgres.dsn(dbname))
     yield Province(postgres, dbname)
-    with contextlib.suppress(psycopg.Error), psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+    with (
+        contextlib.suppress(psycopg.Error),
+        psycopg.connect(postgres.dsn(), autocommit=True) as conn,
+    ):
         conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)".encode())

@@ -154,7 +154,11 @@ class Uplink:
                 self.stats.batches += 1
             now_mono = self._clock.monotonic()
             idle = result is None
-            if idle or last_health is None or now_mono - last_health >= self._settings.health_every_s:
+            if (
+                idle
+                or last_health is None
+                or now_mono - last_health >= self._settings.health_every_s
+            ):
                 session.report_health(self._clock.now())
                 last_health = now_mono
             if idle:
@@ -212,7 +216,9 @@ class ProvinceSession:
         # In transactions of their own: making a partition locks the parent
         # table, which must not last a whole batch (other hubs wait on it).
         for month in sorted(batch.months - self._months):
-            self._conn.execute("SELECT province.ensure_month(%s)", (date.fromisoformat(month + "-01"),))
+            self._conn.execute(
+                "SELECT province.ensure_month(%s)", (date.fromisoformat(month + "-01"),)
+            )
             self._conn.commit()
             self._months.add(month)
 
