@@ -53,6 +53,11 @@ MARK_ROWS_PER_TRANSACTION = 2000
 """Rows marked for upload per transaction when the uplink is first enabled:
 the kiosk waits for the write lock, so it is never held for long."""
 
+_PENDING_SQL = (
+    f"SELECT rowid, {', '.join(PROVINCE_COLUMNS)} FROM events "  # noqa: S608 (constants)
+    "WHERE province_pending = 1 AND rowid > ? ORDER BY rowid LIMIT ?"
+)
+
 _IDS_PER_STATEMENT = 500  # under SQLite's smallest bound-parameter limit (999)
 
 
@@ -129,8 +134,7 @@ class ProvinceOutbox:
         """
         rows = self._db.read(
             "read the events for the province",
-            f"SELECT rowid, {', '.join(PROVINCE_COLUMNS)} FROM events "
-            "WHERE province_pending = 1 AND rowid > ? ORDER BY rowid LIMIT ?",
+            _PENDING_SQL,
             (after if after is not None else -1, limit),
         )
         return ProvinceBatch(
@@ -147,8 +151,8 @@ class ProvinceOutbox:
         with self._db.write("mark events sent to the province") as conn:
             for chunk in _chunks(rowids):
                 cursor = conn.execute(
-                    "UPDATE events SET province_pending = 0 WHERE province_pending = 1 "
-                    f"AND rowid IN ({', '.join('?' * len(chunk))})",
+                    "UPDATE events SET province_pending = 0 WHERE province_pending = 1 "  # noqa: S608
+                    f"AND rowid IN ({', '.join('?' * len(chunk))})",  # only placeholders
                     tuple(chunk),
                 )
                 changed += cursor.rowcount
