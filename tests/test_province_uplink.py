@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,7 +22,7 @@ from kiosk.clock import FakeClock
 from kiosk.province.outbox import ProvinceOutbox
 from kiosk.province.uplink import ProvinceSession, Uplink, UplinkSettings
 from kiosk.store import Store
-from tests.postgres_fixture import Province, postgres_fixture, province_fixture  # noqa: F401
+from tests.postgres_fixture import PostgresServer, Province, postgres_fixture, province_fixture  # noqa: F401
 from tests.province_hub import T0, hub_with_events, ingest, make_events, province_marks
 
 NOW = datetime(2026, 2, 1, 3, 0, tzinfo=UTC)
@@ -213,3 +215,69 @@ def test_killing_the_uplink_process_loses_and_doubles_nothing(
     assert stats.inserted == 20000 - landed
     assert sorted(province_ids(province, "market-a")) == sorted(ids)
     assert set(province_marks(hub).values()) == {0}
+
+
+def test_the_uplink_rides_out_a_postgres_crash_and_restart(
+    province: Province, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    dsn = province.add_site("market-a")
+    hub = tmp_path / "hub.db"
+    ids = hub_with_events(hub, 20000, step_s=0.5)
+    settings = UplinkSettings(dsn=dsn, batch_size=500, idle_s=0.05, backoff_min_s=0.05)
+    holder: dict[str, Uplink] = {}
+    started = threading.Event()
+
+    def run() -> None:
+        with Store.open(hub) as store:
+            holder["up"] = Uplink(ProvinceOutbox(store.connection), settings, clock=FakeClock(NOW))
+            started.set()
+            holder["up"].run()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        started.wait(10)
+        _wait_until(lambda: len(province_ids(province, "market-a")) >= 1000)
+        postgres.stop(immediate=True)  # like pg_ctl stop -m immediate: no clean shutdown
+        postgres.start()
+        _wait_until(lambda: set(province_marks(hub).values()) == {0})
+    finally:
+        if "up" in holder:
+            holder["up"].stop()
+        thread.join(15)
+    assert not thread.is_alive()
+    assert holder["up"].stats.failures >= 1
+    assert sorted(province_ids(province, "market-a")) == sorted(ids)
+
+
+def test_sigterm_stops_a_running_uplink_cleanly(province: Province, tmp_path: Path) -> None:
+    dsn = province.add_site("market-a")
+    hub = tmp_path / "gatekiosk.db"
+    ids = hub_with_events(hub, 50)
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'[gate]\ndata_dir = "{tmp_path}"\n[province]\ndsn = "{dsn}"\n', encoding="utf-8"
+    )
+    with (tmp_path / "uplink.err").open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kiosk.cli", "uplink", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        _wait_until(lambda: len(province_ids(province, "market-a")) == 50)
+        _wait_until(lambda: set(province_marks(hub).values()) == {0})
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0, (tmp_path / "uplink.err").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert sorted(province_ids(province, "market-a")) == sorted(ids)
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
