@@ -23,7 +23,7 @@ from kiosk.province.outbox import ProvinceOutbox
 from kiosk.province.uplink import ProvinceSession, Uplink, UplinkSettings
 from kiosk.store import Store
 from tests.postgres_fixture import PostgresServer, Province, postgres_fixture, province_fixture  # noqa: F401
-from tests.province_hub import T0, hub_with_events, ingest, make_events, province_marks
+from tests.province_hub import hub_with_events, ingest, make_events, province_marks
 
 NOW = datetime(2026, 2, 1, 3, 0, tzinfo=UTC)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -12,6 +13,7 @@ import click
 
 from kiosk.cli.group import cli, config_option, load
 from kiosk.errors import ConfigError
+from kiosk.province.errors import ProvinceError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ def uplink(config_path: Path | None, once: bool) -> None:
     dsn = str(settings["province.dsn"]).strip()
     if not dsn:
         raise ConfigError(
-            "province.dsn is empty: this hub has no province / chưa cấu hình máy chủ cấp tỉnh"
+            ["province.dsn is empty: this hub has no province / chưa cấu hình máy chủ cấp tỉnh"]
         )
     clock = SystemClock()
     notifier = SystemdNotifier(clock=clock)
@@ -84,13 +86,14 @@ def province() -> None:
     """
 
 
-def _run(action: str, call: object) -> None:
+def _run(action: str, call: Callable[[], object]) -> None:
+    """``call``, a refusal of the server shown as ``Error: ...``."""
     import psycopg
 
     try:
-        call()  # type: ignore[operator]
+        call()
     except psycopg.Error as exc:
-        raise ConfigError(f"{action}: {str(exc).strip()}") from exc
+        raise ProvinceError(f"{action}: {str(exc).strip()}") from exc
 
 
 @province.command("init")
@@ -120,7 +123,7 @@ def province_add_site(
     try:
         _run("province add-site", lambda: add_site(dsn, SiteRole(site_id, name, role, password)))
     except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise ProvinceError(str(exc)) from exc
     click.echo(f"Khu vực / site {site_id}: tài khoản / role {role}")
 
 
@@ -136,5 +139,5 @@ def province_add_reader(dsn: str, role: str, password_stdin: bool) -> None:
     try:
         _run("province add-reader", lambda: add_reader(dsn, role, password))
     except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise ProvinceError(str(exc)) from exc
     click.echo(f"Tài khoản đọc / reader role {role}")

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from kiosk.clock import Clock
-from kiosk.errors import ConfigError
+from kiosk.province.errors import ProvinceError
 from kiosk.province.outbox import PROVINCE_COLUMNS, ProvinceBatch, ProvinceOutbox
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class ProvinceSession:
         row = conn.execute("SELECT province.current_site()").fetchone()
         conn.commit()
         if row is None or row[0] is None:
-            raise ConfigError(
+            raise ProvinceError(
                 "this login is no site's at the province (gatekiosk province add-site) / "
                 "tài khoản này không thuộc khu vực nào ở cấp tỉnh"
             )
