@@ -113,18 +113,23 @@ class ProvinceOutbox:
             first = cursor.rowcount == 1
         if not first:
             return 0
+        # Rows after ``top`` were inserted with the trigger on: already marked.
+        # Walk rowid ranges, so each transaction touches its own rows only
+        # (re-scanning from the start for unmarked rows grew as n squared).
+        top = int(
+            self._db.read("find the last event", "SELECT max(rowid) FROM events", ())[0][0] or 0
+        )
         marked = 0
-        while True:
+        for low in range(0, top, MARK_ROWS_PER_TRANSACTION):
             with self._db.write("mark events for the province") as conn:
                 cursor = conn.execute(
-                    "UPDATE events SET province_pending = 1 WHERE rowid IN ("
-                    "SELECT rowid FROM events WHERE province_pending = 0 LIMIT ?)",
-                    (MARK_ROWS_PER_TRANSACTION,),
+                    "UPDATE events SET province_pending = 1 "
+                    "WHERE rowid > ? AND rowid <= ? AND province_pending = 0",
+                    (low, min(low + MARK_ROWS_PER_TRANSACTION, top)),
                 )
             marked += cursor.rowcount
-            if cursor.rowcount < MARK_ROWS_PER_TRANSACTION:
-                log.info("province uplink enabled: %d existing event(s) to send", marked)
-                return marked
+        log.info("province uplink enabled: %d existing event(s) to send", marked)
+        return marked
 
     def pending(self, *, limit: int, after: int | None = None) -> ProvinceBatch:
         """Up to ``limit`` pending events after rowid ``after``, oldest arrival first.
