@@ -281,3 +281,62 @@ def _wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_wrong_clocks_land_in_their_own_months(province: Province, tmp_path: Path) -> None:
+    dsn = province.add_site("market-a")
+    unsynced = make_events(2, start=datetime(1970, 1, 1, 0, 0, 5, tzinfo=UTC))
+    ahead = make_events(2, gate_id="gate-2", start=datetime(2031, 7, 1, tzinfo=UTC))
+    with Store.open(tmp_path / "hub.db") as store:
+        ingest(store, unsynced)
+        ingest(store, ahead)
+        uplink_of(store, dsn).drain_once()
+    rows = province.query(
+        "SELECT tableoid::regclass::text, count(*) FROM province.events GROUP BY 1 ORDER BY 1"
+    )
+    assert rows == [("province.events_1970_01", 2), ("province.events_2031_07", 2)]
+
+
+def test_purge_keeps_what_the_province_has_not_committed(
+    province: Province, tmp_path: Path
+) -> None:
+    dsn = province.add_site("market-a")
+    hub = tmp_path / "hub.db"
+    ids = hub_with_events(hub, 30)
+    with Store.open(hub) as store:
+        ProvinceOutbox(store.connection).enable(NOW)
+        assert store.events.purge_events_before(datetime(2030, 1, 1, tzinfo=UTC), limit=100) == 0
+        uplink_of(store, dsn).drain_once()
+        assert store.events.purge_events_before(datetime(2030, 1, 1, tzinfo=UTC), limit=100) == 30
+    assert sorted(province_ids(province, "market-a")) == sorted(ids)
+
+
+def test_the_cli_sets_up_a_province_and_uploads(province: Province, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from kiosk.cli import cli
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["province", "init", province.owner_dsn]).exit_code == 0
+    role = f"{province.dbname}_cli"
+    added = runner.invoke(
+        cli,
+        ["province", "add-site", province.owner_dsn, "market-c", "--name", "Chợ C", "--role", role],
+    )
+    assert added.exit_code == 0, added.output
+    bad = runner.invoke(cli, ["province", "add-site", province.owner_dsn, "bad site!"])
+    assert bad.exit_code == 1 and "site id" in bad.output
+    hub_with_events(tmp_path / "gatekiosk.db", 7)
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'[gate]\ndata_dir = "{tmp_path}"\n[province]\ndsn = "{province.dsn(role)}"\n',
+        encoding="utf-8",
+    )
+    sent = runner.invoke(cli, ["uplink", "--once", "--config", str(config)])
+    assert sent.exit_code == 0, sent.output
+    assert "sent 7, mới / new 7" in sent.output
+    assert len(province_ids(province, "market-c")) == 7
+    no_dsn = tmp_path / "alone.toml"
+    no_dsn.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n', encoding="utf-8")
+    refused = runner.invoke(cli, ["uplink", "--once", "--config", str(no_dsn)])
+    assert refused.exit_code == 1 and "province.dsn" in refused.output
