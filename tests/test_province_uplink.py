@@ -325,7 +325,8 @@ def test_the_cli_sets_up_a_province_and_uploads(province: Province, tmp_path: Pa
     )
     assert added.exit_code == 0, added.output
     bad = runner.invoke(cli, ["province", "add-site", province.owner_dsn, "bad site!"])
-    assert bad.exit_code == 1 and "site id" in bad.output
+    assert bad.exit_code == 1
+    assert "site id" in bad.output
     hub_with_events(tmp_path / "gatekiosk.db", 7)
     config = tmp_path / "hub.toml"
     config.write_text(
@@ -339,4 +340,5 @@ def test_the_cli_sets_up_a_province_and_uploads(province: Province, tmp_path: Pa
     no_dsn = tmp_path / "alone.toml"
     no_dsn.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n', encoding="utf-8")
     refused = runner.invoke(cli, ["uplink", "--once", "--config", str(no_dsn)])
-    assert refused.exit_code == 1 and "province.dsn" in refused.output
+    assert refused.exit_code == 1
+    assert "province.dsn" in refused.output
