@@ -342,3 +342,30 @@ def test_the_cli_sets_up_a_province_and_uploads(province: Province, tmp_path: Pa
     refused = runner.invoke(cli, ["uplink", "--once", "--config", str(no_dsn)])
     assert refused.exit_code == 1
     assert "province.dsn" in refused.output
+
+
+def test_several_hubs_uploading_a_new_month_at_once(province: Province, tmp_path: Path) -> None:
+    sites = [f"market-{n}" for n in range(4)]
+    dsns = {site: province.add_site(site) for site in sites}
+    expected: dict[str, list[str]] = {}
+    for site in sites:
+        expected[site] = hub_with_events(tmp_path / f"{site}.db", 3000, step_s=2.0)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(sites))
+
+    def upload(site: str) -> None:
+        try:
+            with Store.open(tmp_path / f"{site}.db") as store:
+                barrier.wait(10)
+                uplink_of(store, dsns[site], batch=500).drain_once()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upload, args=(site,)) for site in sites]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    for site in sites:
+        assert sorted(province_ids(province, site)) == sorted(expected[site])
