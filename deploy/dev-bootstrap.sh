@@ -19,8 +19,10 @@ if [ "${1:-}" = "test" ]; then
     # backup script uses it; shellcheck, systemd: the deploy tests check the
     # scripts and verify the units; debootstrap: `make test-install`;
     # mosquitto: the site tests start a real broker (the hub's, Debian's build)
-    # on a loopback port with a test CA.
+    # on a loopback port with a test CA; postgresql: the province tests make
+    # a cluster with initdb in a temporary folder and start it on loopback.
     packages="$packages chromium fonts-dejavu-core sqlite3 shellcheck systemd debootstrap mosquitto"
+    packages="$packages postgresql"
 fi
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     packages="$packages python3-venv"

@@ -409,6 +409,27 @@ SITE_PRESENCE_SETTINGS: tuple[Setting, ...] = (
 )
 SETTINGS = SETTINGS + SITE_PRESENCE_SETTINGS
 
+PROVINCE_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "province",
+        "dsn",
+        "",
+        "Hub only: the province's PostgreSQL as a libpq connection string, for example "
+        "'host=province.example dbname=province user=site_market_3 sslmode=verify-full "
+        "sslrootcert=/etc/gatekiosk/province-ca.pem' (password in ~/.pgpass); "
+        "empty: no uplink.",
+    ),
+    Setting(
+        "province",
+        "batch",
+        5000,
+        "Hub only: events per batch sent to the province (one transaction each).",
+        minimum=1,
+        maximum=100000,
+    ),
+)
+SETTINGS = SETTINGS + PROVINCE_SETTINGS
+
 EDITABLE_ON_WEB: tuple[str, ...] = (
     "gate.id",
     "gate.site_name",

@@ -341,12 +341,14 @@ class EventRepository:
         million rows in one statement held it for about a minute) and a
         purge cut short loses nothing: each batch is committed. Events the
         hub has not acknowledged yet stay, however old: purging them would
-        lose them from the site's log (they go once uploaded).
+        lose them from the site's log (they go once uploaded); so do those
+        the province has not committed yet (``province_pending``).
         """
         with self._db.write("purge old events") as conn:
             cursor = conn.execute(
                 "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events "
-                "WHERE at_utc < ? AND upload_pending = 0 ORDER BY at_utc LIMIT ?)",
+                "WHERE at_utc < ? AND upload_pending = 0 AND province_pending = 0 "
+                "ORDER BY at_utc LIMIT ?)",
                 (to_text(cutoff), limit),
             )
             purge_facts_before(conn, cutoff)

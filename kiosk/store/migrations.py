@@ -496,6 +496,42 @@ def _m0013_site_gates(db: Database) -> None:
     )
 
 
+def _m0014_province_outbox(db: Database) -> None:
+    """The province outbox of a hub: site events not yet committed at the
+    province's PostgreSQL (``gatekiosk uplink``).
+
+    A mark of its own, apart from ``upload_pending`` (gate to hub), so the two
+    uplinks never clear each other's. The mark is set by a trigger, only once
+    ``province_uplink`` holds its row (``gatekiosk uplink`` enables it): every
+    insert, whichever process makes it (the hub's ingest, the hub's own
+    kiosk), is marked in its own transaction, and a gate with no province
+    pays one look into an empty table per event. The partial index holds the
+    pending rows alone, in rowid (arrival) order.
+    """
+    db.execute("ALTER TABLE events ADD COLUMN province_pending INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE INDEX idx_events_province_pending ON events (province_pending) "
+        "WHERE province_pending = 1"
+    )
+    db.execute(
+        """
+        CREATE TABLE province_uplink (
+            id            INTEGER PRIMARY KEY CHECK (id = 1),
+            enabled_at_utc TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER events_province_pending AFTER INSERT ON events
+        WHEN EXISTS (SELECT 1 FROM province_uplink)
+        BEGIN
+            UPDATE events SET province_pending = 1 WHERE rowid = NEW.rowid;
+        END
+        """
+    )
+
+
 Migration = tuple[str, Callable[["Database"], None]]
 
 # Append only: a migration, once released, is never edited, renamed or reordered.
@@ -513,6 +549,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0011_site_documents", _m0011_site_documents),
     ("0012_site_presence", _m0012_site_presence),
     ("0013_site_gates", _m0013_site_gates),
+    ("0014_province_outbox", _m0014_province_outbox),
 )
 
 

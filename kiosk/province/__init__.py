@@ -1,0 +1,9 @@
+"""Many sites, one province: each site's hub uploads its events to PostgreSQL.
+
+- :mod:`kiosk.province.setup`: the province server's schema (``schema.sql``,
+  applied by ``gatekiosk province init``) and one login role per site.
+- :mod:`kiosk.province.outbox`: the hub's side of the queue, in the site
+  database (the ``province_pending`` mark of migration 0013).
+- :mod:`kiosk.province.uplink`: ``gatekiosk uplink``, batches sent with COPY
+  and inserted idempotently, marked at the hub only after the commit.
+"""
