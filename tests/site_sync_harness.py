@@ -189,9 +189,18 @@ class SiteRig:
     def gate_event_ids(self, gate_id: str) -> list[str]:
         return _ids(self.gate_db(gate_id), "SELECT id FROM events")
 
-    def gate_pending(self, gate_id: str) -> int:
-        rows = _ids(self.gate_db(gate_id), "SELECT id FROM events WHERE upload_pending = 1")
-        return len(rows)
+    def gate_pending(self, gate_id: str, *, up_to_rowid: int | None = None) -> int:
+        """Events of the gate not yet acknowledged by the hub (those recorded up
+        to ``up_to_rowid`` only: a backlog, while the kiosk keeps recording)."""
+        sql = "SELECT id FROM events WHERE upload_pending = 1"
+        if up_to_rowid is not None:
+            sql += f" AND rowid <= {int(up_to_rowid)}"
+        return len(_ids(self.gate_db(gate_id), sql))
+
+    def gate_last_rowid(self, gate_id: str) -> int:
+        """The gate's newest event's rowid (0 with none)."""
+        rows = _ids(self.gate_db(gate_id), "SELECT coalesce(max(rowid), 0) FROM events")
+        return int(rows[0]) if rows else 0
 
     def site_event_ids(self) -> list[str]:
         return _ids(self.hub_db, "SELECT id FROM events")
