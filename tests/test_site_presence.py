@@ -536,3 +536,41 @@ def test_a_gate_heard_for_the_first_time_gets_the_presence_it_missed(tmp_path):
     step(clock, broker)
     assert newcomer.inside() == {(hashed(1), entry.id)}
     assert newcomer.scan(1)[0].direction == "out"
+
+
+@pytest.mark.parametrize(
+    ("behind_s", "still_inside"),
+    [
+        (10, False),  # a skew shorter than the walk between gates: the exit sorts after
+        (90, True),  # longer: the exit sorts first (documented); every gate agrees
+    ],
+)
+def test_clock_skew_between_gates_never_splits_the_site(tmp_path, behind_s, still_inside):
+    """Gate-2's clock runs ``behind_s`` behind gate-1's. A visitor enters at
+    gate-1 and leaves 20 s later by gate-2: gate-2 knows them inside and
+    decides an exit. The site's order is the recorded times', so a skew
+    longer than the walk puts the exit first and the visitor stays "inside"
+    until presence expires; whatever the skew, every gate gives the same
+    answer as the merged log."""
+    clocks = {
+        "gate-1": FakeClock(wall=T0),
+        "gate-2": FakeClock(wall=T0 - timedelta(seconds=behind_s)),
+    }
+    gates = {g: SimGate(g, tmp_path, clocks[g], PolicyRules()) for g in clocks}
+    broker = LoopbackBroker(gates)
+
+    def advance(seconds: float) -> None:
+        for clock in clocks.values():
+            clock.advance(seconds)
+        broker.pump()
+
+    advance(1)
+    entry, _ = gates["gate-1"].scan(1)
+    advance(20)
+    leaving, _ = gates["gate-2"].scan(1)
+    advance(10)
+
+    assert (entry.direction, leaving.direction) == ("in", "out")
+    truth = site_truth(gates, now=clocks["gate-1"].now())
+    assert gates["gate-1"].inside() == gates["gate-2"].inside() == truth
+    assert bool(truth) is still_inside
