@@ -37,8 +37,9 @@ from kiosk.site.admits import GateAdmits
 from kiosk.site.channel import Channel, Publication
 from kiosk.site.downlink import GateDocuments
 from kiosk.site.files import PUBLIC_FILE_MODE, write_atomically
+from kiosk.site.join import GateSiteFiles
 from kiosk.site.link import BrokerAddress, ChannelLoop
-from kiosk.site.pki import client_ssl_context, identity_of, load_certificate
+from kiosk.site.pki import client_ssl_context
 from kiosk.site.presence import PresenceChannel
 from kiosk.site.topics import Topics, check_gate_id
 from kiosk.site.uplink import (
@@ -63,42 +64,6 @@ ACK_TIMEOUT_S = 10.0
 sending them again. Measured from the last acknowledgement, not from each
 batch: a hub busy with other gates' backlogs is slow, not gone."""
 STATUS_EVERY_S = 10.0
-
-
-@dataclass(frozen=True)
-class GateSiteFiles:
-    """What ``site.dir`` holds on a gate (see the module docstring)."""
-
-    folder: Path
-
-    @property
-    def ca_certificate(self) -> Path:
-        return self.folder / "ca.pem"
-
-    @property
-    def certificate(self) -> Path:
-        return self.folder / "gate.pem"
-
-    @property
-    def key(self) -> Path:
-        return self.folder / "gate.key"
-
-    @property
-    def resync_request(self) -> Path:
-        return self.folder / "resync-request"
-
-    def site_id(self) -> str:
-        """The site's id, from the certificate's organisational unit (set by the site CA)."""
-        from cryptography.x509.oid import NameOID
-
-        certificate = load_certificate(self.certificate)
-        units = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-        if len(units) != 1 or not isinstance(units[0].value, str):
-            raise SiteError(f"{self.certificate} names no site; join the site again")
-        return units[0].value
-
-    def gate_id(self) -> str:
-        return identity_of(load_certificate(self.certificate))
 
 
 @dataclass

@@ -56,7 +56,7 @@ from kiosk.site.files import (
     write_atomically,
 )
 from kiosk.site.keyfiles import install_public_keys
-from kiosk.site.pki import new_private_key, write_private_key
+from kiosk.site.pki import identity_of, load_certificate, new_private_key, write_private_key
 from kiosk.site.topics import check_gate_id, check_site_id
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,24 @@ class GateSiteFiles:
     @property
     def subject_key(self) -> Path:
         return self.folder / "subject.key"
+
+    @property
+    def resync_request(self) -> Path:
+        """The hub's last resync request this gate carried out (see gate_sync)."""
+        return self.folder / "resync-request"
+
+    def site_id(self) -> str:
+        """The site's id, from the certificate's organisational unit (set by the site CA)."""
+        units = load_certificate(self.certificate).subject.get_attributes_for_oid(
+            x509.oid.NameOID.ORGANIZATIONAL_UNIT_NAME
+        )
+        if len(units) != 1 or not isinstance(units[0].value, str):
+            raise SiteError(f"{self.certificate} names no site; join the site again")
+        return units[0].value
+
+    def gate_id(self) -> str:
+        """The gate's id, its certificate's common name."""
+        return identity_of(load_certificate(self.certificate))
 
     def description(self) -> GateSite:
         try:
