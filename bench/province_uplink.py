@@ -12,20 +12,16 @@ cluster); the hub's SQLite marks are written as ``gatekiosk uplink`` does.
 from __future__ import annotations
 
 import argparse
-import os
-import pwd
 import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from kiosk.clock import FakeClock
 from kiosk.province.outbox import ProvinceOutbox
 from kiosk.province.setup import SiteRole, add_site, init_schema
 from kiosk.province.uplink import Uplink, UplinkSettings
 from kiosk.store import Store
-from tests.postgres_fixture import PostgresServer, _free_port, postgres_bindir
+from tests.postgres_fixture import new_server
 from tests.province_hub import hub_with_events
 
 
@@ -34,16 +30,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5000)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="gatekiosk-pg-bench-"))
-    root.chmod(0o755)
-    data_dir, socket_dir = root / "data", root / "run"
-    data_dir.mkdir(mode=0o700)
-    socket_dir.mkdir()
-    if os.geteuid() == 0:
-        owner = pwd.getpwnam("postgres")
-        for folder in (data_dir, socket_dir):
-            os.chown(folder, owner.pw_uid, owner.pw_gid)
-    server = PostgresServer(data_dir, socket_dir, _free_port(), postgres_bindir())
+    server = new_server("gatekiosk-pg-bench-")
+    root = server.data_dir.parent
     try:
         server.init()
         server.start()

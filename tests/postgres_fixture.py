@@ -141,12 +141,10 @@ class PostgresServer:
             self.process.wait()
 
 
-@pytest.fixture(scope="session", name="postgres")
-def postgres_fixture() -> Iterator[PostgresServer]:
-    """One test cluster for the session (initdb takes seconds; databases are cheap)."""
-    bindir = postgres_bindir()
-    # Not tmp_path: as root, the postgres user must be able to reach the folder.
-    root = Path(tempfile.mkdtemp(prefix="gatekiosk-pg-"))
+def new_server(prefix: str) -> PostgresServer:
+    """A cluster not yet initialised, in a new folder under the system's temp
+    folder (not tmp_path: as root, the postgres user must be able to reach it)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)
     data_dir, socket_dir = root / "data", root / "run"
     data_dir.mkdir(mode=0o700)
@@ -155,14 +153,20 @@ def postgres_fixture() -> Iterator[PostgresServer]:
         owner = pwd.getpwnam("postgres")
         for folder in (data_dir, socket_dir):
             os.chown(folder, owner.pw_uid, owner.pw_gid)
-    server = PostgresServer(data_dir, socket_dir, _free_port(), bindir)
+    return PostgresServer(data_dir, socket_dir, _free_port(), postgres_bindir())
+
+
+@pytest.fixture(scope="session", name="postgres")
+def postgres_fixture() -> Iterator[PostgresServer]:
+    """One test cluster for the session (initdb takes seconds; databases are cheap)."""
+    server = new_server("gatekiosk-pg-")
     try:
         server.init()
         server.start()
         yield server
     finally:
         server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
 
 
 @dataclass(frozen=True)
