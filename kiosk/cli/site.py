@@ -162,7 +162,9 @@ def resync(config_path: Path | None, since: datetime, gates: tuple[str, ...]) ->
     files = HubFiles.in_site_dir(settings.site_dir)
     targets = list(gates) or files.gate_ids()
     if not targets:
-        raise click.ClickException("no gate has joined this site / chưa có cổng nào")
+        raise click.ClickException(
+            "chưa có cổng nào tham gia khu vực / no gate has joined this site"
+        )
     loop = files.loop(BrokerAddress.parse(str(settings["site.hub"])), channels=[], clock=clock)
     runner = threading.Thread(target=loop.run, name="resync", daemon=True)
     runner.start()
@@ -183,7 +185,7 @@ def resync(config_path: Path | None, since: datetime, gates: tuple[str, ...]) ->
         loop.stop()
         runner.join(timeout=10)
     for gate_id in targets:
-        mark = "ok" if gate_id in sent else "KHÔNG / NOT SENT"
+        mark = "đã gửi / sent" if gate_id in sent else "CHƯA GỬI / NOT SENT"
         click.echo(f"{gate_id}: {mark}")
     if len(sent) != len(targets):
-        raise click.ClickException("some gates were not asked / một số cổng chưa được yêu cầu")
+        raise click.ClickException("một số cổng chưa được yêu cầu / some gates were not asked")
