@@ -395,11 +395,12 @@ def run_demo(
         web = start_demo_web(settings, clock=clock, port=web_port)
         config = data_dir / DEMO_CONFIG_NAME
         out.write(
-            start_note + "gatekiosk demo: simulated camera and pins, database "
-            f"{settings.db_path}. Ctrl-C to stop.\n"
-            f"Admin page: {web.url}  user: {DEMO_MANAGER}  password (this run only): "
-            f"{web.password}\n"
-            f"Gate screen: {web.url}display\n"
+            start_note + "gatekiosk demo: camera và chân GPIO mô phỏng / simulated camera "
+            f"and pins, cơ sở dữ liệu / database {settings.db_path}. "
+            "Ctrl-C để dừng / to stop.\n"
+            f"Trang quản trị / Admin page: {web.url}  user: {DEMO_MANAGER}  "
+            f"password (this run only): {web.password}  (mật khẩu chỉ cho lần chạy này)\n"
+            f"Màn hình cổng / Gate screen: {web.url}display\n"
             + newcomer_commands(config, data_dir / "codes" / DEMO_CODE_NAME, program=program)
         )
         out.flush()

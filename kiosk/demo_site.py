@@ -272,10 +272,10 @@ def run_site_demo(
         web = start_demo_web(site.hub, clock=clock, port=web_port)
         out.write(
             f"gatekiosk demo: một khu {gates} cổng và một trạm trung tâm / a site of {gates} "
-            f"gates and one hub, in {folder}. Ctrl-C to stop.\n"
-            f"Admin page (hub): {web.url}  user: {DEMO_MANAGER}  password (this run only): "
-            f"{web.password}\n"
-            f"Site: {web.url}site/status\n"
+            f"gates and one hub, in {folder}. Ctrl-C để dừng / to stop.\n"
+            f"Trang quản trị của trạm / Admin page (hub): {web.url}  user: {DEMO_MANAGER}  "
+            f"password (this run only): {web.password}  (mật khẩu chỉ cho lần chạy này)\n"
+            f"Các cổng / Site: {web.url}site/status\n"
         )
         out.flush()
         deadline = clock.monotonic() + seconds if seconds is not None else None
