@@ -152,7 +152,7 @@ def test_a_hub_that_lost_its_disk_is_rebuilt_from_the_gates(rig: SiteRig) -> Non
     rig.start_hub()
     done = rig.resync("2000-01-01")
     assert done.returncode == 0, done.stderr.decode()
-    assert b"gate-1: ok" in done.stdout
+    assert "gate-1: đã gửi / sent".encode() in done.stdout
     wait_until(lambda: sorted(rig.site_event_ids()) == sorted(ids), WAIT_S, "the rebuilt log")
     wait_until(lambda: rig.all_uploaded(GATES), WAIT_S, "the marks cleared again")
     assert sorted(rig.site_event_ids()) == sorted(ids)
