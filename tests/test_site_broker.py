@@ -149,14 +149,18 @@ def test_a_revoked_gate_is_shut_out_after_the_broker_reloads(
     revoke_gate(broker.site.pki, "gate-1", now=datetime.now(UTC))
     broker.refresh_revocations()
 
-    # The reload is asynchronous: try fresh connections until one is refused.
+    # The connection made before the revocation is not cut by the CRL (TLS is
+    # checked at the handshake only) but by the ACL: nothing is allowed. The
+    # reload is asynchronous: probe until the ACL refuses. This comes before
+    # any fresh connection, which, under gate-1's name, would take its session.
+    topic = topics.gate_events("gate-1")
+    wait_until(lambda: already_connected.publish(topic, b"probe") == NOT_AUTHORIZED, timeout_s=15)
+    assert already_connected.publish(topic, b"after") == NOT_AUTHORIZED
+    # Fresh connections are refused at the handshake.
     wait_until(lambda: not clients.make(broker.site.gates["gate-1"]).connect(), timeout_s=15)
     # Mosquitto logs only "certificate verify failed", not why (and a moment
     # after it refused the handshake: the log is written by another stream).
     wait_until(lambda: "certificate verify failed" in broker.log_text(), timeout_s=15)
-    # The connection made before the revocation is not cut by the CRL (TLS is
-    # checked at the handshake only) but by the ACL: nothing is allowed.
-    assert already_connected.publish(topics.gate_events("gate-1"), b"after") == NOT_AUTHORIZED
     # The other gates are unaffected.
     other = clients.gate("gate-2")
     assert not other.publish(topics.gate_events("gate-2"), b"fine").is_failure
