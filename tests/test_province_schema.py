@@ -112,3 +112,46 @@ def test_the_province_holds_no_names_nor_id_numbers(province: Province) -> None:
     }
     assert not columns & {"display_name", "masked_id", "id_number", "birth_date", "name_latin"}
     assert not columns & {"note", "actor"}
+
+
+def test_hourly_counts_follow_the_rows_really_inserted(province: Province) -> None:
+    a = province.add_site("market-a")
+    insert(a, "market-a", "e-1")
+    insert(a, "market-a", "e-2", AT.replace(minute=59))
+    insert(a, "market-a", "e-3", AT.replace(hour=9))
+    with psycopg.connect(a) as conn:
+        # A resend: ON CONFLICT skips it, and the count stays.
+        conn.execute(_INSERT + " ON CONFLICT DO NOTHING", ("market-a", "e-1", AT))
+        conn.execute(_INSERT.replace("'in', 'allow'", "'out', 'deny'"), ("market-a", "e-4", AT))
+    assert province.query(
+        "SELECT site_id, hour, entries, exits, denied FROM province.hourly ORDER BY hour"
+    ) == [
+        ("market-a", AT, 2, 0, 1),
+        ("market-a", AT.replace(hour=9), 1, 0, 0),
+    ]
+
+
+def test_a_site_rates_itself_only_on_a_published_checklist(province: Province) -> None:
+    a = province.add_site("market-a")
+    province.add_site("market-b")
+    with psycopg.connect(province.owner_dsn) as conn:
+        conn.execute(
+            "INSERT INTO province.checklists (version, title, questions) VALUES "
+            """(1, 'Bộ tiêu chí', '[{"id": "masks", "vi": "Đeo khẩu trang", "en": "Masks"}]')"""
+        )
+    rate = (
+        "INSERT INTO province.assessments (site_id, id, checklist_version, made_at, answers, "
+        "score) VALUES (%s, %s, %s, now(), '{\"masks\": true}', 100)"
+    )
+    with psycopg.connect(a) as conn:
+        assert conn.execute("SELECT version FROM province.checklists").fetchall() == [(1,)]
+        conn.execute(rate, ("market-a", "r-1", 1))
+    with psycopg.connect(a) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(rate, ("market-b", "r-2", 1))
+    with psycopg.connect(a) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute(rate, ("market-a", "r-3", 2))
+    with psycopg.connect(a) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(
+            "INSERT INTO province.checklists (version, title, questions) VALUES (2, 'x', '[]')"
+        )
+    assert province.query("SELECT site_id, id FROM province.assessments") == [("market-a", "r-1")]

@@ -62,6 +62,22 @@ CREATE TABLE IF NOT EXISTS province.events (
     PRIMARY KEY (site_id, id, at_utc)
 ) PARTITION BY RANGE (at_utc);
 CREATE INDEX IF NOT EXISTS events_site_time ON province.events (site_id, at_utc);
+-- Keyed by a province-wide key, only where the law requires following one
+-- person across sites (a hub setting, off by default): NULL otherwise.
+ALTER TABLE province.events ADD COLUMN IF NOT EXISTS province_subject_hash text;
+
+-- Entries, exits and refusals per site and UTC hour, kept by a trigger on
+-- every insert into province.events (rows ON CONFLICT skipped are not
+-- counted), so the authority's dashboard reads a few thousand rows, not
+-- millions of events.
+CREATE TABLE IF NOT EXISTS province.hourly (
+    site_id     text NOT NULL,
+    hour        timestamptz NOT NULL,
+    entries     integer NOT NULL DEFAULT 0,
+    exits       integer NOT NULL DEFAULT 0,
+    denied      integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (site_id, hour)
+);
 
 CREATE TABLE IF NOT EXISTS province.site_health (
     site_id         text PRIMARY KEY REFERENCES province.sites (id),
@@ -83,6 +99,32 @@ CREATE TABLE IF NOT EXISTS province.audit (
     reason      text NOT NULL DEFAULT '',
     detail      jsonb NOT NULL DEFAULT '{}'::jsonb
 );
+
+-- The safety self-assessment: the province publishes a versioned checklist
+-- (gatekiosk province checklist), a site's manager fills it on the hub, the
+-- uplink sends it here. questions: [{"id": "...", "vi": "...", "en": "..."}].
+-- A rating older than stale_after_days, or made on an older version, is stale.
+CREATE TABLE IF NOT EXISTS province.checklists (
+    version           integer PRIMARY KEY CHECK (version > 0),
+    published_at      timestamptz NOT NULL DEFAULT now(),
+    title             text NOT NULL,
+    questions         jsonb NOT NULL CHECK (jsonb_typeof(questions) = 'array'),
+    stale_after_days  integer NOT NULL DEFAULT 30 CHECK (stale_after_days > 0)
+);
+
+-- answers: {"question id": true | false}; score: the percentage of measures
+-- in place (0-100). id is made at the hub, so a resend changes nothing.
+CREATE TABLE IF NOT EXISTS province.assessments (
+    site_id            text NOT NULL REFERENCES province.sites (id),
+    id                 text NOT NULL,
+    checklist_version  integer NOT NULL REFERENCES province.checklists (version),
+    made_at            timestamptz NOT NULL,
+    answers            jsonb NOT NULL CHECK (jsonb_typeof(answers) = 'object'),
+    score              integer NOT NULL CHECK (score BETWEEN 0 AND 100),
+    received_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site_id, id)
+);
+CREATE INDEX IF NOT EXISTS assessments_latest ON province.assessments (site_id, made_at DESC);
 
 -- The site whose login runs the query: NULL for any other role.
 CREATE OR REPLACE FUNCTION province.current_site() RETURNS text
@@ -135,6 +177,30 @@ BEGIN
 END
 $$;
 
+-- Keeps province.hourly: runs as the schema's owner once per INSERT
+-- statement, over the rows that statement really inserted.
+CREATE OR REPLACE FUNCTION province.count_hourly() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    INSERT INTO province.hourly AS h (site_id, hour, entries, exits, denied)
+    SELECT site_id, date_trunc('hour', at_utc AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+           count(*) FILTER (WHERE decision = 'allow' AND direction = 'in'),
+           count(*) FILTER (WHERE decision = 'allow' AND direction <> 'in'),
+           count(*) FILTER (WHERE decision <> 'allow')
+    FROM inserted GROUP BY 1, 2
+    ON CONFLICT (site_id, hour) DO UPDATE SET
+        entries = h.entries + excluded.entries,
+        exits = h.exits + excluded.exits,
+        denied = h.denied + excluded.denied;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS events_count_hourly ON province.events;
+CREATE TRIGGER events_count_hourly AFTER INSERT ON province.events
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION province.count_hourly();
+
 -- The authority's web records who asked for what and why, before it reads.
 CREATE OR REPLACE FUNCTION province.audit_request(
     p_actor text, p_action text, p_site text, p_reason text, p_detail jsonb
@@ -155,8 +221,22 @@ GRANT EXECUTE ON FUNCTION province.audit_request(text, text, text, text, jsonb)
     TO province_reader;
 
 GRANT INSERT, SELECT ON province.events TO province_site;
-GRANT SELECT ON province.events, province.sites, province.site_health, province.audit
+GRANT SELECT ON province.checklists TO province_site;
+GRANT INSERT, SELECT ON province.assessments TO province_site;
+GRANT SELECT ON province.events, province.sites, province.site_health, province.audit,
+    province.hourly, province.checklists, province.assessments
     TO province_reader;
+
+ALTER TABLE province.assessments ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS site_rates_own ON province.assessments;
+CREATE POLICY site_rates_own ON province.assessments FOR INSERT TO province_site
+    WITH CHECK (site_id = province.current_site());
+DROP POLICY IF EXISTS site_reads_own_ratings ON province.assessments;
+CREATE POLICY site_reads_own_ratings ON province.assessments FOR SELECT TO province_site
+    USING (site_id = province.current_site());
+DROP POLICY IF EXISTS reader_reads_all_ratings ON province.assessments;
+CREATE POLICY reader_reads_all_ratings ON province.assessments FOR SELECT TO province_reader
+    USING (true);
 
 ALTER TABLE province.events ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS site_inserts_own ON province.events;
