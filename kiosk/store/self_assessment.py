@@ -210,7 +210,9 @@ class SelfAssessmentRepository:
                     rating.score,
                 ),
             )
-            write_audit(conn, audit, id=rating.id, version=checklist_version, score=rating.score)
+            write_audit(
+                conn, audit, id=rating.id, checklist_version=checklist_version, score=rating.score
+            )
         return rating
 
     def assessments(self, *, limit: int = 50) -> list[SelfAssessment]:
