@@ -71,9 +71,7 @@ def document(**changes: Any) -> dict[str, Any]:
 
 
 def uplink_of(store: Store, dsn: str) -> Uplink:
-    return Uplink(
-        ProvinceOutbox(store.connection), UplinkSettings(dsn=dsn), clock=FakeClock(NOW)
-    )
+    return Uplink(ProvinceOutbox(store.connection), UplinkSettings(dsn=dsn), clock=FakeClock(NOW))
 
 
 def publish(province: Province, tmp_path: Path, text: str = CHECKLIST_TOML) -> int:
@@ -84,7 +82,8 @@ def publish(province: Province, tmp_path: Path, text: str = CHECKLIST_TOML) -> i
 
 def pending_marks(path: Path) -> list[int]:
     with sqlite3.connect(path) as conn:
-        return [int(row[0]) for row in conn.execute("SELECT province_pending FROM self_assessments")]
+        rows = conn.execute("SELECT province_pending FROM self_assessments").fetchall()
+    return [int(row[0]) for row in rows]
 
 
 # ----------------------------------------------------------------------------- publishing
