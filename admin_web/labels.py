@@ -75,7 +75,7 @@ DETAIL_KEYS: Mapping[str, Any] = {
     "new": _l("After"),
     "removed": _l("Removed"),
     "size_kb": _l("Size (KB)"),
-    "score": _l("Score (%)"),
+    "score": _l("Score"),
     "checklist_version": _l("Checklist version"),
 }
 """Audit detail keys in words; a key not listed here shows itself."""
