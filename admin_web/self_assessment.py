@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -52,15 +53,28 @@ def _configured() -> bool:
     return bool(str(gk().settings["province.dsn"]).strip())
 
 
+def due_by(checklist: HubChecklist, ratings: list[SelfAssessment]) -> datetime | None:
+    """When the site's latest rating of ``checklist`` goes stale at the province;
+    None when there is none (a rating of an older version counts as none)."""
+    latest = next((r for r in ratings if r.checklist_version == checklist.version), None)
+    if latest is None:
+        return None
+    return latest.made_at + timedelta(days=checklist.stale_after_days)
+
+
 def _page(status: int = 200, *, answers: dict[str, bool] | None = None) -> tuple[str, int]:
-    store = gk().store
+    context = gk()
     configured = _configured()
+    checklist = context.store.self_assessment.latest_checklist() if configured else None
+    ratings = context.store.self_assessment.assessments(limit=HISTORY) if configured else []
     return (
         render_template(
             "self_assessment.html",
             configured=configured,
-            checklist=store.self_assessment.latest_checklist() if configured else None,
-            ratings=store.self_assessment.assessments(limit=HISTORY) if configured else [],
+            checklist=checklist,
+            ratings=ratings,
+            due=None if checklist is None else due_by(checklist, ratings),
+            now=context.clock.now(),
             answers=answers or {},
         ),
         status,

@@ -5,8 +5,9 @@ texts are escaped; without a province or a checklist the page says why."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -187,3 +188,34 @@ def test_without_a_province_the_page_says_it_is_not_configured(
     assert 'id="not-configured"' in page
     assert "province.dsn" in page
     assert manager.post(PAGE, data=form(manager)).status_code == 409
+
+
+def test_the_page_says_until_when_the_latest_rating_counts(
+    app_with: AppWith, clock: FakeClock
+) -> None:
+    app, store = hub_app(app_with)
+    keep(store)
+    manager = client_as(app, "manager")
+    due = manager.get(PAGE).get_data(as_text=True).split('id="due"')[1].split("</p>")[0]
+    assert "no rating of this version yet" in due
+    fields = form(manager, sanitiser="yes", qr_check="no", masks="no")
+    assert manager.post(PAGE, data=fields).status_code == 302
+    until = (clock.now() + timedelta(days=30)).astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
+    due = manager.get(PAGE).get_data(as_text=True).split('id="due"')[1].split("</p>")[0]
+    assert f"counts until {until:%d/%m/%Y %H:%M}" in due
+    clock.advance(31 * 86400)
+    due = manager.get(PAGE).get_data(as_text=True).split('id="due"')[1].split("</p>")[0]
+    assert f"went stale on {until:%d/%m/%Y %H:%M}" in due
+    keep(store, *QUESTIONS, version=2)  # a new version: the old rating no longer counts
+    due = manager.get(PAGE).get_data(as_text=True).split('id="due"')[1].split("</p>")[0]
+    assert "no rating of this version yet" in due
+
+
+def test_the_page_is_vietnamese_by_default(app_with: AppWith) -> None:
+    app, store = hub_app(app_with)
+    keep(store)
+    manager = client_as(app, "manager")
+    manager.environ_base.pop("HTTP_ACCEPT_LANGUAGE")
+    page = manager.get(PAGE).get_data(as_text=True)
+    assert "Tự đánh giá an toàn" in page
+    assert "Lưu kết quả đánh giá" in page
