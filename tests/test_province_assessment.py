@@ -141,6 +141,20 @@ def test_a_broken_file_is_refused_by_the_cli_with_a_clear_error(tmp_path: Path) 
     assert "không phải TOML hợp lệ / not valid TOML" in result.output
 
 
+def test_an_invalid_checklist_publishes_nothing(province: Province, tmp_path: Path) -> None:
+    path = tmp_path / "checklist.toml"
+    path.write_text(CHECKLIST_TOML.replace('id = "masks"', 'id = "sanitiser"'), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["province", "checklist", province.owner_dsn, str(path)])
+    assert result.exit_code == 1
+    assert "Error: questions: id 'sanitiser' bị trùng / id 'sanitiser' used twice" in result.output
+    missing = CliRunner().invoke(
+        cli, ["province", "checklist", province.owner_dsn, str(tmp_path / "none.toml")]
+    )
+    assert missing.exit_code == 1
+    assert "không đọc được tệp / cannot read the file" in missing.output
+    assert province.query("SELECT count(*) FROM province.checklists") == [(0,)]
+
+
 def test_each_publish_is_a_new_version_and_the_old_one_stays(
     province: Province, tmp_path: Path
 ) -> None:
