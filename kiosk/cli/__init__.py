@@ -12,7 +12,19 @@ from __future__ import annotations
 import os
 
 # Importing the command modules registers their commands on the group.
-from kiosk.cli import check, declare, gate, images, keys, log, province, site, site_admin, users  # noqa: F401
+from kiosk.cli import (  # noqa: F401
+    check,
+    declare,
+    gate,
+    images,
+    keys,
+    log,
+    province,
+    province_web,
+    site,
+    site_admin,
+    users,
+)
 from kiosk.cli.group import cli
 
 __all__ = ["cli", "main"]
