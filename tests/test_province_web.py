@@ -91,7 +91,12 @@ def app(
     app.test_client_class = EnglishClient
     for role, password in PASSWORDS.items():
         add_user(
-            store, f"{role}1", role=role, password=password, at=clock.now(), hashing=password_hashing
+            store,
+            f"{role}1",
+            role=role,
+            password=password,
+            at=clock.now(),
+            hashing=password_hashing,
         )
     yield app
     store.close()
@@ -112,7 +117,9 @@ def today_times(province: Province, count: int) -> list[datetime]:
 
 
 def row_of(page: str, site_id: str) -> str:
-    match = re.search(rf'<tr class="site-[a-z-]+" data-site="{re.escape(site_id)}">.*?</tr>', page, re.S)
+    match = re.search(
+        rf'<tr class="site-[a-z-]+" data-site="{re.escape(site_id)}">.*?</tr>', page, re.S
+    )
     assert match, f"no row for {site_id}"
     return match.group(0)
 
@@ -190,7 +197,9 @@ def test_a_sites_day_chart_counts_each_local_hour(
     assert manager.get("/sites/nowhere").status_code == 404
 
 
-def test_ratings_list_missing_and_stale_sites_first(province: Province, manager: FlaskClient) -> None:
+def test_ratings_list_missing_and_stale_sites_first(
+    province: Province, manager: FlaskClient
+) -> None:
     for site in ("a-current", "b-old-version", "c-missing", "d-too-old"):
         province.add_site(site)
     now = server_now(province)
@@ -260,7 +269,14 @@ def test_a_window_export_holds_the_sites_events_and_is_audited_once(
     assert {row[2] for row in rows[1:]} == {"market-a"}
     assert rows[1][0] == "2026-03-10 08:00:00"
     assert audit_rows(province) == [
-        ("manager1", "export-window", "market-a", "Ca bệnh F0 số 12", "csv", f"{province.dbname}_reader")
+        (
+            "manager1",
+            "export-window",
+            "market-a",
+            "Ca bệnh F0 số 12",
+            "csv",
+            f"{province.dbname}_reader",
+        )
     ]
 
     status, body, mimetype = export(manager, format="xlsx", reason="Case 13")
@@ -306,7 +322,9 @@ def test_only_managers_export_and_read_the_requests(province: Province, app: Fla
     assert guard.get("/requests").status_code == 403
 
 
-def test_the_requests_page_shows_who_asked_and_why(province: Province, manager: FlaskClient) -> None:
+def test_the_requests_page_shows_who_asked_and_why(
+    province: Province, manager: FlaskClient
+) -> None:
     province.add_site("market-a")
     assert export(manager, reason="Truy vết <b>ca 7</b>")[0] == 200
     page = manager.get("/requests").get_data(as_text=True)
@@ -347,7 +365,16 @@ def test_a_site_name_with_html_is_shown_as_text(province: Province, manager: Fla
 
 @pytest.mark.parametrize(
     "path",
-    ["/log", "/export.csv", "/api/live", "/settings", "/users", "/display", "/site/gates", "/inside"],
+    [
+        "/log",
+        "/export.csv",
+        "/api/live",
+        "/settings",
+        "/users",
+        "/display",
+        "/site/gates",
+        "/inside",
+    ],
 )
 def test_province_mode_has_no_gate_pages(manager: FlaskClient, path: str) -> None:
     assert manager.get(path).status_code == 404
