@@ -50,7 +50,7 @@ LONG_REASON = (
     f"Lý do dài quá {MAX_REASON_CHARS} ký tự. / "
     f"The reason is longer than {MAX_REASON_CHARS} characters."
 )
-UNKNOWN_SITE = "Không có cơ sở này. / There is no such site."
+UNKNOWN_SITE = "Không có khu này. / There is no such site."
 BAD_FROM = (
     "Không hiểu thời điểm bắt đầu (dd/mm/yyyy HH:MM). / "
     "The start was not understood (dd/mm/yyyy HH:MM)."

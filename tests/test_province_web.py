@@ -264,7 +264,7 @@ def test_a_window_export_holds_the_sites_events_and_is_audited_once(
     assert mimetype.startswith("text/csv")
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
     assert rows[0][0].startswith("Giờ địa phương (Asia/Ho_Chi_Minh, UTC+07:00) / Local time")
-    assert rows[0][2] == "Cơ sở / Site"
+    assert rows[0][2] == "Khu / Site"
     assert [row[15] for row in rows[1:]] == [f"e-market-a-allow-in-{i}" for i in range(5)]
     assert {row[2] for row in rows[1:]} == {"market-a"}
     assert rows[1][0] == "2026-03-10 08:00:00"
