@@ -145,14 +145,17 @@ def test_the_site_list_shows_every_site_scanning_or_quiet_with_todays_counts(
 
     a, b, never = row_of(page, "market-a"), row_of(page, "market-b"), row_of(page, "never")
     assert 'class="site-scanning"' in a
-    assert re.findall(r'class="count \w+">(\d+)<', a) == ["3", "2", "1"]
+    assert re.findall(r'class="tally \w+">(\d+)<', a) == ["3", "2", "1"]
     assert 'class="site-quiet"' in b
-    assert re.findall(r'class="count \w+">(\d+)<', b) == ["1", "0", "0"]
+    assert re.findall(r'class="tally \w+">(\d+)<', b) == ["1", "0", "0"]
     assert 'class="site-never-heard"' in never
     assert "Never heard from" in never
-    assert re.findall(r'class="count \w+">(\d+)<', never) == ["0", "0", "0"]
+    assert re.findall(r'class="tally \w+">(\d+)<', never) == ["0", "0", "0"]
     assert 'id="sites-scanning">1 / 3<' in page
     assert 'id="entries">4<' in page
+    site_page = manager.get("/sites/market-a").get_data(as_text=True)
+    assert re.search(r"Last heard: \d\d/\d\d/\d{4} \d\d:\d\d<", site_page)
+    assert "Last heard: —" in manager.get("/sites/never").get_data(as_text=True)
 
 
 def test_todays_counts_come_from_the_rollup_not_from_scanning_events(

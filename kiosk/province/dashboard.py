@@ -163,11 +163,18 @@ def all_sites(conn: psycopg.Connection[Any]) -> tuple[SiteInfo, ...]:
     return tuple(SiteInfo(*row) for row in rows)
 
 
+_SITE_INFO = """
+SELECT s.id, s.name, greatest(s.last_heard, (
+    SELECT e.received_at FROM province.events e
+    WHERE e.site_id = s.id AND e.at_utc >= now() - interval '2 days'
+    ORDER BY e.at_utc DESC LIMIT 1))
+FROM province.sites s WHERE s.id = %s
+"""
+
+
 def site_info(conn: psycopg.Connection[Any], site_id: str) -> SiteInfo | None:
-    """A site by its id; None if the province has no such site."""
-    row = conn.execute(
-        "SELECT id, name, last_heard FROM province.sites WHERE id = %s", (site_id,)
-    ).fetchone()
+    """A site by its id, last heard as on the site list; None if the province has no such site."""
+    row = conn.execute(_SITE_INFO, (site_id,)).fetchone()
     return None if row is None else SiteInfo(row[0], row[1], row[2])
 
 
