@@ -211,6 +211,7 @@ def export_download() -> Any:
             conn.close()
 
     response = Response(body(), mimetype="text/csv")
+    response.call_on_close(conn.close)  # also when the body was never started
     response.headers["Content-Disposition"] = f'attachment; filename="{_filename(checked, tz)}"'
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -294,6 +294,27 @@ def test_a_window_export_holds_the_sites_events_and_is_audited_once(
     ]
 
 
+def test_the_request_is_recorded_before_any_row_is_read(
+    province: Province, manager: FlaskClient
+) -> None:
+    province.add_site("market-a")
+    insert_events(province, "market-a", [datetime(2026, 3, 10, 1, 0, tzinfo=UTC)])
+    data = {
+        "site": "market-a",
+        "from": "10/03/2026 00:00",
+        "to": "11/03/2026 00:00",
+        "reason": "Case 14",
+        "csrf_token": csrf_token(manager, "/export"),
+    }
+    response = manager.post("/export", data=data, buffered=False)
+    try:
+        # Nothing of the body has been read yet: the audit row is committed already.
+        assert [row[3] for row in audit_rows(province)] == ["Case 14"]
+    finally:
+        response.close()
+    assert len(audit_rows(province)) == 1
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
