@@ -15,16 +15,19 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
 from admin_web import create_province_app
 from admin_web.province import ProvinceWeb
 from kiosk.accounts import PasswordHashing, add_user
+from kiosk.cli import cli
 from kiosk.clock import FakeClock
 from kiosk.config import load_settings
 from kiosk.province import dashboard
 from kiosk.province.dashboard import day_bounds
+from kiosk.province.window_export import iter_window_csv
 from kiosk.store import Store
 from tests.postgres_fixture import Province, postgres_fixture, province_fixture  # noqa: F401
 from tests.web import PASSWORDS, EnglishClient, csrf_token, log_in
@@ -414,3 +417,54 @@ def test_login_leads_to_the_site_list(app: Flask) -> None:
     assert response.headers["Location"] == "/"
     page = client.get("/nowhere").get_data(as_text=True)
     assert 'id="way-back"' in page
+
+
+def test_the_window_export_neutralises_formulas_and_keeps_bilingual_headers() -> None:
+    event = dashboard.WindowEvent(
+        site_id="market-a",
+        id="e1",
+        at=datetime(2026, 3, 10, 1, 0, tzinfo=UTC),
+        utc_offset_min=420,
+        gate_id='=HYPERLINK("http://evil","x")',
+        boot_id="boot",
+        seq=7,
+        clock_synced=True,
+        direction="in",
+        decision="deny",
+        reason="expired",
+        kind="cccd",
+        subject_hash="h",
+        province_subject_hash=None,
+        override=False,
+        warning="@SUM(1)",
+        received_at=datetime(2026, 3, 10, 1, 0, 5, tzinfo=UTC),
+    )
+    body = b"".join(iter_window_csv([event], tz=TZ, lang="vi"))
+    assert body.startswith(b"\xef\xbb\xbf")
+    header, row = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    assert header[3] == "Cổng / Gate"
+    assert row[0] == "2026-03-10 08:00:00"
+    assert row[3] == '\'=HYPERLINK("http://evil","x")'
+    assert row[11] == "'@SUM(1)"
+    assert row[4:6] == ["vào", "từ chối"]
+    assert row[9] == ""
+
+
+def test_province_web_refuses_to_start_without_a_reader_dsn(tmp_path: Path) -> None:
+    config = tmp_path / "province.toml"
+    config.write_text(f'[gate]\ndata_dir = "{tmp_path.as_posix()}"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["province", "web", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "province_web.dsn is empty" in result.output
+
+
+def test_a_site_is_scanning_only_when_heard_from_lately_with_events_today() -> None:
+    now = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
+    busy, idle = dashboard.Counts(1, 0, 0), dashboard.Counts()
+    window = dashboard.SCANNING_WINDOW
+    assert dashboard.site_state(now - window, busy, now=now) == dashboard.SCANNING
+    assert dashboard.site_state(now - window - timedelta(seconds=1), busy, now=now) == (
+        dashboard.QUIET
+    )
+    assert dashboard.site_state(now, idle, now=now) == dashboard.QUIET
+    assert dashboard.site_state(None, busy, now=now) == dashboard.NEVER_HEARD
