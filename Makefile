@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench site-chaos test-install-arm64
+.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench site-chaos test-install-arm64 province-dashboard-bench
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -96,6 +96,12 @@ purge-bench: $(TEST_STAMP)
 # latency, catch-up of a 600,000-event backlog, hub RSS. Writes bench/report-site-chaos.md.
 site-chaos: $(TEST_STAMP)
 	$(BIN)/python -m bench.site_chaos --gates 3 --rate 20 --chaos-s 300 --broker-kills 50 --hub-kills 10 --sync-kills 10 --backlog 600000
+
+# The province dashboard's queries over 10,000,000 events on a temporary PostgreSQL: the fill
+# rate with the hourly trigger, p50/p95 of each page's queries beside the same answer from the
+# raw events. Several minutes; writes bench/report-province-dashboard.md.
+province-dashboard-bench: $(TEST_STAMP)
+	$(BIN)/python -m bench.province_dashboard --events 10000000 --sites 200 --runs 100
 
 # The installer and the installed program on arm64 (Debian bookworm and
 # trixie) under qemu-user emulation: root, debootstrap, qemu-user-static;

@@ -50,13 +50,53 @@ def create_app(
         inside,
         log_views,
         passes,
-        presenting,
-        security,
         self_assessment,
         site,
         site_status,
         trust,
     )
+
+    app = _base_app(
+        settings,
+        store=store,
+        clock=clock,
+        test_config=test_config,
+        password_hashing=password_hashing,
+    )
+    for module in (
+        auth,
+        dashboard,
+        log_views,
+        inside,
+        exports,
+        admin,
+        guard,
+        display,
+        i18n,
+        declare,
+        passes,
+        trust,
+        errors,
+        site,
+        site_status,
+        self_assessment,
+    ):
+        app.register_blueprint(module.bp)
+    return app
+
+
+def _base_app(
+    settings: Settings,
+    *,
+    store: Store | None,
+    clock: Clock | None,
+    test_config: Mapping[str, Any] | None,
+    password_hashing: PasswordHashing,
+) -> Flask:
+    """What every mode of the web shares: configuration, the context every
+    request reads (:class:`WebContext`), CSRF and headers, languages, filters."""
+    from admin_web import i18n, presenting, security
+    from admin_web.routing import home_endpoint
 
     app = Flask(__name__)
     app.config.update(
@@ -87,24 +127,41 @@ def create_app(
     security.init_app(app, settings)
     i18n.init_app(app)
     presenting.init_app(app)
-    for module in (
-        auth,
-        dashboard,
-        log_views,
-        inside,
-        exports,
-        admin,
-        guard,
-        display,
-        i18n,
-        declare,
-        passes,
-        trust,
-        errors,
-        site,
-        site_status,
-        self_assessment,
-    ):
+    app.add_template_global(home_endpoint, "home_endpoint")
+    app.jinja_env.globals["province_mode"] = False
+    return app
+
+
+def create_province_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    test_config: Mapping[str, Any] | None = None,
+    password_hashing: PasswordHashing = SCRYPT,
+) -> Flask:
+    """The web in province mode: the authority's view over every site.
+
+    It reads the province's PostgreSQL through ``province_web.dsn`` (a login
+    in ``province_reader``) and registers only the province's pages, the
+    login and the languages; no gate or site page exists here (404). Its
+    own accounts are those of the local database in ``gate.data_dir``
+    (``gatekiosk user add``), as on a site.
+    """
+    from admin_web import auth, errors, i18n, province, province_export
+    from admin_web.routing import HOME_ENDPOINT
+
+    app = _base_app(
+        settings,
+        store=store,
+        clock=clock,
+        test_config=test_config,
+        password_hashing=password_hashing,
+    )
+    app.config[HOME_ENDPOINT] = "province.index"
+    app.extensions["gatekiosk_province"] = province.ProvinceWeb.from_settings(settings)
+    app.jinja_env.globals["province_mode"] = True
+    for module in (auth, i18n, errors, province, province_export):
         app.register_blueprint(module.bp)
     return app
 

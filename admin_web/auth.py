@@ -24,6 +24,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers.response import Response
 
 from admin_web.context import gk
+from admin_web.routing import home_endpoint
 from kiosk.accounts import authenticate, valid_name
 from kiosk.store import ThrottleRule, User
 from kiosk.store.throttle import LoginKeys, login_keys
@@ -111,10 +112,10 @@ def login_required(*roles: str) -> Callable[[F], F]:
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect to somewhere else."""
     if not target:
-        return url_for("dashboard.index")
+        return url_for(home_endpoint())
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return url_for("dashboard.index")
+        return url_for(home_endpoint())
     return target
 
 

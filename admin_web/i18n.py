@@ -21,6 +21,7 @@ from flask_babel import Babel
 from werkzeug.wrappers.response import Response
 
 from admin_web.context import gk
+from admin_web.routing import home_endpoint
 
 LANGUAGES = ("vi", "en")
 
@@ -51,7 +52,7 @@ BAD_NEXT = (
 @bp.post("/lang/<code>")
 def choose(code: str) -> Response:
     """Remember the language, then go back to ``next``: a path on this site
-    (anything else goes to the dashboard). A ``next`` with control characters
+    (anything else goes to the home page). A ``next`` with control characters
     (CR/LF would split the Location header) is refused with a 400."""
     target = request.form.get("next", "")
     if any(unicodedata.category(char) == "Cc" for char in target):
@@ -60,5 +61,5 @@ def choose(code: str) -> Response:
         session["lang"] = code
     # A backslash counts as a slash in browsers: "/\\evil.example" is "//evil.example".
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        target = url_for("dashboard.index")
+        target = url_for(home_endpoint())
     return redirect(target)

@@ -17,3 +17,15 @@ class RowIdConverter(IntegerConverter):
 
     def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
         super().__init__(url_map, min=1, max=ROWID_MAX)
+
+
+HOME_ENDPOINT = "GATEKIOSK_HOME"
+"""The app's config key naming its home page's endpoint: the dashboard on a
+site, the site list in province mode (:func:`admin_web.create_province_app`)."""
+
+
+def home_endpoint() -> str:
+    """The endpoint of this app's home page (where logins and way-backs lead)."""
+    from flask import current_app
+
+    return str(current_app.config.get(HOME_ENDPOINT, "dashboard.index"))

@@ -434,3 +434,25 @@ EDITABLE_ON_WEB: tuple[str, ...] = (
 """Settings a manager may change on the web; they are stored in the database
 and override the file. Pins, camera and paths stay in the file: they need
 someone at the machine anyway."""
+
+# --- province web (issue 18, helper A): gatekiosk province web
+PROVINCE_WEB_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "province_web",
+        "dsn",
+        "",
+        "Province server only (gatekiosk province web): the province's PostgreSQL as a libpq "
+        "connection string of a login in province_reader, for example 'host=localhost "
+        "dbname=province user=province_web' (password in ~/.pgpass). Times are shown in "
+        "gate.timezone; the web's accounts live in gate.data_dir.",
+    ),
+    Setting(
+        "province_web",
+        "export_max_days",
+        31,
+        "Province web: the longest window of one site's entries one export may cover, in days.",
+        minimum=1,
+        maximum=366,
+    ),
+)
+SETTINGS = SETTINGS + PROVINCE_WEB_SETTINGS

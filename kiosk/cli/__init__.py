@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+import kiosk.cli.province_web  # noqa: F401  (gatekiosk province web)
+
 # Importing the command modules registers their commands on the group.
 from kiosk.cli import check, declare, gate, images, keys, log, province, site, site_admin, users  # noqa: F401
 from kiosk.cli.group import cli
