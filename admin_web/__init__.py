@@ -52,6 +52,7 @@ def create_app(
         passes,
         presenting,
         security,
+        self_assessment,
         site,
         site_status,
         trust,
@@ -102,6 +103,7 @@ def create_app(
         errors,
         site,
         site_status,
+        self_assessment,
     ):
         app.register_blueprint(module.bp)
     return app

@@ -41,6 +41,7 @@ ACTIONS: Mapping[str, Any] = {
     "keys-rotate": _l("Started a new signing key"),
     "keys-retire": _l("Retired a signing key"),
     "badge-logo": _l("Changed the badge logo"),
+    "self-assessment": _l("Rated the site's safety measures"),
 }
 """Audit actions in words; an action not listed here shows its code."""
 
@@ -74,6 +75,8 @@ DETAIL_KEYS: Mapping[str, Any] = {
     "new": _l("After"),
     "removed": _l("Removed"),
     "size_kb": _l("Size (KB)"),
+    "score": _l("Score"),
+    "checklist_version": _l("Checklist version"),
 }
 """Audit detail keys in words; a key not listed here shows itself."""
 

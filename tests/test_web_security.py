@@ -87,6 +87,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("/site/gates", "GET"): MANAGER,
     ("/site/gates/token", "POST"): MANAGER,
     ("/site/status", "GET"): ANY_USER,
+    ("/site/assessment", "GET"): MANAGER,
+    ("/site/assessment", "POST"): MANAGER,
 }
 
 

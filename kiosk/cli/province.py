@@ -141,3 +141,45 @@ def province_add_reader(dsn: str, role: str, password_stdin: bool) -> None:
     except ValueError as exc:
         raise ProvinceError(str(exc)) from exc
     click.echo(f"Tài khoản đọc / reader role {role}")
+
+
+@province.command("checklist")
+@click.argument("dsn")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def province_checklist(dsn: str, file: Path) -> None:
+    """Publish the self-assessment checklist in FILE as a new version.
+
+    FILE is TOML: a title, stale_after_days (a site's rating older than this
+    counts as stale; default 30) and 1 to 50 questions, each with an id
+    (1-40 of a-z, 0-9, '_', '-', unique) and its text in Vietnamese (vi)
+    and English (en), at most 300 characters each. Every publish is the
+    next version; hubs fetch the newest through `gatekiosk uplink`, and
+    ratings made on an older one count as stale. Run as the schema's owner.
+
+    Example (deploy/province-checklist.toml is a full one):
+
+    \b
+        title = "Tiêu chí an toàn / Safety criteria"
+        stale_after_days = 30
+        [[questions]]
+        id = "sanitiser"
+        vi = "Có dung dịch sát khuẩn tay tại cổng"
+        en = "Hand sanitiser at the gate"
+
+    \b
+        gatekiosk province checklist "dbname=province" province-checklist.toml
+    """
+    from kiosk.province.checklist import load_checklist, publish_checklist
+
+    checklist = load_checklist(file)
+    version = 0
+
+    def publish() -> None:
+        nonlocal version
+        version = publish_checklist(dsn, checklist)
+
+    _run("province checklist", publish)
+    click.echo(
+        f"Đã công bố bộ câu hỏi phiên bản {version} ({len(checklist.questions)} câu) / "
+        f"checklist version {version} published ({len(checklist.questions)} questions)"
+    )

@@ -6,4 +6,8 @@
   database (the ``province_pending`` mark of migration 0013).
 - :mod:`kiosk.province.uplink`: ``gatekiosk uplink``, batches sent with COPY
   and inserted idempotently, marked at the hub only after the commit.
+- :mod:`kiosk.province.checklist`: the safety self-assessment checklist,
+  checked and published as a new version (``gatekiosk province checklist``).
+- :mod:`kiosk.province.assessment`: the uplink's part in it, the newest
+  checklist down to the hub and the site's ratings up, idempotent by id.
 """

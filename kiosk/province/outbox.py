@@ -99,6 +99,11 @@ class ProvinceOutbox:
     def __init__(self, db: Connection) -> None:
         self._db = db
 
+    @property
+    def connection(self) -> Connection:
+        """The site database's connection (the uplink's other queues use it too)."""
+        return self._db
+
     def enable(self, now: datetime) -> int:
         """Start the queue here (idempotent); on the first call, mark every
         existing event pending. Returns how many were marked.

@@ -29,8 +29,10 @@ import psycopg
 from psycopg import sql
 
 from kiosk.clock import Clock
+from kiosk.province.assessment import AssessmentLink
 from kiosk.province.errors import ProvinceError
 from kiosk.province.outbox import PROVINCE_COLUMNS, ProvinceBatch, ProvinceOutbox
+from kiosk.store.self_assessment import SelfAssessmentRepository
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +198,9 @@ class ProvinceSession:
                 "tài khoản này không thuộc khu vực nào ở cấp tỉnh"
             )
         self.site_id = str(row[0])
+        self.assessment = AssessmentLink(
+            conn, SelfAssessmentRepository(outbox.connection), self.site_id
+        )
         conn.execute(_INCOMING_DDL)
         conn.commit()
 
@@ -240,7 +245,9 @@ class ProvinceSession:
 
     def report_health(self, now: datetime) -> None:
         """Today's counts (the site's day), the backlog and the hub's clock; the
-        server records when it heard the site by its own clock."""
+        server records when it heard the site by its own clock. With it, the
+        self-assessment: a newer checklist down, pending ratings up."""
+        self.assessment.sync(now)
         local = now.astimezone(self._zone)
         start = datetime.combine(local.date(), time(), self._zone)
         counts = self._outbox.day_counts(start, start + timedelta(days=1))

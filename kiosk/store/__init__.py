@@ -59,6 +59,7 @@ from kiosk.store.connection import (
 from kiosk.store.events import EventRepository
 from kiosk.store.migrations import MIGRATIONS, migrate
 from kiosk.store.outbox import Outbox, SiteLog
+from kiosk.store.self_assessment import SelfAssessmentRepository
 from kiosk.store.site import SiteRepository
 from kiosk.store.site_documents import SiteDocumentRepository
 from kiosk.store.site_gates import GateStatusRow, SiteGatesRepository
@@ -137,7 +138,8 @@ class Store:
     Every method is its area's repository's (``store.events``,
     ``store.accounts``, ``store.audit_log``, ``store.site``, ``store.codes``,
     ``store.throttle``, ``store.site_presence``: other gates' facts, read
-    through ``store.site_presence`` itself),
+    through ``store.site_presence`` itself; ``store.self_assessment``: the
+    province's checklist and the site's ratings),
     so callers need only the store; all of them share ``connection``. A
     method that changes what a manager may audit takes an ``audit``
     (:class:`AuditNote`) and writes it in the change's own transaction.
@@ -166,6 +168,7 @@ class Store:
         self.site_presence = SitePresenceRepository(connection)
         self.site_documents = SiteDocumentRepository(connection)
         self.site_gates = SiteGatesRepository(connection)
+        self.self_assessment = SelfAssessmentRepository(connection)
 
     @classmethod
     def open(

@@ -20,6 +20,7 @@ from kiosk.store.migrations_site import (
     m0012_site_presence,
     m0013_site_gates,
     m0014_province_outbox,
+    m0015_self_assessment,
     m0016_province_subject_hash,
 )
 
@@ -345,6 +346,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0012_site_presence", m0012_site_presence),
     ("0013_site_gates", m0013_site_gates),
     ("0014_province_outbox", m0014_province_outbox),
+    ("0015_self_assessment", m0015_self_assessment),
     ("0016_province_subject_hash", m0016_province_subject_hash),
 )
 

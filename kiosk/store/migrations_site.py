@@ -1,6 +1,6 @@
 """The schema's migrations for several gates and sites (0010 onwards), append
 only: the outbox, the documents the hub sends down, site-wide presence, the
-gates' status and the province's outbox. Listed in order by
+gates' status, the province's outbox and the site's self-assessment. Listed in order by
 :data:`kiosk.store.migrations.MIGRATIONS`.
 """
 
@@ -222,6 +222,51 @@ def m0014_province_outbox(db: Database) -> None:
             UPDATE events SET province_pending = 1 WHERE rowid = NEW.rowid;
         END
         """
+    )
+
+
+def m0015_self_assessment(db: Database) -> None:
+    """On the hub: the site's safety self-assessment (issue 18).
+
+    ``province_checklists`` holds the checklist versions the uplink fetched
+    from the province (newest version in force; older ones kept, since past
+    ratings name them). ``self_assessments`` holds the ratings a manager
+    made, each with its own id (a uuid hex, so a resend to the province
+    changes nothing), the answers as JSON (``{"question id": true|false}``)
+    and the score (the percentage of measures in place). ``province_pending``
+    is cleared by the uplink after the province committed the rating;
+    ``province_refused`` says why the province refused one, if it did.
+    """
+    db.execute(
+        """
+        CREATE TABLE province_checklists (
+            version           INTEGER PRIMARY KEY CHECK (version >= 1),
+            title             TEXT NOT NULL,
+            questions         TEXT NOT NULL,
+            stale_after_days  INTEGER NOT NULL CHECK (stale_after_days >= 1),
+            published_at_utc  TEXT NOT NULL,
+            fetched_at_utc    TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE self_assessments (
+            id                 TEXT PRIMARY KEY NOT NULL,
+            checklist_version  INTEGER NOT NULL REFERENCES province_checklists (version),
+            made_at_utc        TEXT NOT NULL,
+            made_by            TEXT NOT NULL,
+            answers            TEXT NOT NULL,
+            score              INTEGER NOT NULL CHECK (score BETWEEN 0 AND 100),
+            province_pending   INTEGER NOT NULL DEFAULT 1 CHECK (province_pending IN (0, 1)),
+            province_refused   TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_self_assessments_made_at ON self_assessments (made_at_utc)")
+    db.execute(
+        "CREATE INDEX idx_self_assessments_pending ON self_assessments (made_at_utc) "
+        "WHERE province_pending = 1"
     )
 
 
