@@ -19,7 +19,7 @@ import secrets
 import sqlite3
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,7 @@ def uplink(hub_db: Path, dsn: str, clock: FakeClock) -> None:
 
 
 def column(db: Path, name: str) -> list[object]:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         return [row[0] for row in conn.execute(f"SELECT {name} FROM events ORDER BY rowid")]
 
 
