@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiosk.clock import Clock
 from kiosk.config import Settings
-from kiosk.privacy import load_or_create_key
+from kiosk.privacy import load_or_create_key, load_province_key
 from kiosk.rules import (
     SiteCodes,
     gate_setup,
@@ -192,6 +192,8 @@ def build_gate(
             )
         stack.callback(store.close)
         key = load_or_create_key(settings.key_path)
+        province_key_path = settings.province_key_path
+        province_key = load_province_key(province_key_path) if province_key_path else None
         if source is None:
             source = source_for(settings, clock=clock)
         stack.callback(source.close)
@@ -211,6 +213,7 @@ def build_gate(
             clock=clock,
             setup=GateSetup(setup.rules, scan),
             hash_key=key,
+            province_key=province_key,
             site=SiteLink(
                 setup_for_site=setup_for_site(settings),
                 retime_relay=signals.set_relay_pulse_ms,

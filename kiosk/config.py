@@ -68,6 +68,13 @@ class Settings:
         return self.data_dir / "subject.key"
 
     @property
+    def province_key_path(self) -> Path | None:
+        """The province-wide subject-hash key (``privacy.province_key_file``),
+        relative to the data folder; None when the setting is off (empty)."""
+        configured = str(self.values.get("privacy.province_key_file", "")).strip()
+        return self.data_dir / configured if configured else None
+
+    @property
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.values["gate.timezone"])
 

@@ -255,6 +255,17 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
         maximum=3650,
     ),
+    # Issue 18, helper D: the province-wide subject hash (off by default).
+    Setting(
+        "privacy",
+        "province_key_file",
+        "",
+        "Empty (the default): off, and the province cannot follow one person across sites. "
+        "Set it only where the law requires the province to do so: the key file the province "
+        "gives every gate of the province out of band (the same file everywhere, mode 0600; a "
+        "relative path is inside gate.data_dir). The gate then also hashes each person with it "
+        "and that hash goes up to the province; the ID itself never leaves the gate.",
+    ),
 )
 
 WEB_SETTINGS: tuple[Setting, ...] = (

@@ -19,6 +19,14 @@ taken as an entry (anti-passback cannot see the old row). Nothing is
 mis-matched: the old row simply ages out. Denylist entries made before the
 upgrade are kept working by :func:`legacy_subject_hash`, checked beside the
 new hash (refusing more, never admitting more).
+
+The province key (off by default, ``privacy.province_key_file``): where the
+law requires the authority to follow one person across the province's
+sites, every gate of the province also hashes the same subject with one
+province-wide key (:func:`load_province_key`), distributed by the province
+out of band. Only that hash leaves the site, in the event's
+``province_subject_hash``; the subject itself never leaves the gate, and the
+site key never leaves the site.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import hmac
 import logging
 import re
 import secrets
+import stat
 from pathlib import Path
 
 from kiosk.codes.base import (
@@ -39,7 +48,7 @@ from kiosk.codes.base import (
     Credential,
 )
 from kiosk.datadir import ensure_private_dir
-from kiosk.errors import StoreError
+from kiosk.errors import ConfigError, StoreError
 from kiosk.tempfiles import AtomicOutput
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,57 @@ def load_or_create_key(path: Path) -> bytes:
         raise StoreError(f"cannot read the subject-hash key {path}: {exc.strerror}") from exc
     if len(key) < KEY_BYTES:
         raise StoreError(f"the subject-hash key {path} is truncated ({len(key)} bytes)")
+    return key
+
+
+def load_province_key(path: Path) -> bytes:
+    """Read the province-wide subject-hash key; never create it.
+
+    The province makes the key once and gives the same file to every gate
+    of the province, out of band, so the same person gets the same
+    ``province_subject_hash`` at every site; a gate that made its own key
+    would follow no one. Refuses, with a message in Vietnamese and English
+    that names the file but never its content, a key that is missing,
+    unreadable, readable by other users (it would let anyone with a copy of
+    a province database test ID numbers against it) or shorter than
+    :data:`KEY_BYTES` bytes.
+    """
+    setting = "privacy.province_key_file"
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        key = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                f"{setting}: không có tệp khóa cấp tỉnh {path}; chép tệp do Sở cấp vào đó, "
+                "hoặc để trống thiết lập này để tắt / the province key file is missing; copy "
+                "the file the province gave you there, or leave this setting empty to turn it off"
+            ]
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            [
+                f"{setting}: không đọc được tệp khóa cấp tỉnh {path} ({exc.strerror}) / "
+                f"cannot read the province key file ({exc.strerror})"
+            ]
+        ) from None
+    if mode & 0o077:
+        raise ConfigError(
+            [
+                f"{setting}: người dùng khác đọc được tệp khóa cấp tỉnh {path} (quyền "
+                f"{mode:04o}); chạy `chmod 600 {path}` / the province key file is readable by "
+                f"other users; run `chmod 600 {path}`"
+            ]
+        )
+    if len(key) < KEY_BYTES:
+        raise ConfigError(
+            [
+                f"{setting}: tệp khóa cấp tỉnh {path} quá ngắn ({len(key)} byte, cần ít nhất "
+                f"{KEY_BYTES}) / the province key file is too short ({len(key)} bytes, at "
+                f"least {KEY_BYTES} needed)"
+            ]
+        )
+    log.info("province key loaded: events carry the province-wide subject hash")
     return key
 
 

@@ -93,11 +93,14 @@ class Scanner:
         clock: Clock,
         setup: GateSetup,
         hash_key: bytes,
+        province_key: bytes | None = None,
         site: SiteLink | None = None,
         hooks: ScanHooks | None = None,
     ) -> None:
         """``site`` keeps a live gate in step with its site (None: settings
-        and codes fixed at start, as for a replay)."""
+        and codes fixed at start, as for a replay). ``province_key``, only
+        where the law requires it (``privacy.province_key_file``), hashes
+        each subject a second time for the province (None: off)."""
         hooks = hooks or ScanHooks()
         self.source = parts.source
         self.decoder = parts.decoder
@@ -108,6 +111,7 @@ class Scanner:
         self.rules = setup.rules
         self.settings = setup.settings
         self._hash_key = hash_key
+        self._province_key = province_key
         self._on_outcome = hooks.on_outcome
         self._heartbeat = hooks.heartbeat or (lambda: None)
         self._presentations = PresentationFilter(hysteresis_s=self.settings.hysteresis_s)
@@ -212,7 +216,12 @@ class Scanner:
         at = self.clock.now()
         identified = self.registry.identify(code.raw, at=at)
         credential = identified if isinstance(identified, Credential) else None
-        hashed = subject_hash(self._hash_key, subject_of(credential)) if credential else None
+        subject = subject_of(credential) if credential else None
+        hashed = subject_hash(self._hash_key, subject) if subject else None
+        # The province's hash of the same subject, beside the site's (off by default).
+        province_hashed = (
+            subject_hash(self._province_key, subject) if subject and self._province_key else None
+        )
         with self._lock:
             try:
                 # Overrides that waited for the database go first, so the
@@ -220,11 +229,15 @@ class Scanner:
                 self._desk.record_waiting()
                 view = self._view(credential, hashed, at)
                 decision = decide(identified, rules=self.rules, view=view)
-                event = self.store.record(self._new_event(identified, decision, hashed, at))
+                event = self.store.record(
+                    self._new_event(identified, decision, hashed, at, province_hashed)
+                )
             except StoreError as exc:
                 log.error("database fault, this code is refused: %s", exc)
                 decision = Decision("deny", "in", "store-fault", message_for("store-fault"))
-                self._desk.refused(self._new_event(identified, decision, hashed, at))
+                self._desk.refused(
+                    self._new_event(identified, decision, hashed, at, province_hashed)
+                )
                 self.signals.deny()
                 self._faults.set_store(True, str(exc))
                 return self._outcome(frame, identified, decision, None)
@@ -249,7 +262,12 @@ class Scanner:
         )
 
     def _new_event(
-        self, identified: Identified, decision: Decision, hashed: str | None, at: datetime
+        self,
+        identified: Identified,
+        decision: Decision,
+        hashed: str | None,
+        at: datetime,
+        province_hashed: str | None,
     ) -> NewEvent:
         credential = identified if isinstance(identified, Credential) else None
         # The holder's date of birth and Latin name are kept for a verified
@@ -273,6 +291,7 @@ class Scanner:
             warning=decision.warning,
             birth_date=hcert.birth_date.isoformat() if hcert and hcert.birth_date else None,
             name_latin=dict(hcert.attributes).get("transliterated_name") if hcert else None,
+            province_subject_hash=province_hashed,
         )
 
     def _outcome(

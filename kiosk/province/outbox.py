@@ -46,6 +46,8 @@ PROVINCE_COLUMNS: tuple[str, ...] = (
     "subject_hash",
     "override",
     "warning",
+    # Issue 18, helper D: NULL unless the gate has privacy.province_key_file.
+    "province_subject_hash",
 )
 """The event columns that go to the province (``site_id`` is added there)."""
 

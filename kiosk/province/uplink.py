@@ -42,7 +42,8 @@ _INCOMING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS incoming (
     site_id text, id text, at_utc timestamptz, utc_offset_min integer, gate_id text,
     boot_id text, seq bigint, clock_synced boolean, direction text, decision text,
-    reason text, kind text, subject_hash text, override boolean, warning text
+    reason text, kind text, subject_hash text, override boolean, warning text,
+    province_subject_hash text
 ) ON COMMIT DELETE ROWS
 """
 _COLUMNS = ("site_id", *PROVINCE_COLUMNS)

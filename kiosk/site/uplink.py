@@ -11,6 +11,11 @@ A batch carries every column the hub needs to recreate the gate's rows::
 Optional columns that are empty (NULL) are left out. The hub's acknowledgement
 lists the ids it has committed: ``{"v":1,"ids":["3f…", …]}``.
 
+``province_subject_hash`` (issue 18) is one more optional column of version
+1: a gate without the province key, or older than it, leaves it out and the
+hub stores NULL. A hub older than it refuses an event that carries it, so
+upgrade the hub before turning ``privacy.province_key_file`` on at a gate.
+
 Decoding is strict and total: anything that is not exactly a message of
 this version (bad UTF-8 or JSON, a duplicate or unknown key, a wrong type,
 a value out of range, an event of another gate) comes back as
@@ -273,6 +278,7 @@ _OPTIONAL_TEXT = (
     "note",
     "birth_date",
     "name_latin",
+    "province_subject_hash",
 )
 
 

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 EVENT_COLUMNS = (
     "id, boot_id, seq, gate_id, at_utc, utc_offset_min, clock_synced, direction, decision, "
     "reason, kind, subject_hash, display_name, masked_id, id_number, override, warning, "
-    "actor, note, birth_date, name_latin"
+    "actor, note, birth_date, name_latin, province_subject_hash"
 )
 """The columns :func:`event_from_row` reads, in its order."""
 
@@ -368,11 +368,11 @@ class EventRepository:
 INSERT_COLUMNS = (
     "id, gate_id, at_utc, utc_offset_min, boot_id, boot_ordinal, seq, clock_synced, "
     "direction, decision, reason, kind, subject_hash, display_name, masked_id, id_number, "
-    "override, warning, actor, note, birth_date, name_latin"
+    "override, warning, actor, note, birth_date, name_latin, province_subject_hash"
 )
 """The columns an event is inserted with, at a gate and at the hub alike."""
 INSERT_PLACES = "?, ?, ?, ?, ?, (SELECT ordinal FROM boots WHERE boot_id = ?), " + ", ".join(
-    ["?"] * 16
+    ["?"] * 17
 )
 """The values of :data:`INSERT_COLUMNS`: the boot's ordinal comes from ``boots``."""
 
@@ -402,6 +402,7 @@ def insert_values(event: Event) -> tuple[object, ...]:
         event.note,
         event.birth_date,
         event.name_latin,
+        event.province_subject_hash,
     )
 
 
@@ -429,6 +430,7 @@ def event_from_row(row: tuple[Any, ...]) -> Event:
         note,
         birth_date,
         name_latin,
+        province_subject_hash,
     ) = row
     return Event(
         id=event_id,
@@ -452,4 +454,5 @@ def event_from_row(row: tuple[Any, ...]) -> Event:
         note=note,
         birth_date=birth_date,
         name_latin=name_latin,
+        province_subject_hash=province_subject_hash,
     )

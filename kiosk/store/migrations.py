@@ -21,6 +21,7 @@ from kiosk.store.migrations_site import (
     m0013_site_gates,
     m0014_province_outbox,
     m0015_self_assessment,
+    m0016_province_subject_hash,
 )
 
 if TYPE_CHECKING:
@@ -346,6 +347,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0013_site_gates", m0013_site_gates),
     ("0014_province_outbox", m0014_province_outbox),
     ("0015_self_assessment", m0015_self_assessment),
+    ("0016_province_subject_hash", m0016_province_subject_hash),
 )
 
 

@@ -268,3 +268,13 @@ def m0015_self_assessment(db: Database) -> None:
         "CREATE INDEX idx_self_assessments_pending ON self_assessments (made_at_utc) "
         "WHERE province_pending = 1"
     )
+
+
+def m0016_province_subject_hash(db: Database) -> None:
+    """The province-wide subject hash of an event (issue 18), NULL unless the
+    gate that recorded it has ``privacy.province_key_file`` set: computed at
+    the gate, carried to the hub in the event's batch and on to the
+    province's ``province.events.province_subject_hash``. Nullable, no
+    index: nothing at the site looks an event up by it.
+    """
+    db.execute("ALTER TABLE events ADD COLUMN province_subject_hash TEXT")

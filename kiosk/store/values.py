@@ -95,6 +95,10 @@ class NewEvent:
     holder, so a guard can compare it with an ID card; None for other kinds."""
     name_latin: str | None = None
     """The transliterated (ICAO, Latin) name of an HC1: certificate's holder."""
+    province_subject_hash: str | None = None
+    """The same subject hashed with the province-wide key, only when the
+    site turned it on (``privacy.province_key_file``); an internal join key
+    for the province, never shown on a page, exported or logged."""
 
     def __post_init__(self) -> None:
         # Fail at construction, in the caller's code, rather than as a CHECK
