@@ -22,13 +22,13 @@ from kiosk.clock import FakeClock
 from kiosk.province.outbox import ProvinceOutbox
 from kiosk.province.uplink import ProvinceSession, Uplink, UplinkSettings
 from kiosk.store import Store
-from tests.postgres_fixture import (
+from tests.postgres_fixture import (  # noqa: F401
     HOST,
     PostgresServer,
     Province,
     postgres_fixture,
     province_fixture,
-)  # noqa: F401
+)
 from tests.province_hub import hub_with_events, ingest, make_events, province_marks
 
 NOW = datetime(2026, 2, 1, 3, 0, tzinfo=UTC)
