@@ -32,6 +32,7 @@ SERVICES = [
     "gatekiosk-maintenance.service",
     "gatekiosk-sync.service",
     "gatekiosk-hub.service",
+    "gatekiosk-uplink.service",
 ]
 # Runs before the kiosk, as no one (DynamicUser=), reading only /proc/devices and /dev.
 DEVICES_UNIT = "gatekiosk-devices.service"
@@ -948,7 +949,9 @@ def test_arm64_install_test_is_a_make_target_kept_out_of_ci() -> None:
         assert package in wrapper, f"the wrapper does not say that {package} is missing"
 
 
-@pytest.mark.parametrize("service", ["gatekiosk-sync.service", "gatekiosk-hub.service"])
+@pytest.mark.parametrize(
+    "service", ["gatekiosk-sync.service", "gatekiosk-hub.service", "gatekiosk-uplink.service"]
+)
 def test_site_services_are_watched_and_reach_no_device(service: str) -> None:
     command = service.removeprefix("gatekiosk-").removesuffix(".service")
     assert one(service, "Service", "ExecStart") == (
@@ -986,3 +989,18 @@ def test_broker_runs_the_site_config_as_gatekiosk_and_writes_nothing(
         units_with_stub_programs / unit,
     )
     assert result.returncode == 0, result.stdout[-400:] + result.stderr
+
+
+def test_uplink_starts_after_the_hub_and_only_where_a_province_is_set() -> None:
+    """After the hub (its database made and migrated), never pulling it in; the
+    installer enables it only for [uplink] settings, never with the kiosk's units."""
+    unit = "gatekiosk-uplink.service"
+    assert one(unit, "Unit", "After") == "gatekiosk-hub.service"
+    assert values(unit, "Unit", "Wants") == values(unit, "Unit", "Requires") == []
+    text = INSTALL.read_text(encoding="utf-8")
+    always = next(line for line in text.splitlines() if "systemctl enable gatekiosk-kiosk" in line)
+    assert unit not in always
+    function = text.split("\ninstall_uplink() {", 1)[1].split("\n}\n", 1)[0]
+    assert "uplink_configured(settings.values)" in function
+    assert function.index("sys.exit(3)") < function.index(f"systemctl enable {unit}")
+    assert "    install_uplink\n" in text
