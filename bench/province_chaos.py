@@ -11,7 +11,9 @@ gates. Faults alternate, ``--gap-s`` seconds apart (with jitter): the
 server stopped like ``pg_ctl stop -m immediate`` (SIGQUIT, no clean
 shutdown) and started again, and one hub's uplink SIGKILLed (a power cut)
 and started again; every third kill is a SIGSTOP of a few seconds first.
-Then the feeder stops and the catch-up is timed: until every hub's marks
+Each hub starts with ``--backlog`` events waiting, so the first faults
+find the uplinks busy (the report counts the crashes that caught a batch in
+flight). Then the feeder stops and the catch-up is timed: until every hub's marks
 are cleared and the province holds every event.
 
 Reported: events sent, lost, doubled, foreign (another site's rows), hourly
@@ -27,12 +29,15 @@ import random
 import shutil
 import signal
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from kiosk.clock import SystemClock
 from kiosk.province.setup import init_schema
+from kiosk.store import Store
 from tests.postgres_fixture import Province, new_server
 from tests.province_fleet import Books, Feeder, Hub, books, wait_until
+from tests.province_hub import ingest, make_events
 
 REPORT = Path(__file__).resolve().parent / "report-province-chaos.md"
 
@@ -45,6 +50,9 @@ def main() -> None:
     parser.add_argument("--hub-kills", type=int, default=20)
     parser.add_argument("--gap-s", type=float, default=2.0, help="seconds between faults")
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument(
+        "--backlog", type=int, default=50_000, help="events waiting at each hub at the start"
+    )
     parser.add_argument("--seed", type=int, default=18)
     args = parser.parse_args()
     clock = SystemClock()
@@ -63,6 +71,11 @@ def main() -> None:
             )
             for n in range(args.hubs)
         ]
+        for hub in hubs:  # offline for a while: the uplinks start busy
+            with Store.open(hub.db) as store:
+                events = make_events(args.backlog, start=clock.now() - timedelta(days=3), step_s=5)
+                ingest(store, events)
+                hub.ids.extend(e.id for e in events)
         for hub in hubs:
             hub.start()
         feeder = Feeder(
@@ -72,10 +85,11 @@ def main() -> None:
         started = clock.monotonic()
         faults = ["pg"] * args.pg_crashes + ["hub"] * args.hub_kills
         chance.shuffle(faults)
-        kills = 0
+        kills = in_flight = 0
         for fault in faults:
             clock.sleep(args.gap_s * chance.uniform(0.5, 1.5))
             if fault == "pg":
+                in_flight += batches_in_flight(province) > 0
                 server.stop(immediate=True)
                 server.start()
                 continue
@@ -94,7 +108,7 @@ def main() -> None:
             lambda: all(h.pending() == 0 for h in hubs) and count() >= fed, clock, timeout_s=600
         )
         result = books(province.query, hubs)
-        report(args, result, chaos_s, catch_up_s)
+        report(args, result, chaos_s, catch_up_s, in_flight)
     finally:
         for hub in hubs:
             hub.stop()
@@ -103,14 +117,28 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, result: Books, chaos_s: float, catch_up_s: float) -> None:
+def batches_in_flight(province: Province) -> int:
+    """Uplink connections inside a transaction right now (a batch being sent)."""
+    rows = province.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gatekiosk uplink' "
+        "AND state IN ('active', 'idle in transaction')",
+        (),
+    )
+    return int(str(rows[0][0]))
+
+
+def report(
+    args: argparse.Namespace, result: Books, chaos_s: float, catch_up_s: float, in_flight: int
+) -> None:
     lines = [
         "# Province chaos",
         "",
         f"{args.hubs} hubs, each fed {args.rate} events/s and running its own `gatekiosk uplink` "
         f"process (batches of {args.batch}); {args.pg_crashes} PostgreSQL crashes (SIGQUIT, "
         f"like `pg_ctl stop -m immediate`, then a restart) and {args.hub_kills} uplink SIGKILLs "
-        f"(every third after a SIGSTOP), about {args.gap_s:g} s apart, over {chaos_s:.0f} s.",
+        f"(every third after a SIGSTOP), about {args.gap_s:g} s apart, over {chaos_s:.0f} s. "
+        f"Each hub starts with {args.backlog:,} events waiting (three days offline), so the "
+        "uplinks are busy when the faults begin.",
         "",
         "| measure | value |",
         "|---|---|",
@@ -120,6 +148,7 @@ def report(args: argparse.Namespace, result: Books, chaos_s: float, catch_up_s: 
         f"| doubled | {result.doubled} |",
         f"| another site's rows | {result.foreign} |",
         f"| hourly counts differing from the events | {result.hourly_mismatches} |",
+        f"| crashes that caught a batch in flight | {in_flight} of {args.pg_crashes} |",
         f"| catch-up after the last fault (s) | {catch_up_s:.1f} |",
         "",
         f"Target: 0 lost, 0 doubled: {'met' if result.clean else 'NOT met'}.",
