@@ -5,6 +5,8 @@ file and never shown, clear messages for missing files."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,10 @@ from psycopg.conninfo import conninfo_to_dict
 from kiosk.cli import cli
 from kiosk.config import load_settings
 from kiosk.errors import ConfigError
+from kiosk.province.setup import SiteRole, add_site
 from kiosk.province.target import is_loopback, uplink_configured, uplink_target
+from tests.postgres_fixture import HOST, Province, postgres_fixture, province_fixture  # noqa: F401
+from tests.province_hub import hub_with_events
 
 
 def values(tmp_path: Path, **uplink: Any) -> dict[str, Any]:
@@ -177,3 +182,33 @@ def test_the_cli_refuses_an_uplink_without_a_ca_before_touching_the_database(
     assert "uplink.ca_file is empty" in result.output
     assert "uplink.password_file" in result.output
     assert not (tmp_path / "gatekiosk.db").exists()
+
+
+def test_a_real_upload_logs_where_it_goes_but_never_the_password(
+    province: Province, tmp_path: Path
+) -> None:
+    role = f"{province.dbname}_secret"
+    add_site(province.owner_dsn, SiteRole("market-s", "S", role, password="pw-in-the-db"))
+    hub_with_events(tmp_path / "gatekiosk.db", 5)
+    secret = tmp_path / "province-password"
+    secret.write_text("s3cret-never-logged\n", encoding="utf-8")
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'[gate]\ndata_dir = "{tmp_path}"\n[uplink]\nhost = "{HOST}"\n'
+        f'port = {province.server.port}\ndbname = "{province.dbname}"\nrole = "{role}"\n'
+        f'password_file = "{secret}"\n',
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk.cli", "-v", "uplink", "--once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"uplink to host={HOST}" in output
+    assert f"user={role}" in output
+    assert "s3cret" not in output
+    assert "password" not in output.replace(str(secret), "")
