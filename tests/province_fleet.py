@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
+
 from kiosk.clock import Clock
 from kiosk.store import Store
 from tests.province_hub import ingest, make_events
@@ -252,3 +254,25 @@ def wait_until(condition: Callable[[], bool], clock: Clock, timeout_s: float = 6
         assert elapsed < timeout_s, f"timed out after {timeout_s:g} s"
         clock.sleep(0.05)
     return clock.monotonic() - start
+
+
+_IN_FLIGHT_SQL = (
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gatekiosk uplink' "
+    "AND state IN ('active', 'idle in transaction') AND (%s::text IS NULL OR usename = %s)"
+)
+
+
+def catch_batch_in_flight(
+    dsn: str, clock: Clock, *, role: str | None = None, timeout_s: float = 15.0
+) -> bool:
+    """Poll the server until an uplink (``role``'s, or any) is inside a
+    transaction: a batch being sent. True then, so that a fault injected at
+    once lands mid-batch; False if none was seen before the deadline."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deadline = clock.monotonic() + timeout_s
+        while clock.monotonic() < deadline:
+            row = conn.execute(_IN_FLIGHT_SQL, (role, role)).fetchone()
+            if row is not None and int(row[0]) > 0:
+                return True
+            clock.sleep(0.001)
+    return False

@@ -30,7 +30,7 @@ from tests.postgres_fixture import (  # noqa: F401
     postgres_fixture,
     province_fixture,
 )
-from tests.province_fleet import Feeder, Hub, books, wait_until
+from tests.province_fleet import Feeder, Hub, books, catch_batch_in_flight, wait_until
 from tests.province_hub import ingest, make_events
 
 CLOCK = SystemClock()
@@ -47,6 +47,12 @@ def server_now(province: Province) -> datetime:
     (row,) = province.query("SELECT now()")
     assert isinstance(row[0], datetime)
     return row[0]
+
+
+def in_flight(province: Province, site_id: str | None = None) -> bool:
+    """Wait until an uplink (``site_id``'s, or any) is inside a transaction."""
+    role = f"{province.dbname}_{site_id}".replace("-", "_") if site_id else None
+    return catch_batch_in_flight(province.owner_dsn, CLOCK, role=role, timeout_s=60)
 
 
 def progressed(province: Province, by: int, site_id: str | None = None) -> None:
@@ -68,28 +74,31 @@ def test_postgres_crashes_and_uplink_kills_lose_and_double_nothing(
             events = make_events(600, start=CLOCK.now() - timedelta(hours=2))
             ingest(store, events)
             hub.ids.extend(e.id for e in events)
-    feeder = Feeder(hubs, per_tick=5, tick_s=0.1, limit=1600, clock=CLOCK)
+    feeder = Feeder(hubs, per_tick=5, tick_s=0.1, limit=2000, clock=CLOCK)
     for hub in hubs:
         hub.start()
     feeder.start()
     try:
         for _ in range(2):  # the server crashes mid-batch, and comes back
             progressed(province, 50)
+            assert in_flight(province)
             postgres.stop(immediate=True)
             postgres.start()
-        progressed(province, 20, "market-1")
+        assert in_flight(province, "market-1")
         hubs[0].kill()  # a power cut at the hub, mid-batch
         hubs[0].start()
-        hubs[1].signal(signal.SIGSTOP)  # frozen, perhaps mid-transaction...
+        assert in_flight(province, "market-2")
+        hubs[1].signal(signal.SIGSTOP)  # frozen mid-batch...
         progressed(province, 50, "mall-3")
         postgres.stop(immediate=True)  # ...while the server dies under it
         postgres.start()
         hubs[1].signal(signal.SIGCONT)
         for _ in range(2):
             progressed(province, 20, "mall-3")
+            assert in_flight(province, "mall-3")
             hubs[2].kill()
             hubs[2].start()
-        wait_until(lambda: feeder.fed == 3 * 1600, CLOCK, timeout_s=120)  # events kept coming
+        wait_until(lambda: feeder.fed == 3 * 2000, CLOCK, timeout_s=120)  # events kept coming
         feeder.finish()
         wait_until(
             lambda: all(hub.pending() == 0 for hub in hubs) and count(province) >= feeder.fed,
@@ -102,19 +111,19 @@ def test_postgres_crashes_and_uplink_kills_lose_and_double_nothing(
     assert statuses == [0, 0, 0], [hub.errors()[-2000:] for hub in hubs]
     assert all("retrying" in hub.errors() for hub in hubs)  # each lost the server, came back
     result = books(province.query, hubs)
-    assert result.sent == 3 * 1600
+    assert result.sent == 3 * 2000
     assert (result.lost, result.doubled, result.foreign) == (0, 0, 0)
     assert result.hourly_mismatches == 0
     for hub in hubs:
         ids = province.query("SELECT id FROM province.events WHERE site_id = %s", (hub.site_id,))
         assert sorted(str(row[0]) for row in ids) == sorted(hub.ids)
     assert province.query("SELECT count(*), count(DISTINCT id) FROM province.events") == [
-        (3 * 1600, 3 * 1600)
+        (3 * 2000, 3 * 2000)
     ]
     (hourly,) = province.query(
         "SELECT sum(entries + exits + denied)::bigint FROM province.hourly", ()
     )
-    assert hourly == (3 * 1600,)
+    assert hourly == (3 * 2000,)
 
 
 def test_hubs_with_wrong_clocks_land_in_their_months_and_are_heard_by_the_servers_clock(
