@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -1004,3 +1005,57 @@ def test_uplink_starts_after_the_hub_and_only_where_a_province_is_set() -> None:
     assert "uplink_configured(settings.values)" in function
     assert function.index("sys.exit(3)") < function.index(f"systemctl enable {unit}")
     assert "    install_uplink\n" in text
+
+
+def install_uplink(tmp_path: Path, config: str, *, enabled_before: bool = False) -> tuple[int, str]:
+    """install.sh's install_uplink, run alone with a stub systemctl (its calls
+    printed) over ``config``; the exit status and the output."""
+    text = INSTALL.read_text(encoding="utf-8")
+    function = "install_uplink() {" + text.split("\ninstall_uplink() {", 1)[1].split("\n}\n")[0]
+    venv = Path(sys.prefix)  # this virtualenv, as /opt/gatekiosk/venv
+    conf = tmp_path / "gatekiosk.toml"
+    conf.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n' + config, encoding="utf-8")
+    script = f"""set -euo pipefail
+VENV={venv}
+CONF={conf}
+start=no
+say() {{ echo "say: $*"; }}
+warn() {{ echo "warn: $*"; }}
+die() {{ echo "die: $*"; exit 1; }}
+as_service_user() {{ "$@"; }}
+systemctl() {{
+    echo "systemctl $*"
+    [[ $1 != is-enabled ]] || {"true" if enabled_before else "false"}
+}}
+{function}
+}}
+install_uplink
+"""
+    result = run(tool("bash"), "-c", script)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_installer_enables_the_uplink_only_with_uplink_settings(tmp_path: Path) -> None:
+    status, output = install_uplink(tmp_path, "")
+    assert status == 0, output
+    assert "systemctl enable" not in output
+
+
+def test_installer_enables_the_uplink_for_a_hub_pointed_at_its_province(tmp_path: Path) -> None:
+    status, output = install_uplink(tmp_path, '[uplink]\nhost = "127.0.0.1"\nrole = "site_a"\n')
+    assert status == 0, output
+    assert "systemctl enable gatekiosk-uplink.service" in output
+    assert "uplink to host=127.0.0.1 port=5432 dbname=province user=site_a" in output
+
+
+def test_installer_stops_on_uplink_settings_without_a_ca(tmp_path: Path) -> None:
+    status, output = install_uplink(tmp_path, '[uplink]\nhost = "10.0.0.5"\nrole = "site_a"\n')
+    assert status == 1
+    assert "uplink.ca_file is empty" in output
+    assert "systemctl enable" not in output
+
+
+def test_installer_disables_an_uplink_whose_settings_were_removed(tmp_path: Path) -> None:
+    status, output = install_uplink(tmp_path, "", enabled_before=True)
+    assert status == 0, output
+    assert "systemctl disable gatekiosk-uplink.service" in output
