@@ -212,3 +212,9 @@ def test_a_real_upload_logs_where_it_goes_but_never_the_password(
     assert f"user={role}" in output
     assert "s3cret" not in output
     assert "password" not in output.replace(str(secret), "")
+
+
+def test_a_malformed_dsn_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    (problem,) = problems(values(tmp_path, dsn="host=x password=hunter2 oops"))
+    assert "uplink.dsn" in problem
+    assert "hunter2" not in problem

@@ -69,12 +69,15 @@ def uplink_target(values: Mapping[str, Any]) -> UplinkTarget:
                 "uplink.host is empty: this hub has no province to upload to"
             ]
         )
-    problems: list[str] = []
     try:
         base = conninfo_to_dict(_text(values, "uplink.dsn"))
-    except psycopg.ProgrammingError as exc:
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the string, which may hold a password.
         raise ConfigError(
-            [f"uplink.dsn không hợp lệ / is not a valid connection string: {exc}"]
+            [
+                "uplink.dsn không hợp lệ / is not a valid libpq connection string "
+                "('host=... dbname=...' or 'postgresql://...')"
+            ]
         ) from None
     host = _text(values, "uplink.host")
     parts: dict[str, Any] = {"host": host} if host else {}
@@ -85,20 +88,8 @@ def uplink_target(values: Mapping[str, Any]) -> UplinkTarget:
         parts["dbname"] = _text(values, "uplink.dbname")
     if _text(values, "uplink.role"):
         parts["user"] = _text(values, "uplink.role")
-    ca_file = _text(values, "uplink.ca_file")
-    if ca_file:
-        problems += _readable("uplink.ca_file", ca_file, "chứng chỉ CA cấp tỉnh / province CA")
-        parts.update(sslmode="verify-full", sslrootcert=ca_file)
-    cert_file, key_file = _text(values, "uplink.cert_file"), _text(values, "uplink.key_file")
-    if bool(cert_file) != bool(key_file):
-        problems.append(
-            "uplink.cert_file và uplink.key_file phải đi cùng nhau / "
-            "uplink.cert_file and uplink.key_file go together"
-        )
-    if cert_file and key_file:
-        problems += _readable("uplink.cert_file", cert_file, "chứng chỉ máy / certificate")
-        problems += _readable("uplink.key_file", key_file, "khoá riêng / private key")
-        parts.update(sslcert=cert_file, sslkey=key_file)
+    tls, problems = _tls(values)
+    parts.update(tls)
     password_file = _text(values, "uplink.password_file")
     if password_file:
         password, problem = _read_password(password_file)
@@ -123,6 +114,27 @@ def uplink_target(values: Mapping[str, Any]) -> UplinkTarget:
         raise ConfigError(problems)
     shown = make_conninfo(**{k: v for k, v in merged.items() if k not in _SECRET_KEYS})
     return UplinkTarget(conninfo=make_conninfo(**merged), shown=shown)
+
+
+def _tls(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The conninfo parts of the CA and the client certificate; the problems found."""
+    parts: dict[str, Any] = {}
+    problems: list[str] = []
+    ca_file = _text(values, "uplink.ca_file")
+    if ca_file:
+        problems += _readable("uplink.ca_file", ca_file, "chứng chỉ CA cấp tỉnh / province CA")
+        parts.update(sslmode="verify-full", sslrootcert=ca_file)
+    cert_file, key_file = _text(values, "uplink.cert_file"), _text(values, "uplink.key_file")
+    if bool(cert_file) != bool(key_file):
+        problems.append(
+            "uplink.cert_file và uplink.key_file phải đi cùng nhau / "
+            "uplink.cert_file and uplink.key_file go together"
+        )
+    if cert_file and key_file:
+        problems += _readable("uplink.cert_file", cert_file, "chứng chỉ máy / certificate")
+        problems += _readable("uplink.key_file", key_file, "khoá riêng / private key")
+        parts.update(sslcert=cert_file, sslkey=key_file)
+    return parts, problems
 
 
 def is_loopback(host: str) -> bool:
