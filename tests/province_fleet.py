@@ -25,7 +25,6 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -116,8 +115,9 @@ class Hub:
 
 class Feeder:
     """A thread ingesting ``per_tick`` events into every hub each ``tick_s``
-    seconds (times from ``clock``, or ``at_of(hub)``), until ``limit`` per hub
-    or :meth:`finish`. Each chunk is one gate's batch, as the hub ingests it."""
+    seconds, until ``limit`` per hub or :meth:`finish`. Each chunk is one
+    gate's batch, as the hub ingests it; each event's time is when it was
+    ingested (by ``clock``): the hub's receive time."""
 
     def __init__(
         self,
@@ -127,14 +127,12 @@ class Feeder:
         tick_s: float,
         limit: int,
         clock: Clock,
-        at_of: Callable[[Hub], datetime] | None = None,
     ) -> None:
         self._hubs = hubs
         self._per_tick = per_tick
         self._tick_s = tick_s
         self._limit = limit
         self._clock = clock
-        self._at_of = at_of or (lambda hub: clock.now())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
         self.error: BaseException | None = None
@@ -168,7 +166,7 @@ class Feeder:
                     events = make_events(
                         min(self._per_tick, room),
                         gate_id=f"gate-{gate % 3 + 1}",
-                        start=self._at_of(hub),
+                        start=self._clock.now(),
                         step_s=0.001,
                     )
                     ingest(stores[hub.site_id], events)
