@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench site-chaos test-install-arm64 province-dashboard-bench
+.PHONY: demo test test-quick lint typecheck unit bench fuzz load camera-faults storage-faults crash bootstrap clean test-install purge-bench site-chaos test-install-arm64 province-dashboard-bench province-chaos province-lag province-uplink
 
 demo: $(STAMP)
 	$(BIN)/gatekiosk demo
@@ -102,6 +102,24 @@ site-chaos: $(TEST_STAMP)
 # raw events. Several minutes; writes bench/report-province-dashboard.md.
 province-dashboard-bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.province_dashboard --events 10000000 --sites 200 --runs 100
+
+# Hubs uploading to a real PostgreSQL on loopback while it is crashed 20 times
+# (pg_ctl stop -m immediate) and hubs' uplinks are killed 20 times: lost and
+# doubled events, hourly counts, catch-up. A few minutes; writes
+# bench/report-province-chaos.md.
+province-chaos: $(TEST_STAMP)
+	$(BIN)/python -m bench.province_chaos --hubs 4 --rate 50 --pg-crashes 20 --hub-kills 20
+
+# 50 sites at 100x a busy market's rate (55.6 events/s each), 50 uplink
+# processes: upload lag p50/p95/p99 (target p99 <= 60 s). About 4 minutes;
+# writes bench/report-province-lag.md.
+province-lag: $(TEST_STAMP)
+	$(BIN)/python -m bench.province_lag --sites 50 --duration-s 120
+
+# A 30-day backlog of one site (600,000 events) up to the province, in events/s
+# (target >= 20,000).
+province-uplink: $(TEST_STAMP)
+	$(BIN)/python -m bench.province_uplink --events 600000
 
 # The installer and the installed program on arm64 (Debian bookworm and
 # trixie) under qemu-user emulation: root, debootstrap, qemu-user-static;

@@ -8,7 +8,7 @@ uplink sends it to the province, where the authority's web shows each
 site's latest rating. The page also lists the site's past ratings and
 whether each has reached the province.
 
-Only on a hub with a province (``province.dsn``); elsewhere the page says
+Only on a hub with a province (``[uplink]`` settings); elsewhere the page says
 so. Before the first checklist arrives it says how to get one.
 """
 
@@ -24,6 +24,7 @@ from werkzeug.wrappers.response import Response
 
 from admin_web.auth import current_user, login_required
 from admin_web.context import gk
+from kiosk.province.target import uplink_configured
 from kiosk.store import AuditNote
 from kiosk.store.self_assessment import AssessmentRefused, HubChecklist, SelfAssessment
 
@@ -50,7 +51,7 @@ def _province_globals() -> dict[str, object]:
 
 
 def _configured() -> bool:
-    return bool(str(gk().settings["province.dsn"]).strip())
+    return uplink_configured(gk().settings.values)
 
 
 def due_by(checklist: HubChecklist, ratings: list[SelfAssessment]) -> datetime | None:

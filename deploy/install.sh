@@ -15,7 +15,9 @@
 #     /etc/gatekiosk/gatekiosk.toml  the configuration (written once, never overwritten)
 #     /var/lib/gatekiosk             database, keys, backups (user gatekiosk, 0750)
 #     /etc/systemd/system            gatekiosk-kiosk, gatekiosk-web, gatekiosk-maintenance,
-#                                    gatekiosk-devices (the kiosk waits for its drivers)
+#                                    gatekiosk-devices (the kiosk waits for its drivers);
+#                                    on a hub gatekiosk-hub, gatekiosk-broker, and
+#                                    gatekiosk-uplink when [uplink] is set (the province)
 #
 # docs/hardware.md explains the wiring, the camera and the choices made here.
 set -euo pipefail
@@ -37,6 +39,7 @@ readonly UNITS=(
     gatekiosk-sync.service
     gatekiosk-hub.service
     gatekiosk-broker.service
+    gatekiosk-uplink.service
 )
 # Where `gatekiosk site init` writes the hub's files, and the broker the hub reaches.
 readonly SITE_DIR=$DATA_DIR/site
@@ -617,6 +620,7 @@ do_install() {
         hub) install_hub ;;
         join) install_join ;;
     esac
+    install_uplink
     print_next_steps
 }
 
@@ -677,6 +681,54 @@ install_join() {
         --token "$join_token" --ca "$join_ca"
     enable_site_units gatekiosk-sync.service
     say "joined; this gate's settings, denylist and trust list now come from the hub"
+}
+
+# The province: gatekiosk-uplink is enabled only where the configuration has
+# [uplink] settings (uplink.host or uplink.dsn); they are checked first, as
+# the service user, so a missing CA or password file is named now. Without
+# them a unit enabled before is disabled (it would only fail and restart).
+install_uplink() {
+    local status=0
+    as_service_user "$VENV/bin/python" -c '
+import sys
+from pathlib import Path
+
+from kiosk.config import load_settings
+from kiosk.errors import GateError
+from kiosk.province.target import uplink_configured, uplink_target
+
+settings = load_settings(Path(sys.argv[1]))
+if not uplink_configured(settings.values):
+    sys.exit(3)
+try:
+    print(f"gatekiosk-install: uplink to {uplink_target(settings.values).shown}")
+except GateError as exc:
+    sys.exit(f"gatekiosk-install: error: {exc}")
+' "$CONF" || status=$?
+    case $status in
+        0) ;;
+        3)
+            if command -v systemctl >/dev/null \
+                && systemctl is-enabled --quiet gatekiosk-uplink.service 2>/dev/null; then
+                systemctl disable gatekiosk-uplink.service
+                if [[ $start == yes ]]; then
+                    systemctl stop gatekiosk-uplink.service || true
+                fi
+                say "no [uplink] settings in $CONF: disabled gatekiosk-uplink"
+            fi
+            return
+            ;;
+        *) die "the [uplink] settings in $CONF are not usable (see above)" ;;
+    esac
+    if ! command -v systemctl >/dev/null; then
+        warn "systemctl is missing: enable gatekiosk-uplink.service yourself"
+        return
+    fi
+    systemctl enable gatekiosk-uplink.service
+    if [[ $start == yes ]]; then
+        systemctl restart --no-block gatekiosk-uplink.service
+    fi
+    say "uploading to the province: enabled gatekiosk-uplink"
 }
 
 # Enable the units named; with --start, also (re)start them and the kiosk and

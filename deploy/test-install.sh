@@ -191,12 +191,17 @@ done
     || fail "gatekiosk-web.service not enabled"
 [[ -L $root/etc/systemd/system/timers.target.wants/gatekiosk-maintenance.timer ]] \
     || fail "gatekiosk-maintenance.timer not enabled"
+# The province's uplink: installed everywhere, enabled only with [uplink] settings.
+[[ -f $root/etc/systemd/system/gatekiosk-uplink.service ]] || fail "gatekiosk-uplink not installed"
+[[ ! -e $root/etc/systemd/system/multi-user.target.wants/gatekiosk-uplink.service ]] \
+    || fail "gatekiosk-uplink.service enabled without [uplink] settings"
 
 # The units against the real program, users and paths of this root.
 verify=$(in_root systemd-analyze verify --man=no \
     /etc/systemd/system/gatekiosk-kiosk.service /etc/systemd/system/gatekiosk-web.service \
     /etc/systemd/system/gatekiosk-maintenance.service \
-    /etc/systemd/system/gatekiosk-maintenance.timer 2>&1 | grep gatekiosk || true)
+    /etc/systemd/system/gatekiosk-maintenance.timer \
+    /etc/systemd/system/gatekiosk-uplink.service 2>&1 | grep gatekiosk || true)
 [[ -z $verify ]] || fail "systemd-analyze verify: $verify"
 
 numpy_file=$(in_root /opt/gatekiosk/venv/bin/python -c 'import numpy; print(numpy.__file__)')
@@ -297,8 +302,12 @@ mkdir -p "$(dirname "$wayfire_ini")"
 printf '[core]\nplugins = autostart\n\n[autostart]\npanel = wf-panel-pi\n' >"$wayfire_ini"
 in_root chown -R pi:pi /home/pi/.config
 install_in_root --no-start --with-screen
+# A hub pointed at its province (on this machine: no CA needed) gets its uplink.
+sed -i -e 's/^host = ""$/host = "127.0.0.1"/' -e 's/^role = ""$/role = "site_test"/' "$conf"
 install_in_root --no-start --with-screen
 grep -qx "# edited by the site" "$conf" || fail "the upgrade overwrote the configuration"
+[[ -L $root/etc/systemd/system/multi-user.target.wants/gatekiosk-uplink.service ]] \
+    || fail "gatekiosk-uplink.service not enabled with [uplink] settings"
 [[ -f $root/var/lib/gatekiosk/gatekiosk.db ]] || fail "the upgrade lost the database"
 labwc_autostart=$root/home/pi/.config/labwc/autostart
 [[ $(grep -c gatekiosk-screen "$labwc_autostart") == 1 ]] || fail "labwc autostart: not once"
@@ -317,6 +326,8 @@ install_in_root --uninstall
 [[ ! -e $root/etc/systemd/system/gatekiosk-kiosk.service ]] || fail "the kiosk unit is still there"
 [[ ! -e $root/etc/systemd/system/multi-user.target.wants/gatekiosk-kiosk.service ]] \
     || fail "the kiosk unit is still enabled"
+[[ ! -e $root/etc/systemd/system/multi-user.target.wants/gatekiosk-uplink.service ]] \
+    || fail "the uplink unit is still enabled"
 [[ -f $root/var/lib/gatekiosk/gatekiosk.db && -f $conf ]] || fail "--uninstall removed data"
 [[ ! -e $labwc_autostart ]] || fail "an emptied labwc autostart was left behind"
 ! grep -q gatekiosk-screen "$wayfire_ini" || fail "wayfire.ini still starts the screen"

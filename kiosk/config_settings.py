@@ -409,16 +409,63 @@ SETTINGS = SETTINGS + SITE_PRESENCE_SETTINGS
 
 PROVINCE_SETTINGS: tuple[Setting, ...] = (
     Setting(
-        "province",
-        "dsn",
+        "uplink",
+        "host",
         "",
-        "Hub only: the province's PostgreSQL as a libpq connection string, for example "
-        "'host=province.example dbname=province user=site_market_3 sslmode=verify-full "
-        "sslrootcert=/etc/gatekiosk/province-ca.pem' (password in ~/.pgpass); "
-        "empty: no uplink.",
+        "Hub only: the province's PostgreSQL server (name or address) that "
+        "`gatekiosk uplink` sends this site's events to; empty (and no uplink.dsn): no uplink.",
     ),
     Setting(
-        "province",
+        "uplink", "port", 5432, "Hub only: the province server's port.", minimum=1, maximum=65535
+    ),
+    Setting("uplink", "dbname", "province", "Hub only: the province's database."),
+    Setting(
+        "uplink",
+        "role",
+        "",
+        "Hub only: this site's login at the province (made by `gatekiosk province add-site`, "
+        "site_<id> by default).",
+    ),
+    Setting(
+        "uplink",
+        "ca_file",
+        "",
+        "Hub only: the province server's CA certificate (PEM); the connection is TLS with "
+        "the server's name checked (sslmode=verify-full). Required unless the server is this "
+        "machine or uplink.allow_plaintext is true.",
+    ),
+    Setting(
+        "uplink",
+        "cert_file",
+        "",
+        "Hub only: this site's client certificate (PEM), when the province authenticates "
+        "sites by certificate; needs uplink.key_file.",
+    ),
+    Setting("uplink", "key_file", "", "Hub only: the private key of uplink.cert_file (mode 0600)."),
+    Setting(
+        "uplink",
+        "password_file",
+        "",
+        "Hub only: a file holding the site login's password (first line; readable by the "
+        "service only), read at start and never logged; empty: none (certificate, ~/.pgpass).",
+    ),
+    Setting(
+        "uplink",
+        "allow_plaintext",
+        False,
+        "Hub only: allow a connection without verified TLS (no uplink.ca_file) to a server "
+        "other than this machine, e.g. over a private link you trust.",
+    ),
+    Setting(
+        "uplink",
+        "dsn",
+        "",
+        "Hub only, for experts: a libpq connection string (e.g. 'host=... sslmode=verify-full "
+        "sslrootcert=...'); the uplink.* settings above that are set override its parts "
+        "(port and dbname only beside uplink.host).",
+    ),
+    Setting(
+        "uplink",
         "batch",
         5000,
         "Hub only: events per batch sent to the province (one transaction each).",

@@ -70,6 +70,8 @@ class PostgresServer:
     port: int
     bindir: Path
     process: subprocess.Popen[bytes] | None = None
+    options: tuple[str, ...] = ()
+    """More server settings, ``name=value`` each (benchmarks: max_connections=120...)."""
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
         return f"host={HOST} port={self.port} dbname={dbname} user={user} connect_timeout=5"
@@ -115,6 +117,7 @@ class PostgresServer:
                 "fsync=off",
                 "-c",
                 "max_connections=50",
+                *(arg for option in self.options for arg in ("-c", option)),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

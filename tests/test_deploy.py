@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,7 @@ SERVICES = [
     "gatekiosk-maintenance.service",
     "gatekiosk-sync.service",
     "gatekiosk-hub.service",
+    "gatekiosk-uplink.service",
 ]
 # Runs before the kiosk, as no one (DynamicUser=), reading only /proc/devices and /dev.
 DEVICES_UNIT = "gatekiosk-devices.service"
@@ -948,7 +950,9 @@ def test_arm64_install_test_is_a_make_target_kept_out_of_ci() -> None:
         assert package in wrapper, f"the wrapper does not say that {package} is missing"
 
 
-@pytest.mark.parametrize("service", ["gatekiosk-sync.service", "gatekiosk-hub.service"])
+@pytest.mark.parametrize(
+    "service", ["gatekiosk-sync.service", "gatekiosk-hub.service", "gatekiosk-uplink.service"]
+)
 def test_site_services_are_watched_and_reach_no_device(service: str) -> None:
     command = service.removeprefix("gatekiosk-").removesuffix(".service")
     assert one(service, "Service", "ExecStart") == (
@@ -986,3 +990,72 @@ def test_broker_runs_the_site_config_as_gatekiosk_and_writes_nothing(
         units_with_stub_programs / unit,
     )
     assert result.returncode == 0, result.stdout[-400:] + result.stderr
+
+
+def test_uplink_starts_after_the_hub_and_only_where_a_province_is_set() -> None:
+    """After the hub (its database made and migrated), never pulling it in; the
+    installer enables it only for [uplink] settings, never with the kiosk's units."""
+    unit = "gatekiosk-uplink.service"
+    assert one(unit, "Unit", "After") == "gatekiosk-hub.service"
+    assert values(unit, "Unit", "Wants") == values(unit, "Unit", "Requires") == []
+    text = INSTALL.read_text(encoding="utf-8")
+    always = next(line for line in text.splitlines() if "systemctl enable gatekiosk-kiosk" in line)
+    assert unit not in always
+    function = text.split("\ninstall_uplink() {", 1)[1].split("\n}\n", 1)[0]
+    assert "uplink_configured(settings.values)" in function
+    assert function.index("sys.exit(3)") < function.index(f"systemctl enable {unit}")
+    assert "    install_uplink\n" in text
+
+
+def install_uplink(tmp_path: Path, config: str, *, enabled_before: bool = False) -> tuple[int, str]:
+    """install.sh's install_uplink, run alone with a stub systemctl (its calls
+    printed) over ``config``; the exit status and the output."""
+    text = INSTALL.read_text(encoding="utf-8")
+    function = "install_uplink() {" + text.split("\ninstall_uplink() {", 1)[1].split("\n}\n")[0]
+    venv = Path(sys.prefix)  # this virtualenv, as /opt/gatekiosk/venv
+    conf = tmp_path / "gatekiosk.toml"
+    conf.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n' + config, encoding="utf-8")
+    script = f"""set -euo pipefail
+VENV={venv}
+CONF={conf}
+start=no
+say() {{ echo "say: $*"; }}
+warn() {{ echo "warn: $*"; }}
+die() {{ echo "die: $*"; exit 1; }}
+as_service_user() {{ "$@"; }}
+systemctl() {{
+    echo "systemctl $*"
+    [[ $1 != is-enabled ]] || {"true" if enabled_before else "false"}
+}}
+{function}
+}}
+install_uplink
+"""
+    result = run(tool("bash"), "-c", script)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_installer_enables_the_uplink_only_with_uplink_settings(tmp_path: Path) -> None:
+    status, output = install_uplink(tmp_path, "")
+    assert status == 0, output
+    assert "systemctl enable" not in output
+
+
+def test_installer_enables_the_uplink_for_a_hub_pointed_at_its_province(tmp_path: Path) -> None:
+    status, output = install_uplink(tmp_path, '[uplink]\nhost = "127.0.0.1"\nrole = "site_a"\n')
+    assert status == 0, output
+    assert "systemctl enable gatekiosk-uplink.service" in output
+    assert "uplink to host=127.0.0.1 port=5432 dbname=province user=site_a" in output
+
+
+def test_installer_stops_on_uplink_settings_without_a_ca(tmp_path: Path) -> None:
+    status, output = install_uplink(tmp_path, '[uplink]\nhost = "10.0.0.5"\nrole = "site_a"\n')
+    assert status == 1
+    assert "uplink.ca_file is empty" in output
+    assert "systemctl enable" not in output
+
+
+def test_installer_disables_an_uplink_whose_settings_were_removed(tmp_path: Path) -> None:
+    status, output = install_uplink(tmp_path, "", enabled_before=True)
+    assert status == 0, output
+    assert "systemctl disable gatekiosk-uplink.service" in output

@@ -22,7 +22,13 @@ from kiosk.clock import FakeClock
 from kiosk.province.outbox import ProvinceOutbox
 from kiosk.province.uplink import ProvinceSession, Uplink, UplinkSettings
 from kiosk.store import Store
-from tests.postgres_fixture import PostgresServer, Province, postgres_fixture, province_fixture  # noqa: F401
+from tests.postgres_fixture import (  # noqa: F401
+    HOST,
+    PostgresServer,
+    Province,
+    postgres_fixture,
+    province_fixture,
+)
 from tests.province_hub import hub_with_events, ingest, make_events, province_marks
 
 NOW = datetime(2026, 2, 1, 3, 0, tzinfo=UTC)
@@ -191,7 +197,7 @@ def test_killing_the_uplink_process_loses_and_doubles_nothing(
     ids = hub_with_events(hub, 20000, step_s=0.5)
     config = tmp_path / "hub.toml"
     config.write_text(
-        f'[gate]\ndata_dir = "{tmp_path}"\n[province]\ndsn = "{dsn}"\nbatch = 500\n',
+        f'[gate]\ndata_dir = "{tmp_path}"\n[uplink]\ndsn = "{dsn}"\nbatch = 500\n',
         encoding="utf-8",
     )
     with (tmp_path / "uplink.err").open("wb") as err:
@@ -256,7 +262,7 @@ def test_sigterm_stops_a_running_uplink_cleanly(province: Province, tmp_path: Pa
     ids = hub_with_events(hub, 50)
     config = tmp_path / "hub.toml"
     config.write_text(
-        f'[gate]\ndata_dir = "{tmp_path}"\n[province]\ndsn = "{dsn}"\n', encoding="utf-8"
+        f'[gate]\ndata_dir = "{tmp_path}"\n[uplink]\ndsn = "{dsn}"\n', encoding="utf-8"
     )
     with (tmp_path / "uplink.err").open("wb") as err:
         process = subprocess.Popen(
@@ -330,7 +336,8 @@ def test_the_cli_sets_up_a_province_and_uploads(province: Province, tmp_path: Pa
     hub_with_events(tmp_path / "gatekiosk.db", 7)
     config = tmp_path / "hub.toml"
     config.write_text(
-        f'[gate]\ndata_dir = "{tmp_path}"\n[province]\ndsn = "{province.dsn(role)}"\n',
+        f'[gate]\ndata_dir = "{tmp_path}"\n[uplink]\nhost = "{HOST}"\n'
+        f'port = {province.server.port}\ndbname = "{province.dbname}"\nrole = "{role}"\n',
         encoding="utf-8",
     )
     sent = runner.invoke(cli, ["uplink", "--once", "--config", str(config)])
@@ -341,7 +348,7 @@ def test_the_cli_sets_up_a_province_and_uploads(province: Province, tmp_path: Pa
     no_dsn.write_text(f'[gate]\ndata_dir = "{tmp_path}"\n', encoding="utf-8")
     refused = runner.invoke(cli, ["uplink", "--once", "--config", str(no_dsn)])
     assert refused.exit_code == 1
-    assert "province.dsn" in refused.output
+    assert "uplink.host is empty" in refused.output
 
 
 def test_several_hubs_uploading_a_new_month_at_once(province: Province, tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ DSN = "host=province.invalid dbname=province user=site_market_a"
 
 
 def hub_app(app_with: AppWith, dsn: str = DSN) -> tuple[Flask, Store]:
-    app = app_with({"province.dsn": dsn, "site.hub": "127.0.0.1:8883", "gate.id": "hub"})
+    app = app_with({"uplink.dsn": dsn, "site.hub": "127.0.0.1:8883", "gate.id": "hub"})
     return app, app.extensions["gatekiosk"].store
 
 
@@ -186,7 +186,7 @@ def test_without_a_province_the_page_says_it_is_not_configured(
     assert f'href="{PAGE}"' not in page  # a gate alone has no such page in its menu
     page = manager.get(PAGE).get_data(as_text=True)
     assert 'id="not-configured"' in page
-    assert "province.dsn" in page
+    assert "[uplink]" in page
     assert manager.post(PAGE, data=form(manager)).status_code == 409
 
 

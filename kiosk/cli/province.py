@@ -12,7 +12,6 @@ from types import FrameType
 import click
 
 from kiosk.cli.group import cli, config_option, load
-from kiosk.errors import ConfigError
 from kiosk.province.errors import ProvinceError
 
 log = logging.getLogger(__name__)
@@ -24,25 +23,25 @@ log = logging.getLogger(__name__)
 def uplink(config_path: Path | None, once: bool) -> None:
     """Send the site database's events to the province's PostgreSQL (on a hub).
 
-    Needs province.dsn. Events are marked sent only after the province
-    committed them; a hub offline for weeks catches up. Runs until stopped.
+    Needs the [uplink] settings: uplink.host, uplink.role and uplink.ca_file
+    (TLS, the server's name checked), or uplink.dsn. Events are marked sent
+    only after the province committed them; a hub offline for weeks catches
+    up. Runs until stopped.
 
     Example:
 
-        gatekiosk uplink --config /etc/gatekiosk/hub.toml
+        gatekiosk uplink --config /etc/gatekiosk/gatekiosk.toml
     """
     from kiosk.clock import SystemClock
     from kiosk.province.outbox import ProvinceOutbox
+    from kiosk.province.target import uplink_target
     from kiosk.province.uplink import Uplink, UplinkSettings
     from kiosk.store import Store
     from kiosk.systemd import SystemdNotifier
 
     settings = load(config_path)
-    dsn = str(settings["province.dsn"]).strip()
-    if not dsn:
-        raise ConfigError(
-            ["province.dsn is empty: this hub has no province / chưa cấu hình máy chủ cấp tỉnh"]
-        )
+    target = uplink_target(settings.values)
+    log.info("uplink to %s", target.shown)
     clock = SystemClock()
     notifier = SystemdNotifier(clock=clock)
     with Store.open(settings.db_path) as store:
@@ -52,7 +51,9 @@ def uplink(config_path: Path | None, once: bool) -> None:
         up = Uplink(
             ProvinceOutbox(store.connection),
             UplinkSettings(
-                dsn=dsn, zone=settings.timezone, batch_size=int(settings["province.batch"])
+                dsn=target.conninfo,
+                zone=settings.timezone,
+                batch_size=int(settings["uplink.batch"]),
             ),
             clock=clock,
             on_tick=notifier.watchdog,

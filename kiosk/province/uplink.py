@@ -60,7 +60,7 @@ class UplinkSettings:
     ``health_every_s``: how often the site's health is reported while busy.
     """
 
-    dsn: str
+    dsn: str = field(repr=False)  # may hold the site login's password
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     batch_size: int = DEFAULT_BATCH
     idle_s: float = 5.0
