@@ -29,9 +29,12 @@ from pathlib import Path
 
 import psycopg
 
-from kiosk.clock import Clock
+from kiosk.clock import Clock, SystemClock
 from kiosk.store import Store
 from tests.province_hub import ingest, make_events
+
+READY_LINE = "uploading to the province"
+"""What ``gatekiosk uplink`` prints once its signal handlers are in place."""
 
 Query = Callable[[str, tuple[object, ...]], list[tuple[object, ...]]]
 
@@ -47,6 +50,8 @@ class Hub:
     ids: list[str] = field(default_factory=list)
     """Every event id ingested here, in order."""
     process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    """How many times :meth:`start` ran: as many ready lines are due in ``uplink.err``."""
 
     @classmethod
     def create(cls, folder: Path, site_id: str, dsn: str, *, batch: int = 500) -> Hub:
@@ -72,6 +77,7 @@ class Hub:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
+        self.starts += 1
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -92,6 +98,9 @@ class Hub:
             return 0
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
+            # A process restarted a moment ago may still be importing, before
+            # its SIGTERM handler exists: a stop then would be a kill.
+            wait_until(self._ready_or_gone, SystemClock(), timeout_s=timeout_s)
             self.process.terminate()
             try:
                 return self.process.wait(timeout=timeout_s)
@@ -100,6 +109,10 @@ class Hub:
                 self.process.wait()
                 return -9
         return int(self.process.returncode)
+
+    def _ready_or_gone(self) -> bool:
+        gone = self.process is None or self.process.poll() is not None
+        return gone or self.errors().count(READY_LINE) >= self.starts
 
     def errors(self) -> str:
         path = self.folder / "uplink.err"
