@@ -135,9 +135,7 @@ class Authority:
             .not_valid_before(start)
             .not_valid_after(start + timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(self.ca.private_key, hashes.SHA256())
         )
         folder.mkdir(parents=True, exist_ok=True)
