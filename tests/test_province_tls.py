@@ -277,6 +277,7 @@ def test_a_certificate_of_one_site_cannot_log_in_as_another(
     result = run_uplink(config)
     assert result.returncode == 1
     assert f'certificate authentication failed for user "{role_b}"' in result.stderr
+    assert "the common name of uplink.cert_file must be uplink.role" in result.stderr
     assert tls_province.query("SELECT count(*) FROM province.events") == [(0,)]
     assert pending(hub_dir) == 10
 
@@ -299,6 +300,7 @@ def test_the_server_refuses_plaintext_and_the_settings_refuse_to_try_it_to_anoth
     assert result.returncode == 1
     assert "pg_hba.conf rejects connection" in result.stderr
     assert "no encryption" in result.stderr
+    assert "the province server accepts TLS only: set uplink.ca_file" in result.stderr
     # A name of another machine, without a CA: refused before any connection,
     # even where the address would reach this server.
     unverified = hub_config(
@@ -337,6 +339,7 @@ def test_the_password_is_in_no_output_of_a_refused_or_retrying_uplink(
     result = run_uplink(config)  # asserts PASSWORD is not in its output
     assert result.returncode == 1
     assert "password authentication failed" in result.stderr
+    assert "the password in uplink.password_file is wrong" in result.stderr
     errors = tmp_path / "uplink.err"
     with errors.open("wb") as err:
         service = subprocess.Popen(

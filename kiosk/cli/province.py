@@ -31,6 +31,20 @@ _TLS_HINTS = (
         "uplink.host không có trong chứng chỉ của máy chủ; dùng đúng tên trong chứng chỉ / "
         "uplink.host is not a name in the server's certificate; use a name it lists",
     ),
+    (
+        "no encryption",
+        "máy chủ cấp tỉnh chỉ nhận kết nối TLS: đặt uplink.ca_file / "
+        "the province server accepts TLS only: set uplink.ca_file",
+    ),
+    (
+        "certificate authentication failed",
+        "tên (CN) trong uplink.cert_file phải là uplink.role / "
+        "the common name of uplink.cert_file must be uplink.role",
+    ),
+    (
+        "password authentication failed",
+        "mật khẩu trong uplink.password_file sai / the password in uplink.password_file is wrong",
+    ),
 )
 
 
