@@ -4,9 +4,9 @@ for 127.0.0.1 only, ``hostssl`` by client certificate or scram-sha-256 and
 plaintext rejected).
 
 Real ``gatekiosk uplink --once`` processes upload or are refused; where the
-test must see the uplink's own session (``pg_stat_ssl``), an in-process
-:class:`Uplink` connects with the conninfo the same settings give. No
-process's output may ever hold the password.
+test looks at the uplink's session (``pg_stat_ssl``), a ``gatekiosk
+uplink`` service runs until the server shows it. No process's output may
+ever hold the password.
 """
 
 from __future__ import annotations
@@ -29,15 +29,11 @@ from admin_web.province import ProvinceWeb
 from kiosk.accounts import PasswordHashing, add_user
 from kiosk.clock import FakeClock, SystemClock
 from kiosk.config import load_settings
-from kiosk.province.outbox import ProvinceOutbox
-from kiosk.province.target import uplink_target
-from kiosk.province.uplink import Connector, Uplink, UplinkSettings
 from kiosk.store import Store
 from tests.postgres_fixture import (  # noqa: F401
     CERT_LOGIN,
     HOST,
     Authority,
-    PostgresServer,
     Province,
     postgres_tls_fixture,
     tls_province_fixture,
@@ -49,6 +45,10 @@ from tests.web import PASSWORDS, EnglishClient, log_in
 PASSWORD = "Mật-khẩu-tls-7Qx!z"
 """A site's password; it must never show in an uplink's output."""
 SSL_OF_SESSION = "SELECT ssl, version, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+SERVICE_SSL = (
+    "SELECT s.ssl, s.version, s.client_dn FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+    "WHERE a.usename = %s AND a.application_name = 'gatekiosk uplink'"
+)
 
 
 def ca_of(province: Province) -> Path:
@@ -118,34 +118,34 @@ def pending(hub_dir: Path) -> int:
     return sum(province_marks(hub_dir / "gatekiosk.db").values())
 
 
-def session_recorder(seen: list[tuple[Any, ...]]) -> Connector:
-    """A connector that notes the TLS state of each session the uplink opens."""
+def service_session(config: Path, province: Province, role: str, hub_dir: Path) -> tuple[Any, ...]:
+    """Run ``gatekiosk uplink`` (the service) until it has sent everything
+    and its session shows at the server; that session's ``pg_stat_ssl`` row
+    (ssl, version, client_dn), as the server sees it."""
+    errors = hub_dir / "uplink.err"
+    rows: list[tuple[Any, ...]] = []
 
-    def connect(dsn: str, timeout_s: int) -> psycopg.Connection[tuple[object, ...]]:
-        conn = psycopg.connect(dsn, connect_timeout=timeout_s)
-        row = conn.execute(SSL_OF_SESSION).fetchone()
-        conn.commit()
-        assert row is not None
-        seen.append(tuple(row))
-        return conn
+    def connected_and_drained() -> bool:
+        rows[:] = province.query(SERVICE_SSL, (role,))
+        return bool(rows) and pending(hub_dir) == 0
 
-    return connect
-
-
-def drain_in_process(config: Path, hub_dir: Path) -> tuple[int, list[tuple[Any, ...]]]:
-    """Upload ``hub_dir``'s events with the conninfo of ``config``'s settings;
-    the events sent and each session's ``pg_stat_ssl`` row."""
-    settings = load_settings(config, env={})
-    seen: list[tuple[Any, ...]] = []
-    with Store.open(hub_dir / "gatekiosk.db") as store:
-        up = Uplink(
-            ProvinceOutbox(store.connection),
-            UplinkSettings(dsn=uplink_target(settings.values).conninfo),
-            clock=SystemClock(),
-            connect=session_recorder(seen),
+    with errors.open("wb") as err:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "kiosk.cli", "-vv", "uplink", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
-        stats = up.drain_once()
-    return stats.sent, seen
+    try:
+        wait_until(connected_and_drained, timeout_s=60)
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=30) == 0, errors.read_text()
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+    assert PASSWORD not in errors.read_text()
+    assert len(rows) == 1
+    return rows[0]
 
 
 def add_cert_site(province: Province, site_id: str) -> str:
@@ -176,10 +176,9 @@ def test_a_hub_uploads_over_verified_tls_with_its_password_and_the_session_is_en
     assert uploaded(tls_province, "market-a") == sorted(ids)
     assert pending(hub_dir) == 0
     more = hub_with_events(hub_dir / "gatekiosk.db", 5)
-    sent, sessions = drain_in_process(config, hub_dir)
-    assert sent == 5
-    assert len(sessions) == 1
-    encrypted, version, client_dn = sessions[0]
+    encrypted, version, client_dn = service_session(
+        config, tls_province, tls_province.role_of("market-a"), hub_dir
+    )
     assert encrypted is True
     assert str(version).startswith("TLSv1.")
     assert client_dn is None  # a password login, no client certificate
@@ -252,10 +251,10 @@ def test_a_client_certificate_uploads_as_the_site_its_common_name_names(
     assert result.returncode == 0, result.stderr
     assert "sent 30, mới / new 30" in result.stdout
     assert uploaded(tls_province, "market-a") == sorted(ids)
-    hub_with_events(hub_dir / "gatekiosk.db", 3)
-    sent, sessions = drain_in_process(config, hub_dir)
-    assert sent == 3
-    assert [(s[0], s[2]) for s in sessions] == [(True, f"/CN={role}")]
+    more = hub_with_events(hub_dir / "gatekiosk.db", 3)
+    encrypted, _, client_dn = service_session(config, tls_province, role, hub_dir)
+    assert (encrypted, client_dn) == (True, f"/CN={role}")
+    assert uploaded(tls_province, "market-a") == sorted(ids + more)
 
 
 def test_a_certificate_of_one_site_cannot_log_in_as_another(
