@@ -95,8 +95,19 @@ def _stop_on_signals(stop: threading.Event) -> None:
     default=None,
     help="A site instead: this many simulated gates, a hub and its broker (needs mosquitto).",
 )
+@click.option(
+    "--province",
+    is_flag=True,
+    help="With --gates: a province too, on a throwaway PostgreSQL (needs postgresql): "
+    "the site's events uploaded live, other sites, the province web on the next port.",
+)
 def demo(
-    data_dir: Path, seconds: float | None, web_port: int, keep: bool, gates: int | None
+    data_dir: Path,
+    seconds: float | None,
+    web_port: int,
+    keep: bool,
+    gates: int | None,
+    province: bool,
 ) -> None:
     """The whole gate on this machine: simulated camera and pins.
 
@@ -119,11 +130,25 @@ def demo(
         gatekiosk demo --seconds 60
 
         gatekiosk demo --gates 3
+
+        gatekiosk demo --gates 2 --province
     """
+    if province and gates is None:
+        raise click.UsageError(
+            "--province cần --gates N / --province needs --gates N (a site to feed the province)"
+        )
     if gates is not None:
         from kiosk.demo_site import run_site_demo
 
-        run_site_demo(data_dir=data_dir, gates=gates, seconds=seconds, web_port=web_port)
+        signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: children stopped too
+        run_site_demo(
+            data_dir=data_dir,
+            gates=gates,
+            seconds=seconds,
+            web_port=web_port,
+            province=province,
+            keep=keep,
+        )
         return
     from kiosk.demo import run_demo
 
