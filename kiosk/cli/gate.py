@@ -140,15 +140,19 @@ def demo(
     if gates is not None:
         from kiosk.demo_site import run_site_demo
 
-        signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: children stopped too
-        run_site_demo(
-            data_dir=data_dir,
-            gates=gates,
-            seconds=seconds,
-            web_port=web_port,
-            province=province,
-            keep=keep,
-        )
+        # SIGTERM stops the demo like Ctrl-C: its broker and PostgreSQL stopped too.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            run_site_demo(
+                data_dir=data_dir,
+                gates=gates,
+                seconds=seconds,
+                web_port=web_port,
+                province=province,
+                keep=keep,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return
     from kiosk.demo import run_demo
 
