@@ -2,10 +2,13 @@
 
 A cluster made by ``initdb`` in a folder of the demo's, its server on a
 free loopback port (``listen_addresses`` is 127.0.0.1 only) with its Unix
-socket in the same folder, and ``trust`` authentication: the demo's roles
-log in without passwords, as on a province server they would with
-certificates or passwords. Nothing here is for production: the province
-server of a real deployment is Debian's own PostgreSQL (README).
+socket in the same folder. Over TCP every login needs its password
+(``scram-sha-256``), made up for this run: the superuser's here, the
+sites' and the reader's by :mod:`kiosk.demo_province`, so another user of
+the machine cannot log in as the demo's superuser while it runs. The Unix
+socket (``trust``) sits in a folder only the cluster's owner may enter.
+Nothing here is for production: the province server of a real deployment
+is Debian's own PostgreSQL (README).
 
 PostgreSQL refuses to run as root: as root, ``initdb``, ``postgres`` and
 ``pg_ctl`` run as the ``postgres`` system user through ``setpriv``, which
@@ -29,14 +32,16 @@ import glob
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from kiosk.clock import Clock
 from kiosk.errors import GateError
@@ -127,6 +132,8 @@ class DemoPostgres:
     clock: Clock
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
+    """The superuser's, for this run only."""
 
     @classmethod
     def create(
@@ -146,29 +153,43 @@ class DemoPostgres:
     def data_dir(self) -> Path:
         return self.folder / "data"
 
-    def dsn(self, dbname: str = "postgres", user: str = _OWNER) -> str:
-        """A libpq connection string over TCP loopback."""
-        return f"host={HOST} port={self.port} dbname={dbname} user={user} connect_timeout=5"
+    def dsn(self, dbname: str = "postgres", user: str = _OWNER, password: str | None = None) -> str:
+        """A libpq connection string over TCP loopback (the superuser's with its password)."""
+        secret = self.password if user == _OWNER else password
+        return make_conninfo(
+            host=HOST, port=self.port, dbname=dbname, user=user, password=secret, connect_timeout=5
+        )
 
     def _initdb(self) -> None:
-        done = subprocess.run(  # noqa: S603 - the installed initdb, our own folder
-            [
-                *_as_owner(),
-                str(self.bindir / "initdb"),
-                "-D",
-                str(self.data_dir),
-                "-U",
-                _OWNER,
-                "--auth=trust",  # the server listens on loopback only
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        password_file = self.folder / "superuser-password"
+        password_file.write_text(self.password + "\n", encoding="utf-8")
+        password_file.chmod(0o600)
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam(_OWNER)
+            os.chown(password_file, owner.pw_uid, owner.pw_gid)
+        try:
+            done = subprocess.run(  # noqa: S603 - the installed initdb, our own folder
+                [
+                    *_as_owner(),
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    _OWNER,
+                    f"--pwfile={password_file}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=trust",  # the socket's folder: the owner's alone
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        finally:
+            password_file.unlink()
         if done.returncode != 0:
             raise GateError(f"initdb không chạy được / initdb failed: {done.stderr.strip()[-500:]}")
 

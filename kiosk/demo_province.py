@@ -290,7 +290,8 @@ class DemoProvince:
 
     def start(self, hub: Settings, *, web_port: int) -> DemoWeb:
         """The cluster, the schema, the sites and their history, the demo
-        hub's uplink and the province web; that web."""
+        hub's uplink and the province web; that web. A refusal of the
+        server is a GateError (call :meth:`stop` in any case)."""
         self.postgres = DemoPostgres.create(
             self.folder / "postgres",
             self.bindir,
@@ -299,40 +300,50 @@ class DemoProvince:
             log_path=self.folder / "postgres.log",
         )
         self.postgres.start()
-        owner = self.postgres.create_database(DATABASE)
-        init_schema(owner)
-        publish(owner, demo_checklist())
-        zone = hub.timezone
-        now = self.clock.now()
-        for site in OTHER_SITES:
-            dsn = self._register(owner, site.site_id, site.name)
-            if site.history_days:
-                simulated = SimulatedHub(
-                    site,
-                    self.folder / "province-sites" / site.site_id,
-                    dsn,
-                    clock=self.clock,
-                    zone=zone,
-                )
-                self._hubs.append(simulated)
-                simulated.fill(now)
-        self._start_uplink(hub, self._register(owner, DEMO_SITE_ID, DEMO_SITE_NAME))
-        self._run("province-sites", self._live)
-        add_reader(owner, READER_ROLE, None)
+        try:
+            reader_dsn = self._populate(hub)
+        except psycopg.Error as exc:
+            raise GateError(
+                "không dựng được cấp tỉnh của bản demo / the demo's province could not be set "
+                f"up: {str(exc).strip()} (see {self.folder / 'postgres.log'})"
+            ) from exc
         self.web = start_province_web(
             self.folder / "province-web",
-            self.postgres.dsn(DATABASE, READER_ROLE),
+            reader_dsn,
             clock=self.clock,
             port=web_port,
             zone=hub["gate.timezone"],
         )
         return self.web
 
-    def _register(self, owner_dsn: str, site_id: str, name: str) -> str:
-        role = default_role_name(site_id)
-        add_site(owner_dsn, SiteRole(site_id, name, role_name=role))
+    def _populate(self, hub: Settings) -> str:
+        """Schema, checklist, sites with their history, the demo hub's uplink
+        and the reader login; the reader's DSN."""
         assert self.postgres is not None
-        return self.postgres.dsn(DATABASE, role)
+        owner = self.postgres.create_database(DATABASE)
+        init_schema(owner)
+        publish(owner, demo_checklist())
+        now = self.clock.now()
+        for site in OTHER_SITES:
+            dsn = self._register(owner, site.site_id, site.name)
+            if site.history_days:
+                folder = self.folder / "province-sites" / site.site_id
+                simulated = SimulatedHub(site, folder, dsn, clock=self.clock, zone=hub.timezone)
+                self._hubs.append(simulated)
+                simulated.fill(now)
+        self._start_uplink(hub, self._register(owner, DEMO_SITE_ID, DEMO_SITE_NAME))
+        self._run("province-sites", self._live)
+        password = secrets.token_urlsafe(18)
+        add_reader(owner, READER_ROLE, password)
+        return self.postgres.dsn(DATABASE, READER_ROLE, password)
+
+    def _register(self, owner_dsn: str, site_id: str, name: str) -> str:
+        """Register a site with a login of its own (a password for this run); its DSN."""
+        role = default_role_name(site_id)
+        password = secrets.token_urlsafe(18)
+        add_site(owner_dsn, SiteRole(site_id, name, role_name=role, password=password))
+        assert self.postgres is not None
+        return self.postgres.dsn(DATABASE, role, password)
 
     def _start_uplink(self, hub: Settings, dsn: str) -> None:
         """The demo hub's ``gatekiosk uplink``, in a thread over a connection of its own."""
@@ -362,20 +373,22 @@ class DemoProvince:
         """Everything stopped, the server by ``pg_ctl stop -m fast``; the cluster
         removed unless ``keep``."""
         self.stop_event.set()
-        if self.web is not None:
-            self.web.stop()
-        if self._uplink is not None:
-            self._uplink.stop()
-        for thread in self._threads:
-            thread.join(timeout=30)
-        for hub in self._hubs:
-            hub.close()
-        if self._hub_store is not None:
-            self._hub_store.close()
-        if self.postgres is not None:
-            self.postgres.stop()
-            if not self.keep:
-                self.postgres.remove()
+        try:
+            if self.web is not None:
+                self.web.stop()
+            if self._uplink is not None:
+                self._uplink.stop()
+            for thread in self._threads:
+                thread.join(timeout=30)
+            for hub in self._hubs:
+                hub.close()
+            if self._hub_store is not None:
+                self._hub_store.close()
+        finally:
+            if self.postgres is not None:
+                self.postgres.stop()
+                if not self.keep:
+                    self.postgres.remove()
 
 
 def start_province_web(

@@ -309,9 +309,11 @@ def run_site_demo(
         except KeyboardInterrupt:
             pass
     finally:
-        if web is not None:
-            web.stop()
-        if demo_province is not None:
-            demo_province.stop()
-        site.stop()
+        try:
+            if web is not None:
+                web.stop()
+            if demo_province is not None:
+                demo_province.stop()
+        finally:
+            site.stop()
     return folder
