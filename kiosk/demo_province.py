@@ -10,8 +10,8 @@ Beside the site of :mod:`kiosk.demo_site`, a throwaway PostgreSQL
   uplink code: a busy market, still scanning (a few visitors more every
   :data:`LIVE_EVERY_S`), a factory whose history ends yesterday (quiet), and
   a market registered but never heard from;
-- the published checklist (``deploy/province-checklist.toml``, or the
-  package's copy of it), rated on the market's hub recently and on the
+- the published checklist (``deploy/province-checklist.toml``; a short
+  one where the package has no ``deploy/`` folder), rated on the market's hub recently and on the
   factory's long ago (stale), sent up by the uplink as a hub sends them;
 - a reader login, and the province web (:func:`admin_web.create_province_app`)
   on another port, with a manager whose password is made for this run.
@@ -430,10 +430,12 @@ def province_lines(web: DemoWeb, postgres: DemoPostgres, *, keep: bool) -> str:
     return (
         f"Trang cấp tỉnh / Province web: {web.url}  user: {DEMO_MANAGER}  "
         f"password (this run only): {web.password}  (mật khẩu chỉ cho lần chạy này)\n"
-        "Xem danh sách khu vực: khu demo nhận sự kiện trực tiếp từ các cổng, một khu im lặng, "
-        "một khu chưa từng gửi; mục Tự đánh giá cho điểm các khu. / "
-        "Look at the site list: the demo site fed live by its gates, a quiet site, one never "
-        "heard from; Self-assessment shows the sites' ratings.\n"
+        "Xem trang Các khu: khu demo nhận sự kiện trực tiếp từ các cổng, một khu im lặng, "
+        "một khu chưa từng gửi; trang Tự đánh giá: điểm các khu tự chấm. / "
+        "Look at Sites: the demo site fed live by its gates, a quiet site, one never heard "
+        "from; Self-assessments: the sites' own ratings.\n"
         f"PostgreSQL tạm / throwaway PostgreSQL: {HOST}:{postgres.port}, "
         f"{postgres.folder} ({kept})\n"
+        f"Xem dữ liệu cấp tỉnh / query the province: psql -h {postgres.folder / 'run'} "
+        f"-p {postgres.port} -U postgres {DATABASE}\n"
     )

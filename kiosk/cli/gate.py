@@ -87,7 +87,8 @@ def _stop_on_signals(stop: threading.Event) -> None:
 @click.option(
     "--keep",
     is_flag=True,
-    help="Continue with the database of earlier runs (default: start afresh; keys are kept).",
+    help="Continue with the database of earlier runs (default: start afresh; keys are kept); "
+    "with --province: keep the PostgreSQL cluster.",
 )
 @click.option(
     "--gates",
