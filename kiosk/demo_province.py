@@ -153,18 +153,19 @@ class SiteHistory:
         self._visitors = 0
 
     def between(self, start: datetime, end: datetime) -> list[Event]:
-        """The events of visits that begin in ``[start, end)``, those after ``end`` left out."""
-        events: list[Event] = []
+        """The events of visits that begin in ``[start, end)``, those after ``end``
+        left out; each gate's numbered in time order, as a gate records them."""
+        visits: list[NewEvent] = []
         hour = start.astimezone(self.zone).replace(minute=0, second=0, microsecond=0)
         while hour < end:
             for _ in range(self._chance.randint(0, 2 * self.site.hours.get(hour.hour, 0))):
                 at = hour + timedelta(seconds=self._chance.uniform(0, 3600))
                 if start <= at < end:
-                    events += self.visit(at, end)
+                    visits += self.visit(at, end)
             hour += timedelta(hours=1)
-        return sorted(events, key=lambda e: e.at)
+        return [self._recorded(event) for event in sorted(visits, key=lambda e: e.at)]
 
-    def visit(self, at: datetime, end: datetime) -> list[Event]:
+    def visit(self, at: datetime, end: datetime) -> list[NewEvent]:
         """One visitor arriving at ``at``: the entry (or refusal), the exit if before ``end``."""
         chance = self._chance
         self._visitors += 1
@@ -187,9 +188,8 @@ class SiteHistory:
 
     def _event(
         self, gate: str, at: datetime, direction: str, refused: bool, subject: str, name: str
-    ) -> Event:
-        self._seq[gate] += 1
-        new = NewEvent(
+    ) -> NewEvent:
+        return NewEvent(
             gate_id=gate,
             at=at,
             utc_offset_min=420,
@@ -200,13 +200,17 @@ class SiteHistory:
             kind="cccd",
             subject_hash=subject,
             display_name=name,
-            masked_id=f"0792******{self._seq[gate] % 100:02d}",
+            masked_id=f"0792******{int(subject[:4], 16) % 100:02d}",
         )
+
+    def _recorded(self, new: NewEvent) -> Event:
+        """``new`` as its gate records it: a random id, the gate's next number."""
+        self._seq[new.gate_id] += 1
         return Event.of(
             new,
             id=secrets.token_hex(16),
-            boot_id=f"{self.site.site_id}-{gate}",
-            seq=self._seq[gate],
+            boot_id=f"{self.site.site_id}-{new.gate_id}",
+            seq=self._seq[new.gate_id],
         )
 
 

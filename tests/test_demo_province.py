@@ -14,14 +14,16 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
 
 from kiosk.cli import cli
 from kiosk.demo_postgres import PostgresMissing, postgres_bindir
-from kiosk.demo_province import DEMO_SITE_ID
+from kiosk.demo_province import DEMO_SITE_ID, OTHER_SITES, SiteHistory
 
 PROVINCE_LINE = re.compile(
     r"Trang cấp tỉnh / Province web: (?P<url>\S+)  user: (?P<user>\S+)  "
@@ -184,3 +186,24 @@ def test_province_without_gates_is_refused() -> None:
     result = CliRunner().invoke(cli, ["demo", "--province"])
     assert result.exit_code == 2
     assert "--province needs --gates N" in result.output
+
+
+def test_simulated_history_stays_in_its_window_each_gate_numbered_in_time_order() -> None:
+    zone = ZoneInfo("Asia/Ho_Chi_Minh")
+    factory = next(site for site in OTHER_SITES if site.site_id == "may-tan-tao")
+    history = SiteHistory(factory, zone)
+    start = datetime(2026, 12, 3, tzinfo=zone)
+    end = start + timedelta(days=4)
+    events = history.between(start, end)
+    later = history.between(end, end + timedelta(hours=8))
+    assert events
+    assert later
+    assert all(start <= e.at < end for e in events)
+    for gate in factory.gates:
+        logged = [e for e in events + later if e.gate_id == gate]
+        assert [e.seq for e in logged] == list(range(1, len(logged) + 1))
+        assert [e.at for e in logged] == sorted(e.at for e in logged)
+    refused = [e for e in events if e.decision == "deny"]
+    assert refused
+    assert all(e.direction == "in" for e in refused)
+    assert len({e.id for e in events + later}) == len(events) + len(later)
