@@ -146,7 +146,11 @@ class DemoPostgres:
         if os.geteuid() == 0:
             owner = pwd.getpwnam(_OWNER)
             os.chown(folder / "run", owner.pw_uid, owner.pw_gid)
-        cluster._initdb()
+        try:
+            cluster._initdb()
+        except GateError:
+            cluster.remove()
+            raise
         return cluster
 
     @property

@@ -125,6 +125,11 @@ def demo(
     its configuration to DATA_DIR/gatekiosk.toml and prints the commands that
     use it: adding a guard, checking a demo code, exporting the log.
 
+    With --gates N, a site instead: N simulated gates, their hub and its
+    broker. With --province too, a province on a throwaway PostgreSQL: the
+    site's events uploaded live, other sites with their history and ratings,
+    and the province web, its address and password printed.
+
     Example:
 
     \b
