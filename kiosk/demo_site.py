@@ -15,6 +15,7 @@ enter at one gate and leave by another, the way the kiosk records them
 (with the "not yet uploaded" mark), a few refused. The single-gate demo
 (``gatekiosk demo``) shows the camera and the decisions; this one shows the
 site: the hub's dashboard, one log for all gates, site-wide presence.
+With ``--province``, :mod:`kiosk.demo_province` adds a province beside it.
 """
 
 from __future__ import annotations
@@ -297,7 +298,8 @@ def run_site_demo(
             )
             out.flush()
             demo_province = DemoProvince(folder, bindir, port=free_port(), clock=clock, keep=keep)
-            province_web = demo_province.start(site.hub, web_port=web_port + 1 if web_port else 0)
+            next_port = web_port + 1 if 0 < web_port < 65535 else 0
+            province_web = demo_province.start(site.hub, web_port=next_port)
             assert demo_province.postgres is not None
             out.write(province_lines(province_web, demo_province.postgres, keep=keep))
             out.flush()
