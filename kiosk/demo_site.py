@@ -15,6 +15,7 @@ enter at one gate and leave by another, the way the kiosk records them
 (with the "not yet uploaded" mark), a few refused. The single-gate demo
 (``gatekiosk demo``) shows the camera and the decisions; this one shows the
 site: the hub's dashboard, one log for all gates, site-wide presence.
+With ``--province``, :mod:`kiosk.demo_province` adds a province beside it.
 """
 
 from __future__ import annotations
@@ -258,15 +259,25 @@ def run_site_demo(
     seconds: float | None,
     out: TextIO | None = None,
     web_port: int = 8080,
+    province: bool = False,
+    keep: bool = False,
 ) -> Path:
-    """Run the site demo until Ctrl-C or ``seconds``; the folder it ran in."""
+    """Run the site demo until Ctrl-C or ``seconds``; the folder it ran in.
+
+    ``province``: a province beside it, on a throwaway PostgreSQL
+    (:mod:`kiosk.demo_province`), removed at the end unless ``keep``.
+    """
+    from kiosk.demo_postgres import postgres_bindir
+
     out = out or sys.stdout
     mosquitto_binary()  # before making anything
+    bindir = postgres_bindir() if province else None
     data_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="site-", dir=data_dir))
     clock = SystemClock()
     site = DemoSite(folder, gates, clock=clock)
     web = None
+    demo_province = None
     try:
         site.start()
         web = start_demo_web(site.hub, clock=clock, port=web_port)
@@ -278,6 +289,20 @@ def run_site_demo(
             f"Các cổng / Site: {web.url}site/status\n"
         )
         out.flush()
+        if bindir is not None:
+            from kiosk.demo_province import DemoProvince, province_lines
+
+            out.write(
+                "Đang dựng cấp tỉnh trên PostgreSQL tạm... / "
+                "setting up a province on a throwaway PostgreSQL...\n"
+            )
+            out.flush()
+            demo_province = DemoProvince(folder, bindir, port=free_port(), clock=clock, keep=keep)
+            next_port = web_port + 1 if 0 < web_port < 65535 else 0
+            province_web = demo_province.start(site.hub, web_port=next_port)
+            assert demo_province.postgres is not None
+            out.write(province_lines(province_web, demo_province.postgres, keep=keep))
+            out.flush()
         deadline = clock.monotonic() + seconds if seconds is not None else None
         try:
             while not site.stop_event.wait(0.2):
@@ -286,7 +311,11 @@ def run_site_demo(
         except KeyboardInterrupt:
             pass
     finally:
-        if web is not None:
-            web.stop()
-        site.stop()
+        try:
+            if web is not None:
+                web.stop()
+            if demo_province is not None:
+                demo_province.stop()
+        finally:
+            site.stop()
     return folder

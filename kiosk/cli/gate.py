@@ -87,7 +87,8 @@ def _stop_on_signals(stop: threading.Event) -> None:
 @click.option(
     "--keep",
     is_flag=True,
-    help="Continue with the database of earlier runs (default: start afresh; keys are kept).",
+    help="Continue with the database of earlier runs (default: start afresh; keys are kept); "
+    "with --province: keep the PostgreSQL cluster.",
 )
 @click.option(
     "--gates",
@@ -95,8 +96,19 @@ def _stop_on_signals(stop: threading.Event) -> None:
     default=None,
     help="A site instead: this many simulated gates, a hub and its broker (needs mosquitto).",
 )
+@click.option(
+    "--province",
+    is_flag=True,
+    help="With --gates: a province too, on a throwaway PostgreSQL (needs postgresql): "
+    "the site's events uploaded live, other sites, the province web on the next port.",
+)
 def demo(
-    data_dir: Path, seconds: float | None, web_port: int, keep: bool, gates: int | None
+    data_dir: Path,
+    seconds: float | None,
+    web_port: int,
+    keep: bool,
+    gates: int | None,
+    province: bool,
 ) -> None:
     """The whole gate on this machine: simulated camera and pins.
 
@@ -113,17 +125,40 @@ def demo(
     its configuration to DATA_DIR/gatekiosk.toml and prints the commands that
     use it: adding a guard, checking a demo code, exporting the log.
 
+    With --gates N, a site instead: N simulated gates, their hub and its
+    broker. With --province too, a province on a throwaway PostgreSQL: the
+    site's events uploaded live, other sites with their history and ratings,
+    and the province web, its address and password printed.
+
     Example:
 
     \b
         gatekiosk demo --seconds 60
 
         gatekiosk demo --gates 3
+
+        gatekiosk demo --gates 2 --province
     """
+    if province and gates is None:
+        raise click.UsageError(
+            "--province cần --gates N / --province needs --gates N (a site to feed the province)"
+        )
     if gates is not None:
         from kiosk.demo_site import run_site_demo
 
-        run_site_demo(data_dir=data_dir, gates=gates, seconds=seconds, web_port=web_port)
+        # SIGTERM stops the demo like Ctrl-C: its broker and PostgreSQL stopped too.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            run_site_demo(
+                data_dir=data_dir,
+                gates=gates,
+                seconds=seconds,
+                web_port=web_port,
+                province=province,
+                keep=keep,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return
     from kiosk.demo import run_demo
 
