@@ -348,7 +348,7 @@ def _refused(error: psycopg.Error) -> None:
         raise WindowRefused(error.diag.message_primary or str(error)) from error
 
 
-_WINDOW = "SELECT (w).* FROM (SELECT province.window_rows(%s) AS w) AS window_rows"
+WINDOW_QUERY = "SELECT (w).* FROM (SELECT province.window_rows(%s) AS w) AS window_rows"
 """In a select list, not ``FROM province.window_rows(...)``: there PostgreSQL
 would gather the whole window into a tuplestore (to disk past work_mem)
 before the first row; here the SQL function hands its rows over as the
@@ -369,7 +369,7 @@ def iter_window(conn: psycopg.Connection[Any], audit_id: int) -> Iterator[Window
     try:
         with conn.transaction(), conn.cursor(name="province_window") as cursor:
             cursor.itersize = WINDOW_BATCH
-            cursor.execute(_WINDOW, (audit_id,))
+            cursor.execute(WINDOW_QUERY, (audit_id,))
             for row in cursor:
                 yield WindowEvent(*row)
     except psycopg.Error as error:
