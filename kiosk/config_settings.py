@@ -262,7 +262,8 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Empty (the default): off, and the province cannot follow one person across sites. "
         "Set it only where the law requires the province to do so: the key file the province "
-        "gives every gate of the province out of band (the same file everywhere, mode 0600; a "
+        "makes with `gatekiosk province key` and gives every gate of the province out of band "
+        "(the same file everywhere, mode 0600; a "
         "relative path is inside gate.data_dir). The gate then also hashes each person with it "
         "and that hash goes up to the province; the ID itself never leaves the gate.",
     ),

@@ -131,6 +131,21 @@ def load_province_key(path: Path) -> bytes:
     return key
 
 
+def create_province_key(path: Path) -> None:
+    """Make a new province-wide key, :data:`KEY_BYTES` random bytes, at ``path``.
+
+    Done once by the province (``gatekiosk province key``), which then
+    gives the same file to every gate. The file appears whole with mode
+    0600 or not at all (a kill leaves no short key), and an existing file is
+    never replaced (``FileExistsError``): a second key would split the
+    province's hashes in two.
+    """
+    with AtomicOutput(path, replace=False) as output:
+        output.file.write(secrets.token_bytes(KEY_BYTES))
+        output.commit()
+    log.info("created a new province key at %s", path)
+
+
 PERSON = "person"
 """The namespace of full national ID numbers (12 digits, the chip ID card's
 number), the only subject two kinds of code may share."""

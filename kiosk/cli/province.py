@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import click
 
@@ -15,6 +16,36 @@ from kiosk.cli.group import cli, config_option, load
 from kiosk.province.errors import ProvinceError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# libpq's refusals of a TLS connection, and the setting to look at.
+_TLS_HINTS = (
+    (
+        "certificate verify failed",
+        "uplink.ca_file không phải CA đã ký chứng chỉ của máy chủ cấp tỉnh / "
+        "uplink.ca_file is not the CA that signed the province server's certificate",
+    ),
+    (
+        "does not match host name",
+        "uplink.host không có trong chứng chỉ của máy chủ; dùng đúng tên trong chứng chỉ / "
+        "uplink.host is not a name in the server's certificate; use a name it lists",
+    ),
+    (
+        "no encryption",
+        "máy chủ cấp tỉnh chỉ nhận kết nối TLS: đặt uplink.ca_file / "
+        "the province server accepts TLS only: set uplink.ca_file",
+    ),
+    (
+        "certificate authentication failed",
+        "tên (CN) trong uplink.cert_file phải là uplink.role / "
+        "the common name of uplink.cert_file must be uplink.role",
+    ),
+    (
+        "password authentication failed",
+        "mật khẩu trong uplink.password_file sai / the password in uplink.password_file is wrong",
+    ),
+)
 
 
 @cli.command()
@@ -67,7 +98,11 @@ def uplink(config_path: Path | None, once: bool) -> None:
         signal.signal(signal.SIGINT, handler)
         notifier.ready()
         if once:
-            stats = up.drain_once()
+            stats = _run(
+                "không gửi được lên cấp tỉnh / cannot upload to the province",
+                up.drain_once,
+                hints=_TLS_HINTS,
+            )
             click.echo(f"Đã gửi / sent {stats.sent}, mới / new {stats.inserted}")
         else:
             click.echo("Gửi sự kiện lên cấp tỉnh / uploading to the province", err=True)
@@ -87,14 +122,17 @@ def province() -> None:
     """
 
 
-def _run(action: str, call: Callable[[], object]) -> None:
-    """``call``, a refusal of the server shown as ``Error: ...``."""
+def _run(action: str, call: Callable[[], T], *, hints: tuple[tuple[str, str], ...] = ()) -> T:
+    """``call``'s result; a refusal of the server shown as ``Error: ...``,
+    followed by the hint of each ``(text in the message, hint)`` that applies."""
     import psycopg
 
     try:
-        call()
+        return call()
     except psycopg.Error as exc:
-        raise ProvinceError(f"{action}: {str(exc).strip()}") from exc
+        message = str(exc).strip()
+        found = [hint for text, hint in hints if text in message]
+        raise ProvinceError("\n".join([f"{action}: {message}", *found])) from exc
 
 
 @province.command("init")
@@ -105,6 +143,42 @@ def province_init(dsn: str) -> None:
 
     _run("province init", lambda: init_schema(dsn))
     click.echo("Đã tạo lược đồ cấp tỉnh / province schema ready")
+
+
+@province.command("key")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def province_key(out: Path) -> None:
+    """Make the province key: 32 random bytes in OUT, mode 0600.
+
+    Off by default, and only where the law requires the authority to follow
+    one person across the province's sites: give this same file to every
+    gate of the province, out of band, and set privacy.province_key_file to
+    it on each. An existing OUT is never overwritten (two keys would split
+    the province's hashes in two).
+
+    Example:
+
+    \b
+        gatekiosk province key /root/province.key
+    """
+    from kiosk.privacy import create_province_key
+
+    try:
+        create_province_key(out)
+    except FileExistsError:
+        raise ProvinceError(
+            f"{out} đã có; không ghi đè khóa cấp tỉnh (mọi cổng phải giữ cùng một khóa) / "
+            f"{out} exists; a province key is never overwritten (every gate must hold the same key)"
+        ) from None
+    except OSError as exc:
+        raise ProvinceError(f"không ghi được / cannot write {out}: {exc.strerror}") from None
+    click.echo(
+        f"Đã tạo khóa cấp tỉnh {out} (quyền 0600). Chỉ dùng nơi pháp luật yêu cầu: chuyển "
+        "chính tệp này tới mọi cổng của tỉnh qua kênh riêng, đặt privacy.province_key_file "
+        f"trỏ tới nó. / Province key written to {out} (mode 0600). Only where the law requires "
+        "it: give this same file to every gate of the province, out of band, and set "
+        "privacy.province_key_file to it on each."
+    )
 
 
 @province.command("add-site")
