@@ -3,20 +3,23 @@
 A manager picks the site, the window and the format, and must give a
 reason. The request is checked first: no reason (or one over
 :data:`MAX_REASON_CHARS`), a start not before the end, a window longer than
-``province_web.export_max_days``, or an unknown site each get a message in
-Vietnamese and English, and nothing is read or recorded. A valid request is
-recorded in ``province.audit`` (``province.audit_request``: the web's user
-name, ``export-window``, the site, the reason, the window and format) and
-committed before the first row is read. Then the rows leave: CSV streamed
-from a server-side cursor, Excel built into an unnamed temporary file and sent.
+``province_web.export_max_days`` (or the database's own limit,
+``province.export_policy``), or an unknown site each get a message in
+Vietnamese and English, and nothing is read or recorded. The database then
+checks it again and records it (``province.open_window``: the web's user
+name, its own login, ``export-window``, the site, the reason, the window and
+format), committed before the first row is read; the web's login cannot read
+an event any other way (``schema.sql``). Then the rows of exactly that
+request leave (``province.window_rows``): CSV streamed from a server-side
+cursor, Excel built into an unnamed temporary file and sent.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +32,7 @@ from admin_web.context import gk
 from admin_web.forms import MAX_YEAR, MIN_YEAR
 from admin_web.province import province_web, reader
 from kiosk.province import dashboard
-from kiosk.province.dashboard import SiteInfo
+from kiosk.province.dashboard import SiteInfo, WindowRefused, WindowRequest
 from kiosk.province.window_export import iter_window_csv, write_window_xlsx
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("province_export", __name__)
 
 EXPORT_ACTION = "export-window"
-"""The audit row's action for a window export."""
+"""The audit row's action for a window export (``province.open_window`` writes it)."""
 
 MAX_REASON_CHARS = 500
 
@@ -85,29 +88,11 @@ def parse_time(text: str, tz: ZoneInfo) -> datetime | None:
     return None
 
 
-@dataclass(frozen=True)
-class WindowRequest:
-    """A checked request: one site, ``start`` to ``end`` (exclusive, UTC)."""
-
-    site_id: str
-    start: datetime
-    end: datetime
-    reason: str
-    fmt: str
-
-    def audit_detail(self, zone: str) -> dict[str, Any]:
-        return {
-            "from": self.start.isoformat(),
-            "to": self.end.isoformat(),
-            "format": self.fmt,
-            "zone": zone,
-        }
-
-
 def check_request(
-    form: Mapping[str, str], *, tz: ZoneInfo, site_ids: set[str], max_days: int
+    form: Mapping[str, str], *, tz: ZoneInfo, site_ids: set[str], max_days: int, actor: str
 ) -> WindowRequest | list[str]:
-    """The request in ``form``, or what is wrong with it (bilingual, in order)."""
+    """The request in ``form`` by ``actor``, or what is wrong with it
+    (bilingual, in order). ``start`` to ``end`` is exclusive, in UTC."""
     problems: list[str] = []
     site_id = (form.get("site") or "").strip()
     if site_id not in site_ids:
@@ -135,11 +120,16 @@ def check_request(
         return problems
     assert start is not None
     assert end is not None
-    return WindowRequest(site_id, start, end, reason, fmt)
+    return WindowRequest(actor, reason, site_id, start, end, fmt, tz.key)
 
 
 def _sites() -> tuple[SiteInfo, ...]:
     return dashboard.all_sites(reader())
+
+
+def _max_days() -> int:
+    """The web's limit, or the database's if that is stricter."""
+    return min(province_web().export_max_days, dashboard.window_max_days(reader()))
 
 
 def _form_page(problems: list[str], values: Mapping[str, str], status: int = 200) -> Any:
@@ -148,7 +138,7 @@ def _form_page(problems: list[str], values: Mapping[str, str], status: int = 200
         sites=_sites(),
         problems=problems,
         values=values,
-        max_days=province_web().export_max_days,
+        max_days=_max_days(),
         max_reason=MAX_REASON_CHARS,
     )
     return page, status
@@ -167,6 +157,14 @@ def _filename(wanted: WindowRequest, tz: ZoneInfo) -> str:
     return f"province-{wanted.site_id}-{start}-{end}.{wanted.fmt}"
 
 
+def _problem_page(problems: list[str]) -> Any:
+    values = {
+        key: request.form.get(key, "")[: MAX_REASON_CHARS * 2]
+        for key in ("site", "from", "to", "reason", "format")
+    }
+    return _form_page(problems, values, 400)
+
+
 @bp.post("/export", endpoint="download")
 @login_required("manager")
 def export_download() -> Any:
@@ -176,30 +174,25 @@ def export_download() -> Any:
     assert user is not None  # login_required
     sites = {site.site_id for site in _sites()}
     checked = check_request(
-        request.form, tz=tz, site_ids=sites, max_days=province_web().export_max_days
+        request.form, tz=tz, site_ids=sites, max_days=_max_days(), actor=user.name
     )
     if isinstance(checked, list):
-        values = {
-            key: request.form.get(key, "")[: MAX_REASON_CHARS * 2]
-            for key in ("site", "from", "to", "reason", "format")
-        }
-        return _form_page(checked, values, 400)
+        return _problem_page(checked)
     lang = str(get_locale())
     # Its own connection: a streamed CSV outlives the request's.
     conn = province_web().connect()
     try:
-        audit_id = dashboard.record_request(
-            conn,
-            actor=user.name,
-            action=EXPORT_ACTION,
-            site_id=checked.site_id,
-            reason=checked.reason,
-            detail=checked.audit_detail(tz.key),
-        )
+        audit_id = dashboard.open_window(conn, checked)
         log.info("window export %d of %s by %s", audit_id, checked.site_id, user.name)
-        events = dashboard.iter_window(conn, checked.site_id, checked.start, checked.end)
+        events = dashboard.iter_window(conn, audit_id)
+        # The first row read here: a refusal is a page, not a broken download.
+        first = next(events, None)
+        events = itertools.chain([] if first is None else [first], events)
         if checked.fmt == "xlsx":
             return _xlsx(events, checked, tz, lang, conn)
+    except WindowRefused as refused:
+        conn.close()
+        return _problem_page([str(refused)])
     except BaseException:
         conn.close()
         raise

@@ -17,7 +17,9 @@
 #     /etc/systemd/system            gatekiosk-kiosk, gatekiosk-web, gatekiosk-maintenance,
 #                                    gatekiosk-devices (the kiosk waits for its drivers);
 #                                    on a hub gatekiosk-hub, gatekiosk-broker, and
-#                                    gatekiosk-uplink when [uplink] is set (the province)
+#                                    gatekiosk-uplink when [uplink] is set (the province);
+#                                    gatekiosk-province-web copied, never enabled (it is
+#                                    for the province's server, enabled there by hand)
 #
 # docs/hardware.md explains the wiring, the camera and the choices made here.
 set -euo pipefail
@@ -40,6 +42,7 @@ readonly UNITS=(
     gatekiosk-hub.service
     gatekiosk-broker.service
     gatekiosk-uplink.service
+    gatekiosk-province-web.service
 )
 # Where `gatekiosk site init` writes the hub's files, and the broker the hub reaches.
 readonly SITE_DIR=$DATA_DIR/site

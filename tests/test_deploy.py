@@ -34,6 +34,7 @@ SERVICES = [
     "gatekiosk-sync.service",
     "gatekiosk-hub.service",
     "gatekiosk-uplink.service",
+    "gatekiosk-province-web.service",
 ]
 # Runs before the kiosk, as no one (DynamicUser=), reading only /proc/devices and /dev.
 DEVICES_UNIT = "gatekiosk-devices.service"
@@ -574,6 +575,27 @@ def test_web_unit_has_no_device_access() -> None:
         f"/opt/gatekiosk/venv/bin/gatekiosk web --config {CONFIG}"
     )
     assert one("gatekiosk-web.service", "Service", "Restart") == "on-failure"
+
+
+def test_province_web_unit_is_copied_but_never_enabled_by_the_installer() -> None:
+    unit = "gatekiosk-province-web.service"
+    assert one(unit, "Service", "ExecStart") == (
+        "/opt/gatekiosk/venv/bin/gatekiosk province web --config /etc/gatekiosk/province.toml"
+    )
+    assert values(unit, "Service", "DeviceAllow") == []
+    assert one(unit, "Service", "PrivateDevices") == "yes"
+    assert one(unit, "Service", "Restart") == "on-failure"
+    assert one(unit, "Unit", "StartLimitIntervalSec") == "0"
+    assert one(unit, "Install", "WantedBy") == "multi-user.target"
+    assert "Environment=PGPASSFILE=/etc/gatekiosk/province-web.pgpass\n" in (
+        DEPLOY / unit
+    ).read_text(encoding="utf-8")
+    # Copied with the other units, for the province's server; a gate or hub never runs it.
+    text = INSTALL.read_text(encoding="utf-8")
+    assert f"    {unit}\n" in text
+    assert "province-web" not in "".join(
+        line for line in text.splitlines() if "systemctl enable" in line or "restart" in line
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -63,29 +63,32 @@ def test_a_login_of_no_site_inserts_nothing(province: Province) -> None:
         insert(province.dsn(f"{province.dbname}_stray"), "market-a", "stray")
 
 
-def test_the_read_role_reads_everything_and_writes_only_audit_rows(province: Province) -> None:
+def test_the_read_role_reads_no_event_and_writes_only_audit_rows(province: Province) -> None:
     a = province.add_site("market-a")
     insert(a, "market-a", "e-a")
     reader = province.add_reader()
     with psycopg.connect(reader) as conn:
-        assert conn.execute("SELECT id FROM province.events").fetchall() == [("e-a",)]
         assert conn.execute("SELECT id FROM province.sites").fetchall() == [("market-a",)]
         audit_id = conn.execute(
-            "SELECT province.audit_request('inspector-1', 'export', 'market-a', 'case 12', "
-            "'{}'::jsonb)"
+            "SELECT province.open_window('inspector-1', 'case 12', 'market-a', "
+            "'2026-03-10 00:00+00', '2026-03-11 00:00+00', 'csv')"
         ).fetchone()
         assert audit_id is not None
     for statement in (
+        "SELECT id FROM province.events",
+        f"SELECT id FROM province.{partition_name(date(2026, 3, 1))}",
         _INSERT.replace("%s", "'market-a'", 1).replace("%s", "'x'", 1).replace("%s", "now()"),
         "DELETE FROM province.events",
         "UPDATE province.sites SET name = 'x'",
         "DELETE FROM province.audit",
+        "UPDATE province.audit SET read_at = NULL",
         "INSERT INTO province.audit (actor, action) VALUES ('me', 'forged')",
+        "SELECT * FROM province.claim_window(1)",
     ):
         with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement.encode())
     assert province.query("SELECT actor, db_role, action, site_id, reason FROM province.audit") == [
-        ("inspector-1", f"{province.dbname}_reader", "export", "market-a", "case 12")
+        ("inspector-1", f"{province.dbname}_reader", "export-window", "market-a", "case 12")
     ]
 
 

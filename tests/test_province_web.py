@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
-from admin_web import create_province_app
+from admin_web import create_province_app, province_export
 from admin_web.province import ProvinceWeb
 from kiosk.accounts import PasswordHashing, add_user
 from kiosk.cli import cli
@@ -341,6 +341,24 @@ def test_a_request_without_a_reason_or_with_a_bad_window_reads_nothing(
     assert audit_rows(province) == []
 
 
+def test_the_databases_stricter_window_limit_wins_and_its_refusal_is_a_page(
+    province: Province, manager: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    province.add_site("market-a")
+    province.query("UPDATE province.export_policy SET window_max_days = 1 RETURNING 1")
+    two_days = {"from": "2026-03-08T00:00"}
+    status, body, _ = export(manager, **two_days)
+    assert status == 400
+    assert "The window is longer than 1 days." in body.decode()
+    # Were the web to let it through, the database refuses it, with its own words.
+    monkeypatch.setattr(province_export, "_max_days", lambda: 31)
+    status, body, _ = export(manager, **two_days)
+    assert status == 400
+    page = body.decode()
+    assert "Khoảng thời gian dài quá 1 ngày. / The window is longer than 1 days." in page
+    assert audit_rows(province) == []
+
+
 def test_only_managers_export_and_read_the_requests(province: Province, app: Flask) -> None:
     guard = app.test_client()
     log_in(guard, "guard")
@@ -360,13 +378,14 @@ def test_the_requests_page_shows_who_asked_and_why(
     assert "10/03/2026 00:00" in page
 
 
-def test_the_webs_login_cannot_write_events_sites_or_audit(
+def test_the_webs_login_cannot_read_events_nor_write_events_sites_or_audit(
     province: Province, app: Flask, reader_dsn: str
 ) -> None:
     province.add_site("market-a")
     web: ProvinceWeb = app.extensions["gatekiosk_province"]
     assert web.dsn == reader_dsn
     statements = (
+        "SELECT id FROM province.events",
         "INSERT INTO province.events (site_id, id, at_utc, utc_offset_min, gate_id, boot_id, "
         "seq, clock_synced, direction, decision, reason, kind, override) VALUES ('market-a', "
         "'forged', now(), 0, 'g', 'b', 1, true, 'in', 'allow', 'ok', 'cccd', false)",

@@ -1,11 +1,13 @@
 """What the authority's web reads from the province's PostgreSQL, as typed rows.
 
-Every query runs on a connection of a ``province_reader`` login (it reads
-everything and writes nothing but audit rows, through
-``province.audit_request``). Counts come from ``province.hourly``, the rollup
-the insert trigger keeps: a few thousand rows for the whole province instead
-of millions of events. The province holds no names (``schema.sql``): nothing
-here selects one, and a row's ``subject_hash`` is keyed by its site.
+Every query runs on a connection of a ``province_reader`` login, which may
+not read ``province.events`` at all: counts come from ``province.hourly``
+and "last heard" from ``province.sites.last_heard``, both kept by the insert
+trigger (a few thousand rows for the whole province instead of millions of
+events). A site's window of events leaves only through the database's own
+audited pair, :func:`open_window` then :func:`iter_window`. The province
+holds no names (``schema.sql``): nothing here selects one, and a row's
+``subject_hash`` is keyed by its site.
 
 Days are the province zone's calendar days, turned into UTC bounds by
 :func:`day_bounds`; the rollup's hours are UTC hours, which align with
@@ -29,7 +31,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.types.json import Jsonb
+
+from kiosk.province.errors import ProvinceError
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +103,10 @@ WITH today AS (
     FROM province.hourly WHERE hour >= %(start)s AND hour < %(end)s
     GROUP BY site_id
 )
-SELECT s.id, s.name, s.last_heard, latest.received_at,
+SELECT s.id, s.name, s.last_heard,
        coalesce(t.entries, 0), coalesce(t.exits, 0), coalesce(t.denied, 0), now()
 FROM province.sites s
 LEFT JOIN today t ON t.site_id = s.id
-LEFT JOIN LATERAL (
-    SELECT e.received_at FROM province.events e
-    WHERE e.site_id = s.id AND e.at_utc >= %(recent)s
-    ORDER BY e.at_utc DESC LIMIT 1
-) latest ON true
 ORDER BY s.id
 """
 
@@ -117,17 +115,14 @@ def site_list(conn: psycopg.Connection[Any], day: Day) -> SiteList:
     """Every site of the province, heard from or not, with ``day``'s counts.
 
     Last heard is the later of the site's last health report and the
-    reception (server clock) of its latest event of the last few hours,
-    so a hub's wrong clock cannot make a silent site look alive.
+    reception of its newest event, both by the server's clock (the insert
+    trigger keeps it), so a hub's wrong clock cannot make a silent site
+    look alive.
     """
-    recent = day.start - timedelta(days=1)
-    rows = conn.execute(
-        _SITE_LIST, {"start": day.start, "end": day.end, "recent": recent}
-    ).fetchall()
-    now = rows[0][7] if rows else conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    rows = conn.execute(_SITE_LIST, {"start": day.start, "end": day.end}).fetchall()
+    now = rows[0][6] if rows else conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     sites = []
-    for site_id, name, reported, received, entries, exits, denied, _ in rows:
-        heard = max((t for t in (reported, received) if t is not None), default=None)
+    for site_id, name, heard, entries, exits, denied, _ in rows:
         today = Counts(int(entries), int(exits), int(denied))
         sites.append(SiteRow(site_id, name, heard, site_state(heard, today, now=now), today))
     return SiteList(now, tuple(sites))
@@ -163,18 +158,11 @@ def all_sites(conn: psycopg.Connection[Any]) -> tuple[SiteInfo, ...]:
     return tuple(SiteInfo(*row) for row in rows)
 
 
-_SITE_INFO = """
-SELECT s.id, s.name, greatest(s.last_heard, (
-    SELECT e.received_at FROM province.events e
-    WHERE e.site_id = s.id AND e.at_utc >= now() - interval '2 days'
-    ORDER BY e.at_utc DESC LIMIT 1))
-FROM province.sites s WHERE s.id = %s
-"""
-
-
 def site_info(conn: psycopg.Connection[Any], site_id: str) -> SiteInfo | None:
     """A site by its id, last heard as on the site list; None if the province has no such site."""
-    row = conn.execute(_SITE_INFO, (site_id,)).fetchone()
+    row = conn.execute(
+        "SELECT id, name, last_heard FROM province.sites WHERE id = %s", (site_id,)
+    ).fetchone()
     return None if row is None else SiteInfo(row[0], row[1], row[2])
 
 
@@ -292,47 +280,103 @@ class WindowEvent:
     received_at: datetime
 
 
-_WINDOW = (
-    "SELECT site_id, id, at_utc, utc_offset_min, gate_id, boot_id, seq, clock_synced, "
-    "direction, decision, reason, kind, subject_hash, province_subject_hash, override, "
-    "warning, received_at FROM province.events "
-    "WHERE site_id = %s AND at_utc >= %s AND at_utc < %s ORDER BY at_utc, id"
-)
+class WindowRefused(ProvinceError):
+    """The database refused a window request: the message is its own,
+    Vietnamese / English (a bad request, no such site, or an audit id
+    that is not this login's, not committed, read already or too old)."""
 
 
-def iter_window(
-    conn: psycopg.Connection[Any], site_id: str, start: datetime, end: datetime
-) -> Iterator[WindowEvent]:
-    """``site_id``'s events from ``start`` (inclusive) to ``end`` (exclusive),
+_REFUSALS = ("22023", "P0002", "42501")
+"""The SQLSTATEs ``province.open_window`` and ``province.window_rows`` refuse with."""
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """A site's window of events asked for: ``start`` to ``end`` (exclusive)."""
+
+    actor: str
+    """The web's user name; the database adds its own login (``db_role``)."""
+    reason: str
+    site_id: str
+    start: datetime
+    end: datetime
+    fmt: str
+    """``csv`` or ``xlsx``, recorded with the request."""
+    zone: str
+    """The zone the requester typed the times in, recorded to show them so."""
+
+
+def window_max_days(conn: psycopg.Connection[Any]) -> int:
+    """The longest window the database lets one request cover (``province.export_policy``)."""
+    row = conn.execute("SELECT window_max_days FROM province.export_policy").fetchone()
+    assert row is not None  # schema.sql inserts the row
+    return int(row[0])
+
+
+def open_window(conn: psycopg.Connection[Any], wanted: WindowRequest) -> int:
+    """Check and audit ``wanted`` in the database, committed at once; the audit row's id.
+
+    ``province.open_window`` checks the request again (reason, window,
+    format, site) and records it with the database's time and login:
+    the web's checks are for its form, the database's are the rule.
+    Raises :class:`WindowRefused` with the database's message.
+    """
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT province.open_window(%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    wanted.actor,
+                    wanted.reason,
+                    wanted.site_id,
+                    wanted.start,
+                    wanted.end,
+                    wanted.fmt,
+                    wanted.zone,
+                ),
+            ).fetchone()
+    except psycopg.Error as error:
+        _refused(error)
+        raise
+    assert row is not None
+    return int(row[0])
+
+
+def _refused(error: psycopg.Error) -> None:
+    """Raise ``error`` as a :class:`WindowRefused` if it is one of the database's refusals."""
+    if error.sqlstate in _REFUSALS:
+        raise WindowRefused(error.diag.message_primary or str(error)) from error
+
+
+WINDOW_QUERY = "SELECT (w).* FROM (SELECT province.window_rows(%s) AS w) AS window_rows"
+"""In a select list, not ``FROM province.window_rows(...)``: there PostgreSQL
+would gather the whole window into a tuplestore (to disk past work_mem)
+before the first row; here the SQL function (a plpgsql one would gather
+too) hands its rows over as the cursor fetches them, the server holding one
+FETCH of :data:`WINDOW_BATCH` rows (about 0.4 MB, within the default 4 MB
+work_mem). Measured on a 1,000,000-event window: first rows in 6 ms and no
+temporary file, against 0.85 s and a 94 MB one."""
+
+
+def iter_window(conn: psycopg.Connection[Any], audit_id: int) -> Iterator[WindowEvent]:
+    """The events of the committed request ``audit_id`` (:func:`open_window`),
     in time order, through a server-side cursor: :data:`WINDOW_BATCH` rows in
     memory at a time, however long the window. Runs in a transaction of
     ``conn`` (not autocommit), ended when the iterator is exhausted or closed.
+
+    The database reads a request once, for the login that made it, within
+    ``export_policy.request_ttl_min`` minutes; otherwise (and before the
+    first row) :class:`WindowRefused`.
     """
-    with conn.transaction(), conn.cursor(name="province_window") as cursor:
-        cursor.itersize = WINDOW_BATCH
-        cursor.execute(_WINDOW, (site_id, start, end))
-        for row in cursor:
-            yield WindowEvent(*row)
-
-
-def record_request(
-    conn: psycopg.Connection[Any],
-    *,
-    actor: str,
-    action: str,
-    site_id: str | None,
-    reason: str,
-    detail: dict[str, Any],
-) -> int:
-    """Audit a request before anything is read for it, committed at once; the
-    audit row's id. The database stamps the time and the login (``db_role``)."""
-    with conn.transaction():
-        row = conn.execute(
-            "SELECT province.audit_request(%s, %s, %s, %s, %s)",
-            (actor, action, site_id, reason, Jsonb(detail)),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+    try:
+        with conn.transaction(), conn.cursor(name="province_window") as cursor:
+            cursor.itersize = WINDOW_BATCH
+            cursor.execute(WINDOW_QUERY, (audit_id,))
+            for row in cursor:
+                yield WindowEvent(*row)
+    except psycopg.Error as error:
+        _refused(error)
+        raise
 
 
 @dataclass(frozen=True)
