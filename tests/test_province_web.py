@@ -368,7 +368,7 @@ def test_only_managers_export_and_read_the_requests(province: Province, app: Fla
 
 
 def test_the_requests_page_shows_who_asked_and_why(
-    province: Province, manager: FlaskClient
+    province: Province, app: Flask, manager: FlaskClient
 ) -> None:
     province.add_site("market-a")
     assert export(manager, reason="Truy vết <b>ca 7</b>")[0] == 200
@@ -376,6 +376,29 @@ def test_the_requests_page_shows_who_asked_and_why(
     assert "manager1" in page
     assert "Truy vết &lt;b&gt;ca 7&lt;/b&gt;" in page
     assert "10/03/2026 00:00" in page
+    # Its entries were read: the cell shows when, not "not read".
+    read_cells = re.findall(r'<td class="read">(.*?)</td>', page, re.S)
+    assert len(read_cells) == 1
+    assert re.search(r"\d\d/\d\d/\d{4} \d\d:\d\d", read_cells[0])
+    # A request audited but never read shows so.
+    web: ProvinceWeb = app.extensions["gatekiosk_province"]
+    with web.connect() as conn:
+        dashboard.open_window(
+            conn,
+            dashboard.WindowRequest(
+                actor="manager1",
+                reason="Mở rồi bỏ",
+                site_id="market-a",
+                start=datetime(2026, 3, 10, tzinfo=UTC),
+                end=datetime(2026, 3, 11, tzinfo=UTC),
+                fmt="csv",
+                zone="Asia/Ho_Chi_Minh",
+            ),
+        )
+    page = manager.get("/requests").get_data(as_text=True)
+    read_cells = re.findall(r'<td class="read">(.*?)</td>', page, re.S)
+    assert len(read_cells) == 2
+    assert "not read" in read_cells[0]
 
 
 def test_the_webs_login_cannot_read_events_nor_write_events_sites_or_audit(

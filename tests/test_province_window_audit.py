@@ -128,6 +128,23 @@ def test_a_request_is_read_once(province: Province, reader: str) -> None:
     assert len(audit_rows(province)) == 1
 
 
+def test_an_empty_window_is_claimed_and_a_bad_id_refused_even_with_no_event_at_all(
+    province: Province,
+) -> None:
+    # No event and no month partition: the plan of the read scans nothing,
+    # and still the claim is made (read once) and a stranger's id refused.
+    province.add_site("market-a")
+    reader = province.add_reader()
+    with psycopg.connect(reader) as conn:
+        audit_id = dashboard.open_window(conn, ask())
+    with pytest.raises(WindowRefused, match="No window request 999 of this login"):
+        read_all(reader, 999)
+    assert read_all(reader, audit_id) == []
+    assert [row[-1] for row in audit_rows(province)] == [True]
+    with pytest.raises(WindowRefused, match="was read already; ask again"):
+        read_all(reader, audit_id)
+
+
 def test_a_request_older_than_the_policy_is_refused(province: Province, reader: str) -> None:
     with psycopg.connect(reader) as conn:
         audit_id = dashboard.open_window(conn, ask())

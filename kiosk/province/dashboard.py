@@ -389,12 +389,16 @@ class AuditRow:
     site_id: str | None
     reason: str
     detail: dict[str, Any]
+    read_at: datetime | None = None
+    """When the request's entries left the database (``province.window_rows``);
+    None: never read (abandoned, refused or a request of another kind)."""
 
 
 def recent_requests(conn: psycopg.Connection[Any], limit: int = 200) -> tuple[AuditRow, ...]:
     """The latest audited requests, newest first."""
     rows = conn.execute(
-        "SELECT id, at, actor, db_role, action, site_id, reason, detail FROM province.audit "
+        "SELECT id, at, actor, db_role, action, site_id, reason, detail, read_at "
+        "FROM province.audit "
         "ORDER BY id DESC LIMIT %s",
         (limit,),
     ).fetchall()

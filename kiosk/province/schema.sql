@@ -351,14 +351,18 @@ RETURNS TABLE (
 )
     LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
-    WITH asked AS MATERIALIZED (SELECT * FROM province.claim_window(p_audit_id))
+    -- First the claim (refused, or marked read), in a statement of its own:
+    -- it runs even when the plan below scans nothing (no event, no month).
+    SELECT province.claim_window(p_audit_id);
     SELECT e.site_id, e.id, e.at_utc, e.utc_offset_min, e.gate_id, e.boot_id, e.seq,
            e.clock_synced, e.direction, e.decision, e.reason, e.kind, e.subject_hash,
            e.province_subject_hash, e.override, e.warning, e.received_at
     FROM province.events e
-    WHERE e.site_id = (SELECT a.site_id FROM asked a)
-      AND e.at_utc >= (SELECT a.from_utc FROM asked a)
-      AND e.at_utc < (SELECT a.to_utc FROM asked a)
+    WHERE e.site_id = (SELECT a.site_id FROM province.audit a WHERE a.id = p_audit_id)
+      AND e.at_utc >= (SELECT (a.detail ->> 'from')::timestamptz
+                       FROM province.audit a WHERE a.id = p_audit_id)
+      AND e.at_utc < (SELECT (a.detail ->> 'to')::timestamptz
+                      FROM province.audit a WHERE a.id = p_audit_id)
     ORDER BY e.at_utc, e.id
 $$;
 
