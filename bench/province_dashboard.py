@@ -14,7 +14,10 @@ PostgreSQL (a temporary cluster on loopback, fsync off as a test cluster).
    each, the same answer computed from ``province.events`` directly (what
    the rollup saves): today's counts per site, and the site's day by hour
    (as the owner: the reader login may not read events).
-3. Reports p50/p95 in ms and writes bench/report-province-dashboard.md.
+3. Times the pages themselves, rendered by the province web (Flask's test
+   client over the same reader login, a manager logged in): the home page
+   and a site's day, ``--runs`` times each.
+4. Reports p50/p95 in ms and writes bench/report-province-dashboard.md.
    Target: dashboard p95 <= 1 s over 10M events.
 """
 
@@ -32,9 +35,15 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from admin_web import create_province_app
+from kiosk.accounts import add_user
+from kiosk.clock import SystemClock
+from kiosk.config import load_settings
 from kiosk.province import dashboard
 from kiosk.province.setup import add_reader, init_schema
+from kiosk.store import Store
 from tests.postgres_fixture import new_server
+from tests.web import CHEAP_HASHING, PASSWORDS, log_in
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 REPORT = Path(__file__).with_name("report-province-dashboard.md")
@@ -139,6 +148,45 @@ def prepare_sites(dsn: str, sites: int, never: int) -> None:
         )
 
 
+def page_timings(
+    root: Path, reader_dsn: str, site_id: str, day: dashboard.Day, runs: int
+) -> list[tuple[str, tuple[float, float]]]:
+    """The province web's pages, rendered for a logged-in manager, ``runs`` times each."""
+    data_dir = root / "web"
+    data_dir.mkdir()
+    settings = load_settings(
+        overrides={"gate.data_dir": str(data_dir), "province_web.dsn": reader_dsn}, env={}
+    )
+    clock = SystemClock()
+    with Store.open(settings.db_path) as store:
+        add_user(
+            store,
+            "manager1",
+            role="manager",
+            password=PASSWORDS["manager"],
+            at=clock.now(),
+            hashing=CHEAP_HASHING,
+        )
+        app = create_province_app(
+            settings, store=store, clock=clock, password_hashing=CHEAP_HASHING
+        )
+        client = app.test_client()
+        log_in(client, "manager")
+
+        def page(path: str) -> None:
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+            response.get_data()
+
+        day_path = f"/sites/{site_id}?day={day.day.isoformat()}"
+        page("/")
+        page(day_path)
+        return [
+            ("page GET / (every site, rendered)", timed(lambda: page("/"), runs)),
+            ("page GET a site's day (rendered)", timed(lambda: page(day_path), runs)),
+        ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -176,6 +224,7 @@ def main() -> None:
             chart = dashboard.hourly_chart(conn, busy, day)
             raw_chart = owner_conn.execute(_RAW_DAY, (busy, day.start, day.end)).fetchall()
             assert sum(r[1] for r in raw_chart) == chart.total.entries, "rollup != raw"
+            pages = page_timings(root, server.dsn(user="bench_reader"), busy, day, args.runs)
             results = [
                 (
                     "home: site list, state, today's counts",
@@ -198,6 +247,7 @@ def main() -> None:
                     timed(lambda: dashboard.ratings(conn), args.runs),
                     None,
                 ),
+                *((name, timing, None) for name, timing in pages),
             ]
         scanning = sum(1 for s in listing.sites if s.state == dashboard.SCANNING)
         lines = [
