@@ -630,7 +630,8 @@ def test_province_web_unit_is_copied_but_never_enabled_by_the_installer() -> Non
     text = INSTALL.read_text(encoding="utf-8")
     assert f"    {unit}\n" in text
     assert "readonly PROVINCE_WEB_UNIT=gatekiosk-province-web.service\n" in text
-    gate_paths = text.split("\ninstall_province_web() {", 1)[0]
+    before, province_section = text.split("\n# -- the province's server (--province)", 1)
+    gate_paths = before + province_section.split("\n# -- uninstall", 1)[1]
     assert "province-web" not in "".join(
         line for line in gate_paths.splitlines() if "systemctl enable" in line or "restart" in line
     )
