@@ -373,3 +373,17 @@ systemctl() {{ echo "systemctl $*"; }}
     assert not prefix.exists()
     assert "kept the province's PostgreSQL database province" in output
     assert "psql" not in output
+
+
+def test_the_installed_program_carries_the_province_schema() -> None:
+    """`gatekiosk province init` reads schema.sql from the installed package:
+    setuptools' package-data must name it (a checkout hides its absence)."""
+    import tomllib
+    from fnmatch import fnmatch
+
+    root = INSTALL.parent.parent
+    data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = data["tool"]["setuptools"]["package-data"]["kiosk"]
+    for sql in sorted((root / "kiosk").rglob("*.sql")):
+        relative = sql.relative_to(root / "kiosk").as_posix()
+        assert any(fnmatch(relative, pattern) for pattern in globs), relative
