@@ -1005,8 +1005,9 @@ Việc tiếp theo / What to do next:
    Turn TLS on before hubs connect: ssl = on and the certificate in postgresql.conf,
    hostssl in pg_hba.conf: $PREFIX/docs/province.md, "The province server".
 
-Trang cấp tỉnh / The province web: http://127.0.0.1:8080/ on this machine; to others
-over HTTPS through a proxy (docs/province.md, "The province web").
+Trang cấp tỉnh: http://127.0.0.1:8080/ trên máy này; máy khác qua HTTPS với một proxy /
+The province web: http://127.0.0.1:8080/ on this machine; to others over HTTPS through a
+proxy ($PREFIX/docs/province.md, "The province web").
 EOF
 }
 
