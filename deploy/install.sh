@@ -8,6 +8,7 @@
 #     sudo deploy/install.sh --uninstall     remove the program and services, keep data
 #     sudo deploy/install.sh --hub           also make this machine its site's hub
 #     sudo deploy/install.sh --join HUB --token T --ca FP   join this gate to a site
+#     sudo deploy/install.sh --province      the province's server instead of a gate
 #
 # What goes where:
 #     /opt/gatekiosk/venv            the program (a Python virtual environment)
@@ -18,8 +19,16 @@
 #                                    gatekiosk-devices (the kiosk waits for its drivers);
 #                                    on a hub gatekiosk-hub, gatekiosk-broker, and
 #                                    gatekiosk-uplink when [uplink] is set (the province);
-#                                    gatekiosk-province-web copied, never enabled (it is
-#                                    for the province's server, enabled there by hand)
+#                                    gatekiosk-province-web copied, enabled only by --province
+#
+# --province makes the province's server, not a gate: the same program and
+# user, Debian's postgresql, the database "province" with its schema
+# (`gatekiosk province init`, as the postgres user), a reader login for the
+# web (its password generated once into /etc/gatekiosk/province-web.pgpass,
+# gatekiosk 0600), /etc/gatekiosk/province.toml (written once) and
+# gatekiosk-province-web enabled; no gate unit is enabled. Run again, it
+# upgrades the program and the schema and keeps the configuration, the
+# password and the database; --uninstall never drops the database.
 #
 # docs/hardware.md explains the wiring, the camera and the choices made here.
 set -euo pipefail
@@ -49,6 +58,12 @@ readonly SITE_DIR=$DATA_DIR/site
 readonly HUB_BROKER=localhost:8883
 # The line the screen autostart entries carry; uninstall removes lines holding it.
 readonly SCREEN_COMMAND=$PREFIX/bin/gatekiosk-screen
+# The province's server (--province): its database, the web's reader login and files.
+readonly PROVINCE_DB=province
+readonly PROVINCE_READER=province_web
+readonly PROVINCE_CONF=$CONF_DIR/province.toml
+readonly PROVINCE_PGPASS=$CONF_DIR/province-web.pgpass
+readonly PROVINCE_WEB_UNIT=gatekiosk-province-web.service
 
 usage() {
     cat <<'EOF'
@@ -90,6 +105,13 @@ Options:
   --token T           the one-time token and
   --ca FINGERPRINT    the CA fingerprint shown on the hub's Gates page;
                       enables gatekiosk-sync
+  --province          make this machine the province's server instead of a
+                      gate: postgresql, the database "province" and its
+                      schema, a reader login for the province web,
+                      /etc/gatekiosk/province.toml, gatekiosk-province-web
+                      enabled; no gate unit. Not with --hub, --join or
+                      --with-screen. With --print-config: print the
+                      province.toml a first install would write
   -h, --help          show this help
 
 Example:
@@ -127,6 +149,7 @@ site_hosts=()
 join_hub=
 join_token=
 join_ca=
+province=no
 
 while (($# > 0)); do
     case "$1" in
@@ -153,6 +176,7 @@ while (($# > 0)); do
         --purge-data) purge_data=yes ;;
         --print-config) action=print-config ;;
         --hub) site_role="hub" ;;
+        --province) province=yes ;;
         --site | --host | --join | --token | --ca)
             (($# >= 2)) || die "$1 needs a value"
             case "$1" in
@@ -181,6 +205,10 @@ if [[ $purge_data == yes && $action != uninstall ]]; then
 fi
 if [[ $site_role == join && (-z $join_token || -z $join_ca) ]]; then
     die "--join needs --token and --ca (both shown on the hub's Gates page)"
+fi
+if [[ $province == yes && (-n $site_role || $with_screen == yes) ]]; then
+    die "--province makes the province's server, not a gate: it does not go with" \
+        "--hub, --join or --with-screen"
 fi
 
 # systemd as PID 1? Not in a chroot, a container build or a rescue shell:
@@ -262,17 +290,26 @@ install_packages() {
         python3 python3-venv python3-numpy libzbar0 libgl1 libglib2.0-0
         sqlite3 ca-certificates
     )
-    if apt_has python3-picamera2; then
-        packages+=(python3-picamera2)
+    if [[ $province == yes ]]; then
+        # The province's server: no camera, no pins; Debian's PostgreSQL.
+        apt_has postgresql \
+            || die "--province: the Debian package postgresql cannot be installed from the" \
+                "configured archives (see 'apt-cache policy postgresql'); add Debian's main" \
+                "archive to apt's sources and run install.sh --province again"
+        packages+=(postgresql)
     else
-        say "python3-picamera2 is not in the configured archives (not Raspberry Pi OS):" \
-            "the camera will be a USB webcam (V4L2)"
-    fi
-    if apt_has python3-lgpio; then
-        packages+=(python3-lgpio)
-    else
-        say "python3-lgpio is not in the configured archives: pins will be simulated" \
-            "(on a Raspberry Pi only with --simulated-pins)"
+        if apt_has python3-picamera2; then
+            packages+=(python3-picamera2)
+        else
+            say "python3-picamera2 is not in the configured archives (not Raspberry Pi OS):" \
+                "the camera will be a USB webcam (V4L2)"
+        fi
+        if apt_has python3-lgpio; then
+            packages+=(python3-lgpio)
+        else
+            say "python3-lgpio is not in the configured archives: pins will be simulated" \
+                "(on a Raspberry Pi only with --simulated-pins)"
+        fi
     fi
     if [[ $with_screen == yes ]]; then
         packages+=(curl)
@@ -504,6 +541,11 @@ install_config() {
     # (web.display_token is a secret).
     chown "root:$SERVICE_USER" "$CONF"
     chmod 0640 "$CONF"
+    check_config "$CONF"
+}
+
+# Stop here, naming every problem, if the service user cannot load FILE.
+check_config() {
     as_service_user "$VENV/bin/python" -c '
 import sys
 from pathlib import Path
@@ -515,7 +557,7 @@ try:
     load_settings(Path(sys.argv[1]))
 except GateError as exc:
     sys.exit(f"gatekiosk-install: error: {exc}")
-' "$CONF" || die "$CONF is not valid (see above)"
+' "$1" || die "$1 is not valid (see above)"
 }
 
 install_keys() {
@@ -605,6 +647,7 @@ EOF
 }
 
 do_install() {
+    check_machine_kind
     install_packages
     check_gpio /usr/bin/python3
     install_user
@@ -747,10 +790,247 @@ enable_site_units() {
     fi
 }
 
+# -- the province's server (--province) ------------------------------------------
+
+# A gate and the province's server are machines of their own: both webs
+# would listen on 8080 and keep their accounts in the same $DATA_DIR. So an
+# install of one kind refuses a machine installed as the other.
+check_machine_kind() {
+    if [[ $province == yes && -e $CONF ]]; then
+        die "--province: this machine is a gate or a hub ($CONF exists); the province's" \
+            "server is a machine of its own (the province web and the gate's web would share" \
+            "port 8080 and $DATA_DIR). Install it on another machine."
+    fi
+    if [[ $province == no && -e $PROVINCE_CONF && ! -e $CONF ]]; then
+        die "this machine is the province's server ($PROVINCE_CONF exists, $CONF does not):" \
+            "upgrade it with: sudo $0 --province"
+    fi
+}
+
+# Run a command as PostgreSQL's superuser (peer authentication over the
+# local socket), from a folder it can read.
+as_postgres() {
+    (cd / && runuser -u postgres -- "$@")
+}
+
+# One value from PostgreSQL, as its superuser: psql -c SQL, unaligned.
+postgres_value() {
+    as_postgres psql -X -q -t -A -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# The cluster libpq reaches without a port (5432, Debian's socket folder),
+# as "VERSION NAME STATUS"; empty when there is none.
+province_cluster() {
+    pg_lsclusters --no-header 2>/dev/null | awk '$3 == 5432 { print $1, $2, $4; exit }'
+}
+
+# The database, its schema, and the reader login. A cluster found stopped
+# (a chroot, --no-start, or stopped by hand) is started for the setup and
+# stopped again unless services are being started.
+install_province_database() {
+    local cluster version name status stop_after=no
+    cluster=$(province_cluster)
+    [[ -n $cluster ]] \
+        || die "--province: no PostgreSQL cluster on port 5432 (pg_lsclusters); make one with" \
+            "'sudo pg_createcluster --start VERSION main' and run install.sh --province again"
+    read -r version name status <<<"$cluster"
+    if [[ $status != online* ]]; then
+        say "starting PostgreSQL $version/$name for the setup"
+        pg_ctlcluster "$version" "$name" start
+        if [[ $start == no ]] || ! systemd_running; then
+            stop_after=yes
+            # shellcheck disable=SC2064  # expand now: version and name are local
+            trap "pg_ctlcluster '$version' '$name' stop || true" EXIT
+        fi
+    fi
+    if [[ -z $(postgres_value "SELECT 1 FROM pg_database WHERE datname = '$PROVINCE_DB'") ]]; then
+        say "creating the database $PROVINCE_DB (PostgreSQL $version/$name)"
+        as_postgres createdb "$PROVINCE_DB"
+    else
+        say "keeping the database $PROVINCE_DB (PostgreSQL $version/$name)"
+    fi
+    say "gatekiosk province init: the schema, roles and policies (an upgrade updates them)"
+    as_postgres "$VENV/bin/gatekiosk" province init "dbname=$PROVINCE_DB"
+    install_province_reader
+    if [[ $stop_after == yes ]]; then
+        pg_ctlcluster "$version" "$name" stop
+        trap - EXIT
+        say "stopped PostgreSQL $version/$name again"
+    fi
+}
+
+# The web's login in province_reader. Its password is made once, here, and
+# lives only in PROVINCE_PGPASS (libpq's format, host:port:database:user:
+# password; gatekiosk 0600, or libpq ignores it): an upgrade keeps the file
+# and the role; a role missing (a database restored) is made again with the
+# file's password, a file missing gets a new password set on the role.
+install_province_reader() {
+    local role_exists password=
+    role_exists=$(postgres_value "SELECT 1 FROM pg_roles WHERE rolname = '$PROVINCE_READER'")
+    if [[ -e $PROVINCE_PGPASS ]]; then
+        say "keeping $PROVINCE_PGPASS (the password of $PROVINCE_READER)"
+        if [[ -z $role_exists ]]; then
+            password=$(awk -F: -v db="$PROVINCE_DB" -v user="$PROVINCE_READER" \
+                '$3 == db && $4 == user { print $5; exit }' "$PROVINCE_PGPASS")
+            [[ -n $password ]] \
+                || die "$PROVINCE_PGPASS has no line for $PROVINCE_DB and $PROVINCE_READER;" \
+                    "remove it and run install.sh --province again for a new password"
+        fi
+    else
+        say "writing $PROVINCE_PGPASS: a new password for $PROVINCE_READER"
+        # URL-safe base64: no ':' or '\' to escape in a pgpass line or in SQL.
+        password=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')
+        (umask 077 && printf 'localhost:5432:%s:%s:%s\n' \
+            "$PROVINCE_DB" "$PROVINCE_READER" "$password" >"$PROVINCE_PGPASS")
+        if [[ -n $role_exists ]]; then
+            printf "ALTER ROLE %s PASSWORD '%s';\n" "$PROVINCE_READER" "$password" \
+                | as_postgres psql -X -q -v ON_ERROR_STOP=1 -d "$PROVINCE_DB" >/dev/null
+            say "set the new password on the existing role $PROVINCE_READER"
+        fi
+    fi
+    chown "$SERVICE_USER:$SERVICE_USER" "$PROVINCE_PGPASS"
+    chmod 0600 "$PROVINCE_PGPASS"
+    if [[ -z $role_exists ]]; then
+        printf '%s\n' "$password" | as_postgres "$VENV/bin/gatekiosk" province add-reader \
+            "dbname=$PROVINCE_DB" "$PROVINCE_READER" --password-stdin
+    fi
+}
+
+# What the province web reads; every setting not here keeps its default
+# (deploy/gatekiosk.toml lists them all with their help).
+write_province_config() {
+    cat >"$1" <<EOF
+# Written by gatekiosk's install.sh --province on $(date +%F): the province web
+# (gatekiosk-province-web). Settings not here keep their defaults; the whole
+# list, with help, is deploy/gatekiosk.toml in the source. docs/province.md
+# explains the server.
+
+[gate]
+# The province web's own accounts (gatekiosk user add) and session key.
+data_dir = "$DATA_DIR"
+# Times on the pages are shown in this zone.
+timezone = "Asia/Ho_Chi_Minh"
+
+[web]
+# This machine only. Serve it to others over HTTPS through a proxy here
+# (docs/province.md), then set cookie_secure = true and
+# trusted_proxy = "127.0.0.1" and restart gatekiosk-province-web.
+host = "127.0.0.1"
+port = 8080
+cookie_secure = false
+trusted_proxy = ""
+
+[province_web]
+# The reader login install.sh made; its password is in $PROVINCE_PGPASS
+# (PGPASSFILE in the unit), never here.
+dsn = "host=localhost dbname=$PROVINCE_DB user=$PROVINCE_READER"
+# The longest window of one site's entries one export may cover, in days.
+export_max_days = 31
+EOF
+}
+
+install_province_config() {
+    write_province_config "$PROVINCE_CONF.example"
+    chmod 0644 "$PROVINCE_CONF.example"
+    if [[ -e $PROVINCE_CONF ]]; then
+        say "keeping $PROVINCE_CONF (compare with $PROVINCE_CONF.example for new settings)"
+    else
+        say "writing $PROVINCE_CONF"
+        install -m 0640 -o root -g "$SERVICE_USER" "$PROVINCE_CONF.example" "$PROVINCE_CONF"
+    fi
+    chown "root:$SERVICE_USER" "$PROVINCE_CONF"
+    chmod 0640 "$PROVINCE_CONF"
+    check_config "$PROVINCE_CONF"
+    # The checklist to publish and the server's guide, beside the program.
+    install -m 0644 "$source_dir/deploy/province-checklist.toml" "$PREFIX/docs/province-checklist.toml"
+    install -m 0644 "$source_dir/docs/province.md" "$PREFIX/docs/province.md"
+}
+
+install_province_web() {
+    if ! command -v systemctl >/dev/null; then
+        warn "systemctl is missing: enable postgresql.service and $PROVINCE_WEB_UNIT yourself"
+        return
+    fi
+    if [[ $start == yes ]] && ! systemd_running; then
+        warn "systemd is not running here (chroot or container): enabling, not starting"
+        start=no
+    fi
+    local unit
+    for unit in gatekiosk-kiosk.service gatekiosk-web.service gatekiosk-maintenance.timer; do
+        if systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+            warn "$unit is enabled on this province server; disable it:" \
+                "sudo systemctl disable --now $unit"
+        fi
+    done
+    if [[ $start == yes ]]; then
+        systemctl daemon-reload
+    fi
+    systemctl enable postgresql.service "$PROVINCE_WEB_UNIT"
+    if [[ $start == yes ]]; then
+        systemctl start postgresql.service
+        systemctl restart "$PROVINCE_WEB_UNIT"
+        say "started $PROVINCE_WEB_UNIT; check with: systemctl status gatekiosk-province-web"
+    else
+        say "enabled $PROVINCE_WEB_UNIT; it starts at the next boot"
+    fi
+}
+
+print_province_next_steps() {
+    local gk=$VENV/bin/gatekiosk
+    cat <<EOF
+
+Đã cài máy chủ cấp tỉnh. / The province server is installed.
+  cơ sở dữ liệu / database   PostgreSQL "$PROVINCE_DB" (sudo -u postgres psql $PROVINCE_DB)
+  cấu hình / configuration   $PROVINCE_CONF
+  mật khẩu đọc / reader      $PROVINCE_PGPASS (login $PROVINCE_READER)
+  nhật ký / logs             journalctl -u gatekiosk-province-web
+
+Việc tiếp theo / What to do next:
+
+1. Tạo tài khoản quản lý trang cấp tỉnh (sẽ hỏi mật khẩu) /
+   Create a manager of the province web (the password is asked for):
+     sudo -u $SERVICE_USER $gk user add NAME --role manager --config $PROVINCE_CONF
+
+2. Thêm từng khu; mật khẩu của khu đọc từ stdin, hub của khu dùng nó trong uplink.password_file /
+   Add each site; its password is read from stdin, its hub keeps it in uplink.password_file:
+     sudo -u postgres $gk province add-site "dbname=$PROVINCE_DB" market-3 --name "Chợ 3" --password-stdin
+
+3. Công bố bảng tự đánh giá (sửa một bản sao trước) /
+   Publish the self-assessment checklist (edit a copy first):
+     cp $PREFIX/docs/province-checklist.toml /tmp/checklist.toml
+     sudo -u postgres $gk province checklist "dbname=$PROVINCE_DB" /tmp/checklist.toml
+
+4. Bật TLS trước khi các hub kết nối: ssl = on và chứng chỉ trong postgresql.conf, hostssl
+   trong pg_hba.conf /
+   Turn TLS on before hubs connect: ssl = on and the certificate in postgresql.conf,
+   hostssl in pg_hba.conf: $PREFIX/docs/province.md, "The province server".
+
+Trang cấp tỉnh: http://127.0.0.1:8080/ trên máy này; máy khác qua HTTPS với một proxy /
+The province web: http://127.0.0.1:8080/ on this machine; to others over HTTPS through a
+proxy ($PREFIX/docs/province.md, "The province web").
+EOF
+}
+
+do_install_province() {
+    check_machine_kind
+    install_packages
+    install_user
+    install_folders
+    install_program
+    install_files
+    install_province_database
+    install_province_config
+    install_province_web
+    print_province_next_steps
+}
+
 # -- uninstall -----------------------------------------------------------------
 
 do_uninstall() {
-    local unit
+    local unit was_province=no
+    if [[ $province == yes || -e $PROVINCE_CONF ]]; then
+        was_province=yes
+    fi
     if command -v systemctl >/dev/null; then
         if systemd_running; then
             systemctl disable --now "${UNITS[@]}" || true
@@ -785,6 +1065,11 @@ do_uninstall() {
         say "kept $CONF_DIR, $DATA_DIR (database, keys, backups) and the user $SERVICE_USER;" \
             "--uninstall --purge-data deletes them"
     fi
+    if [[ $was_province == yes ]]; then
+        say "kept the province's PostgreSQL database $PROVINCE_DB (sites, events, audit) and" \
+            "the role $PROVINCE_READER: removing gatekiosk never drops them; by hand only:" \
+            "sudo -u postgres dropdb $PROVINCE_DB"
+    fi
 }
 
 print_config() {
@@ -792,8 +1077,12 @@ print_config() {
     printed=$(mktemp)
     # shellcheck disable=SC2064  # expand now: printed is local
     trap "rm -f '$printed'" EXIT
-    check_gpio "${GATEKIOSK_SYSTEM_PYTHON:-/usr/bin/python3}"
-    write_config "$printed"
+    if [[ $province == yes ]]; then
+        write_province_config "$printed"
+    else
+        check_gpio "${GATEKIOSK_SYSTEM_PYTHON:-/usr/bin/python3}"
+        write_config "$printed"
+    fi
     cat "$printed"
 }
 
@@ -806,6 +1095,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 if [[ $action == uninstall ]]; then
     do_uninstall
+elif [[ $province == yes ]]; then
+    do_install_province
 else
     do_install
 fi

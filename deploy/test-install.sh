@@ -4,7 +4,10 @@
 # through chroot, and check what it made: the user and its groups, folder
 # owners and modes, the configuration, the units (and systemd-analyze verify
 # on them against the real program), a backup, an upgrade that keeps the
-# configuration, and both kinds of uninstall.
+# configuration, and both kinds of uninstall; then, on the emptied root, the
+# province's server (--province): PostgreSQL, the database and its schema, the
+# reader's password file, province.toml, the province web enabled and no gate
+# unit, an upgrade that keeps them, and an uninstall that keeps the database.
 #
 # Not part of `make test`: it needs root, the debootstrap package and the
 # Debian mirror, and takes minutes. Plain Debian has no Raspberry Pi
@@ -83,6 +86,13 @@ mounted=()
 
 cleanup() {
     local i
+    # A PostgreSQL left running in the root (the province case) holds its mounts.
+    if [[ -x $root/usr/bin/pg_lsclusters ]]; then
+        in_root pg_lsclusters --no-header 2>/dev/null | awk '$4 ~ /^online/ { print $1, $2 }' \
+            | while read -r version name; do
+                in_root pg_ctlcluster "$version" "$name" stop || true
+            done
+    fi
     for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
         umount -l "${mounted[i]}" 2>/dev/null || true
     done
@@ -337,6 +347,72 @@ step "install.sh --uninstall --purge-data"
 install_in_root --uninstall --purge-data
 [[ ! -e $root/var/lib/gatekiosk && ! -e $root/etc/gatekiosk ]] || fail "data left after --purge-data"
 ! in_root id gatekiosk >/dev/null 2>&1 || fail "the gatekiosk user is still there"
+
+# -- the province's server ---------------------------------------------------------
+
+step "install.sh --province --no-start (the province's server, on the emptied root)"
+install_in_root --province --no-start
+wants=$root/etc/systemd/system/multi-user.target.wants
+province_conf=$root/etc/gatekiosk/province.toml
+expect_stat /etc/gatekiosk/province.toml "root:gatekiosk 640"
+expect_stat /etc/gatekiosk/province-web.pgpass "gatekiosk:gatekiosk 600"
+grep -qx 'dsn = "host=localhost dbname=province user=province_web"' "$province_conf" \
+    || fail "province.toml does not read the database as province_web"
+grep -qE '^localhost:5432:province:province_web:[A-Za-z0-9_-]{40,}$' \
+    "$root/etc/gatekiosk/province-web.pgpass" || fail "province-web.pgpass is not a pgpass line"
+[[ ! -e $root/etc/gatekiosk/gatekiosk.toml ]] || fail "--province wrote a gate's configuration"
+[[ -L $wants/gatekiosk-province-web.service ]] || fail "gatekiosk-province-web not enabled"
+for unit in gatekiosk-kiosk.service gatekiosk-web.service gatekiosk-devices.service; do
+    [[ ! -e $wants/$unit ]] || fail "$unit enabled on the province's server"
+done
+[[ ! -e $root/etc/systemd/system/timers.target.wants/gatekiosk-maintenance.timer ]] \
+    || fail "gatekiosk-maintenance.timer enabled on the province's server"
+verify=$(in_root systemd-analyze verify --man=no \
+    /etc/systemd/system/gatekiosk-province-web.service 2>&1 | grep gatekiosk || true)
+[[ -z $verify ]] || fail "systemd-analyze verify: $verify"
+
+# The database, as PostgreSQL's superuser, with the cluster started for the look.
+cluster=$(in_root pg_lsclusters --no-header | awk '$3 == 5432 { print $1, $2; exit }')
+[[ -n $cluster ]] || fail "no PostgreSQL cluster on 5432"
+read -r pg_version pg_name <<<"$cluster"
+pg_started=no
+if ! in_root pg_lsclusters --no-header | grep -q "^$pg_version *$pg_name .*online"; then
+    in_root pg_ctlcluster "$pg_version" "$pg_name" start
+    pg_started=yes
+fi
+province_sql() {
+    in_root runuser -u postgres -- psql -X -q -t -A -d province -c "$1"
+}
+[[ $(province_sql "SELECT count(*) FROM pg_namespace WHERE nspname = 'province'") == 1 ]] \
+    || fail "gatekiosk province init did not make the schema"
+[[ $(province_sql "SELECT pg_has_role('province_web', 'province_reader', 'MEMBER')") == t ]] \
+    || fail "province_web is not a province_reader"
+province_sql "INSERT INTO province.sites (id, name, role_name) VALUES ('kept', 'Kept', 'site_kept')" \
+    >/dev/null || fail "could not add a site"
+if [[ $pg_started == yes ]]; then
+    in_root pg_ctlcluster "$pg_version" "$pg_name" stop
+fi
+
+step "install.sh --province --no-start again (upgrade)"
+pgpass_before=$(cat "$root/etc/gatekiosk/province-web.pgpass")
+echo "# edited by the province" >>"$province_conf"
+install_in_root --province --no-start
+grep -qx "# edited by the province" "$province_conf" || fail "the upgrade overwrote province.toml"
+[[ $(cat "$root/etc/gatekiosk/province-web.pgpass") == "$pgpass_before" ]] \
+    || fail "the upgrade changed the reader's password"
+grep -q "keeping the database province" "$log" || fail "the upgrade did not keep the database"
+if in_root /src/gatekiosk/deploy/install.sh --no-start >>"$log" 2>&1; then
+    fail "install.sh without --province upgraded the province's server as a gate"
+fi
+
+step "install.sh --uninstall (the province's server)"
+install_in_root --uninstall
+[[ ! -e $root/opt/gatekiosk ]] || fail "/opt/gatekiosk is still there"
+[[ ! -e $wants/gatekiosk-province-web.service ]] || fail "the province web is still enabled"
+in_root pg_ctlcluster "$pg_version" "$pg_name" start
+[[ $(province_sql "SELECT name FROM province.sites WHERE id = 'kept'") == Kept ]] \
+    || fail "--uninstall lost the province's database"
+in_root pg_ctlcluster "$pg_version" "$pg_name" stop
 
 rm -f "$log"
 step "passed"

@@ -133,6 +133,7 @@ def test_install_help_lists_every_option_without_root() -> None:
         "--uninstall",
         "--purge-data",
         "--print-config",
+        "--province",
     ):
         assert option in result.stdout
 
@@ -147,6 +148,40 @@ def test_install_refuses_purge_data_without_uninstall() -> None:
     result = run(tool("bash"), INSTALL, "--purge-data")
     assert result.returncode == 1
     assert "--purge-data only goes with --uninstall" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "other",
+    [["--hub"], ["--join", "10.0.0.2", "--token", "t", "--ca", "ab:cd"], ["--with-screen"]],
+)
+def test_install_refuses_a_province_server_that_is_also_a_gate(other: list[str]) -> None:
+    for args in (["--province", *other], [*other, "--province"]):
+        result = run(tool("bash"), INSTALL, *args)
+        assert result.returncode == 1, args
+        assert "--province makes the province's server, not a gate" in result.stderr
+        assert "--hub, --join or --with-screen" in result.stderr
+        assert result.stdout == ""
+
+
+def test_province_config_is_valid_and_reads_the_database_as_the_installers_reader(
+    tmp_path: Path,
+) -> None:
+    result = run(tool("bash"), INSTALL, "--print-config", "--province")
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "province.toml"
+    written.write_text(result.stdout, encoding="utf-8")
+
+    settings = load_settings(written, env={})
+
+    assert settings["province_web.dsn"] == "host=localhost dbname=province user=province_web"
+    assert settings["gate.data_dir"] == "/var/lib/gatekiosk"
+    assert settings["web.host"] == "127.0.0.1"
+    assert settings["web.port"] == 8080
+    assert "province-web.pgpass" in result.stdout  # where the password is, never the password
+    assert "password" not in settings["province_web.dsn"]
+    # No camera, no pins: nothing of a gate's is detected or written.
+    assert "[camera]" not in result.stdout
+    assert "[pins]" not in result.stdout
 
 
 def test_install_stops_with_a_message_when_not_root() -> None:
@@ -590,11 +625,18 @@ def test_province_web_unit_is_copied_but_never_enabled_by_the_installer() -> Non
     assert "Environment=PGPASSFILE=/etc/gatekiosk/province-web.pgpass\n" in (
         DEPLOY / unit
     ).read_text(encoding="utf-8")
-    # Copied with the other units, for the province's server; a gate or hub never runs it.
+    # Copied with the other units; enabled only by install.sh --province
+    # (install_province_web, tests/test_install_province.py), never on a gate or hub.
     text = INSTALL.read_text(encoding="utf-8")
     assert f"    {unit}\n" in text
+    assert "readonly PROVINCE_WEB_UNIT=gatekiosk-province-web.service\n" in text
+    before, province_section = text.split("\n# -- the province's server (--province)", 1)
+    gate_paths = before + province_section.split("\n# -- uninstall", 1)[1]
     assert "province-web" not in "".join(
-        line for line in text.splitlines() if "systemctl enable" in line or "restart" in line
+        line for line in gate_paths.splitlines() if "systemctl enable" in line or "restart" in line
+    )
+    assert "PROVINCE_WEB_UNIT" not in "".join(
+        line for line in gate_paths.splitlines() if "systemctl enable" in line or "restart" in line
     )
 
 
