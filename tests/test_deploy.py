@@ -10,6 +10,7 @@ network, minutes), not part of this suite.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -562,6 +563,16 @@ Block devices:
 def wait_for_devices(
     tmp_path: Path, *, nodes: list[str], timeout_s: str = "0", **majors: str
 ) -> subprocess.CompletedProcess[str]:
+    """The script over a fake /proc/devices and /dev; its ``sleep`` calls are
+    recorded in ``tmp_path/sleeps`` (a stub first on PATH that still sleeps)."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    sleep = stubs / "sleep"
+    sleep.write_text(
+        f'#!/bin/sh\necho "$1" >> "{tmp_path / "sleeps"}"\nexec {tool("sleep")} "$@"\n',
+        encoding="utf-8",
+    )
+    sleep.chmod(0o755)
     proc = tmp_path / "devices"
     fields = {"gpio": "", "video": "", "media": "", "block_video": "", **majors}
     proc.write_text(PROC_DEVICES.format(**fields), encoding="utf-8")
@@ -574,7 +585,11 @@ def wait_for_devices(
         WAIT,
         "--timeout-s",
         timeout_s,
-        env={"GATEKIOSK_PROC_DEVICES": str(proc), "GATEKIOSK_DEV": str(dev)},
+        env={
+            "GATEKIOSK_PROC_DEVICES": str(proc),
+            "GATEKIOSK_DEV": str(dev),
+            "PATH": f"{stubs}:{os.environ['PATH']}",
+        },
     )
 
 
@@ -588,7 +603,10 @@ def test_wait_for_devices_returns_at_once_when_the_drivers_are_there(tmp_path: P
         media="238 media",
     )
     assert result.returncode == 0, result.stderr
-    assert "camera and GPIO drivers ready after 0 s" in result.stdout
+    # At once: it never waited. (Its "after N s" counts whole seconds of the
+    # wall clock, so a second may tick over on a busy machine.)
+    assert not (tmp_path / "sleeps").exists()
+    assert re.search(r"camera and GPIO drivers ready after [01] s", result.stdout)
     assert result.stderr == ""
 
 
