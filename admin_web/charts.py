@@ -117,6 +117,38 @@ def hourly_bars_svg(
     return Markup("".join(parts))  # noqa: S704 - every text in parts went through _e()
 
 
+SPARK_WIDTH = 96
+SPARK_HEIGHT = 24
+
+
+def hourly_spark_svg(counts: Sequence[int], *, title: str) -> Markup:
+    """A row-sized chart of one day: ``counts[h]`` events from ``h:00`` to
+    ``h+1:00`` as 24 thin bars scaled to the day's busiest hour, for a table
+    cell. Each bar's ``<title>`` gives its hour and count; ``title`` is the
+    accessible name. An empty day is a flat baseline."""
+    _check_counts("counts", counts)
+    highest = max(counts, default=0)
+    bar_w = SPARK_WIDTH / HOURS_PER_DAY
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="spark" '
+        f'viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}" width="{SPARK_WIDTH}" '
+        f'height="{SPARK_HEIGHT}" role="img" aria-label="{_e(title)}">',
+        f"<title>{_e(title)}</title>",
+        f'<line class="spark-base" x1="0" y1="{SPARK_HEIGHT - 0.5}" x2="{SPARK_WIDTH}" '
+        f'y2="{SPARK_HEIGHT - 0.5}" stroke="{_GRID_COLOUR}"/>',
+    ]
+    for hour, count in enumerate(counts):
+        height = (SPARK_HEIGHT - 1) * count / highest if highest else 0.0
+        parts.append(
+            f'<rect class="spark-bar" x="{_n(hour * bar_w + 0.5)}" '
+            f'y="{_n(SPARK_HEIGHT - 1 - height)}" width="{_n(bar_w - 1)}" '
+            f'height="{_n(height)}" fill="{ENTRY_COLOUR}">'
+            f"<title>{_e(f'{hour:02d}:00–{hour + 1:02d}:00: {count}')}</title></rect>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every text in parts went through _e()
+
+
 def occupancy_line_svg(
     points: Sequence[tuple[float, int]],
     *,

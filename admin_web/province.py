@@ -22,7 +22,7 @@ from flask import Blueprint, abort, current_app, g, render_template, request
 from flask_babel import gettext as _
 
 from admin_web.auth import login_required
-from admin_web.charts import HOURS_PER_DAY, HourlyLabels, hourly_bars_svg
+from admin_web.charts import HOURS_PER_DAY, HourlyLabels, hourly_bars_svg, hourly_spark_svg
 from admin_web.context import gk
 from admin_web.presenting import DATE, local
 from kiosk.config import Settings
@@ -100,9 +100,19 @@ def state_labels() -> dict[str, str]:
 def index() -> str:
     day = today()
     listing = dashboard.site_list(reader(), day)
+    by_hour = dashboard.events_by_hour(reader(), day)
+    empty = (0,) * HOURS_PER_DAY
+    sparks = {
+        site.site_id: hourly_spark_svg(
+            (by_hour.get(site.site_id, ()) + empty)[:HOURS_PER_DAY],  # a 23/25-hour day fits
+            title=_("%(site)s: events per hour today", site=site.site_id),
+        )
+        for site in listing.sites
+    }
     return render_template(
         "province_sites.html",
         listing=listing,
+        sparks=sparks,
         totals=dashboard.totals(listing.sites),
         scanning=sum(1 for s in listing.sites if s.state == dashboard.SCANNING),
         labels=state_labels(),

@@ -11,6 +11,7 @@ from admin_web.charts import (
     HourlyLabels,
     OccupancyLabels,
     hourly_bars_svg,
+    hourly_spark_svg,
     occupancy_line_svg,
 )
 
@@ -175,3 +176,24 @@ def test_occupancy_chart_refuses_points_off_the_day_or_out_of_order(
 def test_occupancy_chart_refuses_a_negative_capacity() -> None:
     with pytest.raises(ValueError, match="capacity"):
         occupancy_line_svg(POINTS, capacity=-1)
+
+
+def test_a_spark_scales_its_bars_to_the_busiest_hour_and_escapes_its_name() -> None:
+    svg = hourly_spark_svg(ENTRIES, title=HOSTILE)
+    root = ET.fromstring(str(svg))  # well-formed: the hostile name was escaped
+    assert root.get("aria-label") == HOSTILE
+    bars = root.findall(f"{SVG}rect")
+    assert len(bars) == 24
+    heights = [float(bar.get("height", "")) for bar in bars]
+    busiest = heights[ENTRIES.index(max(ENTRIES))]
+    assert busiest == max(heights) > 0
+    for count, height in zip(ENTRIES, heights, strict=True):
+        assert height == pytest.approx(busiest * count / max(ENTRIES), abs=0.051)  # to 0.1 unit
+    assert [bar.findtext(f"{SVG}title") for bar in bars][7] == "07:00–08:00: 40"
+
+
+def test_an_empty_day_is_a_flat_spark_and_a_wrong_day_is_refused() -> None:
+    root = ET.fromstring(str(hourly_spark_svg([0] * 24, title="x")))
+    assert {bar.get("height") for bar in root.findall(f"{SVG}rect")} == {"0.0"}
+    with pytest.raises(ValueError, match=r"hourly counts|non-negative"):
+        hourly_spark_svg([0] * 23, title="x")

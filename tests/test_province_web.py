@@ -161,6 +161,32 @@ def test_the_site_list_shows_every_site_scanning_or_quiet_with_todays_counts(
     assert "Last heard: —" in manager.get("/sites/never").get_data(as_text=True)
 
 
+def test_each_sites_row_charts_its_events_per_local_hour_today(
+    province: Province, manager: FlaskClient
+) -> None:
+    province.add_site("market-a")
+    province.add_site("never")
+    start = day_bounds(server_now(province).astimezone(TZ).date(), TZ).start
+    at_7 = start + timedelta(hours=7, minutes=10)  # 07:10 in Viet Nam
+    at_9 = start + timedelta(hours=9, minutes=59)
+    insert_events(province, "market-a", [at_7, at_7 + timedelta(seconds=1)])
+    insert_events(province, "market-a", [at_7 + timedelta(seconds=2)], decision="deny")
+    insert_events(province, "market-a", [at_9], direction="out", prefix="x")
+    insert_events(province, "market-a", [start - timedelta(minutes=1)], prefix="y")  # yesterday
+
+    page = manager.get("/").get_data(as_text=True)
+
+    bars = re.findall(
+        r'<rect class="spark-bar"[^>]*><title>(\d\d:00)–\d\d:00: (\d+)</title>',
+        row_of(page, "market-a"),
+    )
+    assert len(bars) == 24
+    assert {hour: int(n) for hour, n in bars if n != "0"} == {"07:00": 3, "09:00": 1}
+    flat = re.findall(r"<title>\d\d:00–\d\d:00: (\d+)</title>", row_of(page, "never"))
+    assert flat == ["0"] * 24
+    assert 'aria-label="market-a: events per hour today"' in page
+
+
 def test_todays_counts_come_from_the_rollup_not_from_scanning_events(
     province: Province, reader_dsn: str
 ) -> None:

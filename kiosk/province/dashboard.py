@@ -198,6 +198,24 @@ def hourly_chart(conn: psycopg.Connection[Any], site_id: str, day: Day) -> Hourl
     return HourlyChart(tuple(entries), tuple(exits), tuple(refused))
 
 
+def events_by_hour(conn: psycopg.Connection[Any], day: Day) -> dict[str, tuple[int, ...]]:
+    """Every site's events (entries, exits and refusals together) per hour of
+    ``day``, from the rollup: one row per site and busy hour, a few thousand
+    for a province. A site without events that day is absent."""
+    hours = round((day.end - day.start).total_seconds() / 3600)
+    by_site: dict[str, list[int]] = {}
+    rows = conn.execute(
+        "SELECT site_id, hour, entries + exits + denied FROM province.hourly "
+        "WHERE hour >= %s AND hour < %s",
+        (day.start, day.end),
+    ).fetchall()
+    for site_id, hour, count in rows:
+        index = int((hour - day.start).total_seconds() // 3600)
+        if 0 <= index < hours:
+            by_site.setdefault(site_id, [0] * hours)[index] += count
+    return {site_id: tuple(counts) for site_id, counts in by_site.items()}
+
+
 @dataclass(frozen=True)
 class Rating:
     """A site's latest self-assessment, and whether it still counts."""
