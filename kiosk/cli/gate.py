@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli.group import cli, config_option, load, log_in_site_time
+from kiosk.cli.group import cli, config_option, load, log_in_site_time, raise_interrupt, serve_web
 
 
 @cli.command()
@@ -53,11 +53,6 @@ def run(config_path: Path | None) -> None:
         # After the gate is closed (relay off, health row written): systemd
         # restarts the process, with a fresh camera driver (Restart=on-failure).
         raise click.ClickException(f"{gave_up}; exiting so that the service is restarted")
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM (systemd's stop) ends a blocking server like Ctrl-C does."""
-    raise KeyboardInterrupt
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -147,7 +142,7 @@ def demo(
         from kiosk.demo_site import run_site_demo
 
         # SIGTERM stops the demo like Ctrl-C: its broker and PostgreSQL stopped too.
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
         try:
             run_site_demo(
                 data_dir=data_dir,
@@ -194,36 +189,22 @@ def web(config_path: Path | None) -> None:
         gatekiosk web --config /etc/gatekiosk/gatekiosk.toml
     """
     from admin_web import create_app, start_enrolment
-    from kiosk.webserver import Serving, make_server, url_of
 
     settings = load(config_path)
     log_in_site_time(settings.timezone)
     app = create_app(settings)
-    host = settings["web.host"]
-    server = make_server(
-        app, host=host, port=settings["web.port"], serving=Serving.from_settings(settings)
-    )
-    store = app.extensions["gatekiosk"].store
     enrolment = start_enrolment(app)  # on a site's hub only
-    if not store.count_managers():
-        click.echo(
-            "gatekiosk: no manager account yet; create one with "
-            "`gatekiosk user add NAME --role manager`",
-            err=True,
-        )
-    click.echo(f"gatekiosk: admin web at {url_of(server, host)}")
+    notes = []
     if enrolment is not None:
-        click.echo(f"gatekiosk: gates join this hub over HTTPS on port {enrolment.port}")
-    signal.signal(signal.SIGTERM, _interrupt)
+        notes.append(
+            f"các cổng tham gia trạm này qua HTTPS, cổng {enrolment.port} / "
+            f"gates join this hub over HTTPS on port {enrolment.port}"
+        )
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        serve_web(app, settings, label="trang quản trị / admin web", notes=notes)
     finally:
         if enrolment is not None:
             enrolment.stop()
-        server.close()
-        store.close()
 
 
 @cli.command()

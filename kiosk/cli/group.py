@@ -20,6 +20,10 @@ from kiosk import __version__
 from kiosk.errors import GateError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flask import Flask
+
     from kiosk.config import Settings
     from kiosk.store import Store
 
@@ -109,3 +113,43 @@ def open_store(config_path: Path | None) -> Store:
     from kiosk.store import Store
 
     return Store.open(load(config_path).db_path)
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (systemd's stop) ends a blocking server like Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def serve_web(app: Flask, settings: Settings, *, label: str, notes: Sequence[str] = ()) -> None:
+    """Serve ``app`` (the admin web or the province web) on web.host:web.port
+    until Ctrl-C or SIGTERM, then close its store.
+
+    ``label`` names it in the "at URL" line ("Vietnamese / English");
+    ``notes`` are printed after that line.
+    """
+    import signal
+
+    from kiosk.webserver import Serving, make_server, url_of
+
+    host = settings["web.host"]
+    server = make_server(
+        app, host=host, port=settings["web.port"], serving=Serving.from_settings(settings)
+    )
+    store = app.extensions["gatekiosk"].store
+    if not store.count_managers():
+        click.echo(
+            "gatekiosk: chưa có tài khoản quản lý / no manager account yet; create one with "
+            "`gatekiosk user add NAME --role manager`",
+            err=True,
+        )
+    click.echo(f"gatekiosk: {label} at {url_of(server, host)}")
+    for note in notes:
+        click.echo(f"gatekiosk: {note}")
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        store.close()
