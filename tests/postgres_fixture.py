@@ -23,7 +23,6 @@ Use the fixtures in a test module with::
 from __future__ import annotations
 
 import contextlib
-import glob
 import itertools
 import os
 import pwd
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kiosk.clock import SystemClock
+from kiosk.demo_postgres import postgres_bindir
 from kiosk.province.setup import SiteRole, add_reader, add_site, init_schema
 from kiosk.site.pki import (
     CertificateAuthority,
@@ -58,7 +58,6 @@ from kiosk.site.pki import (
 HOST = "127.0.0.1"
 WAIT_S = 30.0
 _POLL_S = 0.05
-_INSTALL = "apt-get install -y postgresql"
 _names = itertools.count(1)
 
 CERT_LOGIN = "tls_cert_login"
@@ -70,19 +69,6 @@ TLS_HBA = (
     f"host all all {HOST}/32 reject",
 )
 """The TLS cluster's ``pg_hba.conf``: TLS or nothing over TCP."""
-
-
-def postgres_bindir() -> Path:
-    """Where ``initdb`` and ``postgres`` are: ``pg_config --bindir``, or Debian's folder."""
-    candidates: list[str] = []
-    if pg_config := shutil.which("pg_config"):
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
-        candidates.append(out.stdout.strip())
-    candidates.extend(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
-    for folder in candidates:
-        if folder and (Path(folder) / "initdb").exists():
-            return Path(folder)
-    raise RuntimeError(f"PostgreSQL's initdb not found; install it: {_INSTALL}")
 
 
 def _as_postgres(path: Path) -> None:
