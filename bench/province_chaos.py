@@ -37,7 +37,15 @@ from kiosk.clock import SystemClock
 from kiosk.province.setup import init_schema
 from kiosk.store import Store
 from tests.postgres_fixture import Province, new_server
-from tests.province_fleet import Books, Feeder, Hub, books, catch_batch_in_flight, wait_until
+from tests.province_fleet import (
+    Books,
+    Feeder,
+    Hub,
+    books,
+    catch_batch_in_flight,
+    events_at,
+    wait_until,
+)
 from tests.province_hub import ingest, make_events
 
 REPORT = Path(__file__).resolve().parent / "report-province-chaos.md"
@@ -108,9 +116,10 @@ def main() -> None:
         chaos_s = clock.monotonic() - started
         feeder.finish()
         fed = feeder.fed
-        count = lambda: int(str(province.query("SELECT count(*) FROM province.events", ())[0][0]))  # noqa: E731
         catch_up_s = wait_until(
-            lambda: all(h.pending() == 0 for h in hubs) and count() >= fed, clock, timeout_s=600
+            lambda: all(h.pending() == 0 for h in hubs) and events_at(province.query) >= fed,
+            clock,
+            timeout_s=600,
         )
         result = books(province.query, hubs)
         report(args, result, chaos_s, catch_up_s, (in_flight, hub_in_flight))

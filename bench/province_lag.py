@@ -35,7 +35,7 @@ from pathlib import Path
 from kiosk.clock import SystemClock
 from kiosk.province.setup import init_schema
 from tests.postgres_fixture import Province, new_server
-from tests.province_fleet import Feeder, Hub, wait_until
+from tests.province_fleet import Feeder, Hub, events_at, wait_until
 
 REPORT = Path(__file__).resolve().parent / "report-province-lag.md"
 BUSY_MARKET_PER_HOUR = 2000
@@ -89,8 +89,7 @@ def main() -> None:
         fed_s = clock.monotonic() - started + per_tick / args.rate  # the last second's too
         feeder.finish()
         total = feeder.fed
-        count = lambda: int(str(province.query("SELECT count(*) FROM province.events", ())[0][0]))  # noqa: E731
-        wait_until(lambda: count() >= total, clock, timeout_s=600)
+        wait_until(lambda: events_at(province.query) >= total, clock, timeout_s=600)
         ((events, p50, p95, p99, worst),) = province.query(_LAG_SQL, ())
         figures = [float(str(v)) for v in (p50, p95, p99, worst)]
         report(args, int(str(events)), total, fed_s, start_s, figures)

@@ -257,6 +257,11 @@ def books(query: Query, hubs: Sequence[Hub]) -> Books:
     )
 
 
+def events_at(query: Query) -> int:
+    """How many events the province holds, every site together."""
+    return int(str(query("SELECT count(*) FROM province.events", ())[0][0]))
+
+
 def wait_until(condition: Callable[[], bool], clock: Clock, timeout_s: float = 60.0) -> float:
     """Poll ``condition`` until true; seconds it took. AssertionError after ``timeout_s``."""
     start = clock.monotonic()
