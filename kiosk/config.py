@@ -212,7 +212,13 @@ def with_site_settings(settings: Settings, site: Mapping[str, Any]) -> Settings:
     changes = {k: v for k, v in site.items() if k in EDITABLE_ON_WEB}
     if not changes:
         return settings
-    merged = load_settings(overrides={**settings.values, **changes}, env={})
+    return with_values(settings, changes)
+
+
+def with_values(settings: Settings, values: Mapping[str, Any]) -> Settings:
+    """``settings`` with ``values`` over them, checked again; the same source
+    file and database name. ConfigError if a value is not valid."""
+    merged = load_settings(overrides={**settings.values, **values}, env={})
     return Settings(values=merged.values, source=settings.source, db_name=settings.db_name)
 
 

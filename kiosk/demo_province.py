@@ -291,6 +291,9 @@ class DemoProvince:
         self._threads: list[threading.Thread] = []
         self._uplink: Uplink | None = None
         self._hub_store: Store | None = None
+        self.hub_uplink_dsn: str | None = None
+        """The demo hub's login at the province, once started: its web's
+        ``uplink.dsn``, so its Self-assessment page knows it has a province."""
 
     def start(self, hub: Settings, *, web_port: int) -> DemoWeb:
         """The cluster, the schema, the sites and their history, the demo
@@ -351,6 +354,7 @@ class DemoProvince:
 
     def _start_uplink(self, hub: Settings, dsn: str) -> None:
         """The demo hub's ``gatekiosk uplink``, in a thread over a connection of its own."""
+        self.hub_uplink_dsn = dsn
         self._hub_store = Store.open(hub.db_path)
         self._uplink = Uplink(
             ProvinceOutbox(self._hub_store.connection),

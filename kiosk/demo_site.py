@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kiosk.clock import Clock, SystemClock
-from kiosk.config import Settings, load_settings
+from kiosk.config import Settings, load_settings, with_values
 from kiosk.demo import DEMO_MANAGER, DEMO_SITE_ID, start_demo_web
 from kiosk.errors import GateError
 from kiosk.privacy import load_or_create_key, subject_hash
@@ -280,17 +280,10 @@ def run_site_demo(
     demo_province = None
     try:
         site.start()
-        web = start_demo_web(site.hub, clock=clock, port=web_port)
-        out.write(
-            f"gatekiosk demo: một khu {gates} cổng và một trạm trung tâm / a site of {gates} "
-            f"gates and one hub, in {folder}. Ctrl-C để dừng / to stop.\n"
-            f"Trang quản trị của trạm / Admin page (hub): {web.url}  user: {DEMO_MANAGER}  "
-            f"password (this run only): {web.password}  (mật khẩu chỉ cho lần chạy này)\n"
-            f"Các cổng / Site: {web.url}site/status\n"
-        )
-        out.flush()
+        hub = site.hub
+        province_web = None
         if bindir is not None:
-            from kiosk.demo_province import DemoProvince, province_lines
+            from kiosk.demo_province import DemoProvince
 
             out.write(
                 "Đang dựng cấp tỉnh trên PostgreSQL tạm... / "
@@ -300,9 +293,26 @@ def run_site_demo(
             demo_province = DemoProvince(folder, bindir, port=free_port(), clock=clock, keep=keep)
             next_port = web_port + 1 if 0 < web_port < 65535 else 0
             province_web = demo_province.start(site.hub, web_port=next_port)
+            # The hub's web, like a hub's with [uplink] settings: its
+            # Self-assessment page is the province's checklist to fill.
+            hub = with_values(site.hub, {"uplink.dsn": demo_province.hub_uplink_dsn})
+        web = start_demo_web(hub, clock=clock, port=web_port)
+        out.write(
+            f"gatekiosk demo: một khu {gates} cổng và một trạm trung tâm / a site of {gates} "
+            f"gates and one hub, in {folder}. Ctrl-C để dừng / to stop.\n"
+            f"Trang quản trị của trạm / Admin page (hub): {web.url}  user: {DEMO_MANAGER}  "
+            f"password (this run only): {web.password}  (mật khẩu chỉ cho lần chạy này)\n"
+            f"Các cổng / Site: {web.url}site/status\n"
+        )
+        if province_web is not None and demo_province is not None:
+            from kiosk.demo_province import province_lines
+
             assert demo_province.postgres is not None
+            out.write(
+                f"Tự đánh giá của khu / the site's self-assessment: {web.url}site/assessment\n"
+            )
             out.write(province_lines(province_web, demo_province.postgres, keep=keep))
-            out.flush()
+        out.flush()
         deadline = clock.monotonic() + seconds if seconds is not None else None
         try:
             while not site.stop_event.wait(0.2):

@@ -29,6 +29,10 @@ PROVINCE_LINE = re.compile(
     r"Trang cấp tỉnh / Province web: (?P<url>\S+)  user: (?P<user>\S+)  "
     r"password \(this run only\): (?P<password>\S+)"
 )
+HUB_LINE = re.compile(
+    r"Admin page \(hub\): (?P<url>\S+)  user: (?P<user>\S+)  "
+    r"password \(this run only\): (?P<password>\S+)"
+)
 CLUSTER_LINE = re.compile(r"throwaway PostgreSQL: 127\.0\.0\.1:\d+, (?P<folder>\S+) \(")
 START_S = 180.0
 """The demo's start (initdb, history uploads) on a loaded two-core machine, at most."""
@@ -159,6 +163,14 @@ def test_demo_with_a_province_shows_every_site_with_the_live_gates_and_stops_cle
     assert 'class="rating-current"' in row(ratings, "rating", "cho-ben-thanh")
     assert 'class="rating-stale"' in row(ratings, "rating", "may-tan-tao")
     assert 'class="rating-missing"' in row(ratings, "rating", DEMO_SITE_ID)
+    # The demo hub's own web knows its province: the checklist is there to fill.
+    hub_login = HUB_LINE.search("".join(lines))
+    assert hub_login is not None
+    hub = Browser(hub_login.group("url"))
+    hub.log_in(hub_login.group("user"), hub_login.group("password"))
+    assessment = hub.get("/site/assessment")
+    assert 'id="not-configured"' not in assessment
+    assert 'id="checklist"' in assessment
 
     process.send_signal(signal.SIGINT)  # Ctrl-C
     assert process.wait(timeout=90) == 0, (tmp_path / "demo.err").read_text()[-2000:]
